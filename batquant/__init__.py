@@ -1,0 +1,1 @@
+"""batquant: BATQuant calibration for MX formats, built on mxref."""

@@ -1,0 +1,31 @@
+"""mxref: a bit-exact reference for the OCP Microscaling (MX) formats.
+
+Public API::
+
+    quantize, dequantize, quantize_dequantize, MXArray
+    get_format, FORMATS, ElementFormat
+    ScaleRule, Rounding, Overflow
+
+Spec: OCP Microscaling Formats (MX) v1.0.
+"""
+
+from mxref.array import MXArray
+from mxref.codec import dequantize, quantize, quantize_dequantize
+from mxref.formats import FORMATS, ElementFormat, SignEncoding, Specials, get_format
+from mxref.policies import Overflow, Rounding, ScaleRule
+
+__all__ = [
+    "FORMATS",
+    "ElementFormat",
+    "MXArray",
+    "Overflow",
+    "Rounding",
+    "ScaleRule",
+    "SignEncoding",
+    "Specials",
+    "dequantize",
+    "get_format",
+    "quantize",
+    "quantize_dequantize",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,263 @@
+"""The public array API: quantize, dequantize and the fused quantize_dequantize.
+
+This module validates arguments, picks a kernel layout and never copies a
+contiguous float32/float64 input.  All arithmetic happens in
+:mod:`mxref.kernels`.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from mxref.array import MXArray, scales_shape
+from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format
+from mxref.inputs import as_float_array, is_torch_tensor
+from mxref.kernels.array import (
+    dequantize_blocked,
+    dequantize_strided,
+    fake_quantize_blocked,
+    fake_quantize_strided,
+    quantize_blocked,
+    quantize_strided,
+)
+from mxref.kernels.element import decode_table
+from mxref.kernels.params import decode_params, element_params, scale_params
+from mxref.policies import Overflow, Rounding, ScaleRule
+
+#: output dtypes of dequantize; float16/bfloat16 are rounded once from the exact float32
+OUTPUT_DTYPES = {
+    np.dtype(np.float16): np.float32,
+    np.dtype(ml_dtypes.bfloat16): np.float32,
+    np.dtype(np.float32): np.float32,
+    np.dtype(np.float64): np.float64,
+}
+
+
+def _check_axis(axis: object, ndim: int) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
+        raise TypeError(f"axis must be an int; got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for a {ndim}-d input")
+    return int(axis) % ndim
+
+
+def _check_block_size(block_size: object) -> int:
+    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
+        raise TypeError(f"block_size must be an int; got {type(block_size).__name__}")
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1; got {block_size}")
+    return int(block_size)
+
+
+def _check_seed(seed: object, rounding: Rounding) -> int:
+    if rounding is not Rounding.STOCHASTIC:
+        if seed is not None:
+            raise ValueError("seed is only used with rounding='stochastic'; pass seed=None")
+        return 0
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ValueError("rounding='stochastic' needs seed=<int>, so that results reproduce")
+    if not 0 <= seed < 1 << 64:
+        raise ValueError(f"seed must be in [0, 2**64); got {seed}")
+    return int(seed)
+
+
+@cache
+def _table(fmt: ElementFormat, dtype: type) -> np.ndarray:
+    return decode_table(*decode_params(fmt)).astype(dtype)
+
+
+def _run_quantize(
+    x: Any,
+    fmt: str | ElementFormat,
+    axis: int,
+    block_size: int,
+    scale_rule: str | ScaleRule,
+    rounding: str | Rounding,
+    overflow: str | Overflow,
+    seed: int | None,
+    want_values: bool,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, ElementFormat, int, int]:
+    """Validate everything, run the right kernel, return (arr, values, codes, scales...)."""
+    fmt = get_format(fmt)
+    rule = ScaleRule.parse(scale_rule, "scale_rule")
+    rnd = Rounding.parse(rounding, "rounding")
+    ovf = Overflow.parse(overflow, "overflow")
+    key = _check_seed(seed, rnd)
+    bs = _check_block_size(block_size)
+    arr = as_float_array(x, "x")
+    ax = _check_axis(axis, arr.ndim)
+    host = np.float64 if arr.dtype == np.float64 else np.float32
+    work = np.ascontiguousarray(arr, dtype=host)
+    ip, fp = element_params(fmt, rnd, ovf, work.dtype)
+    sp = scale_params(fmt, rule, work.dtype)
+    shape = work.shape
+    n = shape[ax]
+    inner = int(np.prod(shape[ax + 1 :], dtype=np.int64))
+    outer = int(np.prod(shape[:ax], dtype=np.int64))
+    codes = np.empty(shape if not want_values else (0,) * len(shape), np.uint8)
+    values = np.empty(shape, host) if want_values else None
+    scales = np.empty(scales_shape(shape, ax, bs), np.uint8)
+    if work.size == 0:
+        return arr, values, codes, scales, fmt, ax
+    args = (ip, fp, sp, rnd.code, key)
+    if inner == 1 and n % bs == 0:
+        rows = work.size // bs
+        flat_scales = scales.reshape(-1)
+        if values is None:
+            quantize_blocked(work.reshape(rows, bs), codes.reshape(rows, bs), flat_scales, *args)
+        else:
+            fake_quantize_blocked(work.reshape(rows, bs), values.reshape(rows, bs), flat_scales, *args)
+    else:
+        x3 = work.reshape(outer, n, inner)
+        s3 = scales.reshape(outer, -(-n // bs), inner)
+        if values is None:
+            quantize_strided(x3, codes.reshape(outer, n, inner), s3, bs, *args)
+        else:
+            fake_quantize_strided(x3, values.reshape(outer, n, inner), s3, bs, *args)
+    return arr, values, codes, scales, fmt, ax
+
+
+def quantize(
+    x: Any,
+    fmt: str | ElementFormat,
+    *,
+    axis: int = -1,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    scale_rule: str | ScaleRule = ScaleRule.FLOOR,
+    rounding: str | Rounding = Rounding.RNE,
+    overflow: str | Overflow = Overflow.SATURATE,
+    seed: int | None = None,
+) -> MXArray:
+    """Encode ``x`` into MX element codes and E8M0 block scales.
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor
+        float16, bfloat16, float32 or float64 values, at least 1-d.  float64
+        is rounded once, exactly, never through float32.
+    fmt : str or ElementFormat
+        ``"mxfp4"``, ``"mxfp6_e2m3"``, ``"mxfp6_e3m2"``, ``"mxfp8_e4m3"``,
+        ``"mxfp8_e5m2"`` or ``"mxint8"``.
+    axis : int
+        The axis cut into blocks.
+    block_size : int
+        Elements per block (32 in every concrete MX format).  A last block
+        that is shorter is quantized as it is, which equals zero padding.
+    scale_rule : {"floor", "ceil", "even", "rceil"}
+    rounding : {"rne", "away", "zero", "stochastic"}
+    overflow : {"saturate", "ieee"}
+    seed : int, optional
+        Required with ``rounding="stochastic"`` and rejected otherwise.
+
+    Returns
+    -------
+    MXArray
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the offending argument.
+
+    Spec: OCP MX v1.0 section 6.3.
+    """
+    _, _, codes, scales, f, ax = _run_quantize(
+        x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, want_values=False
+    )
+    return MXArray(codes=codes, scales=scales, fmt=f, axis=ax, block_size=int(block_size))
+
+
+def dequantize(mx: MXArray, dtype: Any = np.float32) -> np.ndarray:
+    """Decode an MXArray: ``X * P_i`` for every element.
+
+    Parameters
+    ----------
+    mx : MXArray
+    dtype : float32 (default), float64, float16 or bfloat16
+        float64 is always exact.  The others are the exact value rounded once
+        (RNE); float32 is exact except where ``X * P_i`` exceeds its range,
+        which gives Inf.
+
+    Returns
+    -------
+    np.ndarray
+        A NaN scale (0xFF) gives NaN throughout its block; NaN and Inf element
+        codes decode as themselves.
+
+    Spec: OCP MX v1.0 section 5.1.
+    """
+    if not isinstance(mx, MXArray):
+        raise TypeError(f"mx must be an MXArray; got {type(mx).__name__}")
+    try:
+        out_dtype = np.dtype(dtype)
+        work_dtype = OUTPUT_DTYPES[out_dtype]
+    except (TypeError, KeyError):
+        raise ValueError(
+            f"dtype must be float32, float64, float16 or bfloat16; got {dtype!r}"
+        ) from None
+    table = _table(mx.fmt, work_dtype)
+    shape, ax, bs = mx.shape, mx.axis, mx.block_size
+    out = np.empty(shape, work_dtype)
+    if out.size:
+        n = shape[ax]
+        inner = int(np.prod(shape[ax + 1 :], dtype=np.int64))
+        codes = np.ascontiguousarray(mx.codes)
+        scales = np.ascontiguousarray(mx.scales)
+        if inner == 1 and n % bs == 0:
+            rows = codes.size // bs
+            dequantize_blocked(
+                codes.reshape(rows, bs), scales.reshape(-1), table, out.reshape(rows, bs)
+            )
+        else:
+            outer = codes.size // (n * inner)
+            dequantize_strided(
+                codes.reshape(outer, n, inner),
+                scales.reshape(outer, -(-n // bs), inner),
+                bs,
+                table,
+                out.reshape(outer, n, inner),
+            )
+    return out if out_dtype == work_dtype else out.astype(out_dtype)
+
+
+def quantize_dequantize(
+    x: Any,
+    fmt: str | ElementFormat,
+    *,
+    axis: int = -1,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    scale_rule: str | ScaleRule = ScaleRule.FLOOR,
+    rounding: str | Rounding = Rounding.RNE,
+    overflow: str | Overflow = Overflow.SATURATE,
+    seed: int | None = None,
+) -> Any:
+    """Fake-quantize: ``dequantize(quantize(x, ...))`` in one fused pass.
+
+    The result has ``x``'s dtype and kind (numpy in, numpy out; a torch tensor
+    in, a torch tensor out on the same device) and equals the two-step result
+    bit for bit, decoded to that dtype with one rounding.
+
+    Parameters
+    ----------
+    x, fmt, axis, block_size, scale_rule, rounding, overflow, seed
+        As for :func:`quantize`.
+
+    Spec: OCP MX v1.0 sections 5.1 and 6.3.
+    """
+    arr, values, _, _, _, _ = _run_quantize(
+        x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, want_values=True
+    )
+    assert values is not None
+    out = values if values.dtype == arr.dtype else values.astype(arr.dtype)
+    if is_torch_tensor(x):
+        import torch
+
+        if arr.dtype == ml_dtypes.bfloat16:
+            result = torch.from_numpy(out.view(np.int16)).view(torch.bfloat16)
+        else:
+            result = torch.from_numpy(out)
+        return result.to(x.device)  # type: ignore[attr-defined]
+    return out

@@ -1,0 +1,92 @@
+"""Plain-integer parameter tuples for the kernels, derived from the dataclasses.
+
+Kernels take tuples of integers and floats, never dataclasses or enums; this
+module is the one place that turns a format and policies into those tuples.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+from mxref.formats import ElementFormat, SignEncoding, Specials
+from mxref.policies import Overflow, Rounding, ScaleRule
+
+#: host float dtype -> (mantissa bits, exponent bits, bias)
+HOST_LAYOUT = {
+    np.dtype(np.float32): (23, 8, 127),
+    np.dtype(np.float64): (52, 11, 1023),
+}
+
+SPECIALS_CODE = {Specials.NONE: 0, Specials.NAN_ONLY: 1, Specials.IEEE: 2}
+
+
+def _pow2_bits(k: int, host_mbits: int, host_bias: int) -> int:
+    """Host bits of the normal number 2**k."""
+    return (k + host_bias) << host_mbits
+
+
+@cache
+def element_params(fmt: ElementFormat, rounding: Rounding, overflow: Overflow, host: np.dtype):
+    """Return ``(ip, fp)`` for :func:`mxref.kernels.element.encode_element`.
+
+    ``fp`` is ``(overflow_value, max_normal)`` as host floats.
+    """
+    host_mbits, host_ebits, host_bias = HOST_LAYOUT[np.dtype(host)]
+    width = 1 + host_ebits + host_mbits
+    ieee = overflow is Overflow.IEEE and rounding is not Rounding.ZERO
+    overflow_code = fmt.overflow_code if ieee and fmt.overflow_code is not None else fmt.max_code
+    if overflow_code == fmt.max_code:
+        overflow_value = float(fmt.max_normal)
+    elif overflow_code == fmt.inf_code:
+        overflow_value = float("inf")
+    else:
+        overflow_value = float("nan")
+    twos = fmt.sign is SignEncoding.TWOS_COMPLEMENT
+    ip = (
+        _pow2_bits(fmt.emin, host_mbits, host_bias),
+        ((1 << host_ebits) - 1) << host_mbits,
+        (host_mbits - fmt.mbits) << host_mbits,
+        (host_bias + fmt.mbits) << host_mbits,
+        fmt.mbits << host_mbits,
+        1 << fmt.mbits,
+        fmt.max_code,
+        overflow_code,
+        fmt.code_count - 1 if twos else fmt.sign_bit,
+        1 if twos else 0,
+        0,
+        fmt.code_count - 1,
+        0 if twos else 1,
+        _pow2_bits(fmt.emax + 1, host_mbits, host_bias),
+        (1 << (width - 1)) - 1,
+        host_bias << host_mbits,
+    )
+    uint = np.uint32 if width == 32 else np.uint64
+    hf = np.dtype(host).type
+    return tuple(uint(v) for v in ip), (hf(overflow_value), hf(float(fmt.max_normal)))
+
+
+@cache
+def scale_params(fmt: ElementFormat, rule: ScaleRule, host: np.dtype):
+    """Return the tuple for :func:`mxref.kernels.scale.encode_scale`."""
+    host_mbits, _, host_bias = HOST_LAYOUT[np.dtype(host)]
+    return (
+        np.int64(host_mbits),
+        np.int64(host_bias),
+        np.int64(fmt.emax),
+        np.int64(fmt.mbits),
+        np.int64(fmt.max_significand_mantissa),
+        np.int64(rule.code),
+    )
+
+
+def decode_params(fmt: ElementFormat):
+    """Return the arguments of :func:`mxref.kernels.element.decode_table`."""
+    return (
+        fmt.ebits,
+        fmt.mbits,
+        fmt.bias,
+        SPECIALS_CODE[fmt.specials],
+        fmt.sign is SignEncoding.TWOS_COMPLEMENT,
+    )

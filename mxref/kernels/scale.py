@@ -1,0 +1,83 @@
+"""Kernel twin of :mod:`mxref.ref.scale`: the shared exponent from amax bits.
+
+The exponent and the significand of amax are read from its bit fields (a
+subnormal amax is normalised by counting its leading zeros), never with
+``log2``, which is wrong just below powers of two in float32.
+
+Spec: OCP MX v1.0 sections 5.4.1 and 6.3.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# rule codes, in ScaleRule order
+FLOOR, CEIL, EVEN, RCEIL = 0, 1, 2, 3
+
+
+@njit(cache=True)
+def shared_exponent(amax_bits, host_mbits, host_bias, emax, mbits, max_mant, rule):
+    """Return the unclamped shared exponent for a positive finite amax.
+
+    Parameters
+    ----------
+    amax_bits : int
+        Bit pattern of amax (sign clear) in the host format.
+    host_mbits, host_bias : int
+        Mantissa width and bias of the host format (23/127 or 52/1023).
+    emax, mbits, max_mant : int
+        The element format's emax, mantissa width and max-normal mantissa.
+    rule : int
+        ScaleRule code.
+
+    Spec: OCP MX v1.0 section 6.3.
+    """
+    a = np.int64(amax_bits)
+    one = np.int64(1) << host_mbits
+    field = a >> host_mbits
+    frac = a & (one - 1)
+    if field == 0:
+        # subnormal amax: normalise so frac holds the bits below the leading one
+        width = 0
+        while (frac >> width) != 0:
+            width += 1
+        e = width - host_mbits - host_bias
+        frac = (frac << (host_mbits + 1 - width)) & (one - 1)
+    else:
+        e = field - host_bias
+    e = e - emax
+    if rule == CEIL:
+        e += np.int64(frac != 0)
+    elif rule == EVEN:
+        e += np.int64(frac >= one - (np.int64(1) << (host_mbits - mbits - 1)))
+    elif rule == RCEIL:
+        e += np.int64(frac > (np.int64(max_mant) << (host_mbits - mbits)))
+    return e
+
+
+@njit(cache=True)
+def encode_scale(amax_bits, special, host_mbits, host_bias, emax, mbits, max_mant, rule):
+    """Return the E8M0 byte: 0xFF if ``special``, 0 for amax 0, else clamped exponent + 127.
+
+    Spec: OCP MX v1.0 section 5.4.1, Table 7.
+    """
+    if special:
+        return 255
+    if amax_bits == 0:
+        return 0
+    e = shared_exponent(amax_bits, host_mbits, host_bias, emax, mbits, max_mant, rule)
+    return min(max(e, -127), 127) + 127
+
+
+@njit(cache=True)
+def decode_scale(byte):
+    """Return the scale ``2**(byte - 127)`` as float64, NaN for 0xFF.
+
+    Spec: OCP MX v1.0 section 5.4.1, Table 7.
+    """
+    if byte == 255:
+        return np.nan
+    return math.ldexp(1.0, np.int64(byte) - 127)

@@ -1,0 +1,86 @@
+"""Conversion policies: scale rule, element rounding and overflow.
+
+Each policy is an enum whose values are the strings the API and the CLI
+accept.  The defaults are the spec's: FLOOR scale, round-to-nearest-even,
+saturation.  Every member carries a small integer ``code`` that the numba
+kernels receive, because kernels take plain integers, not enums.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TypeVar
+
+_E = TypeVar("_E", bound="_Policy")
+
+
+class _Policy(str, Enum):
+    """A string enum that parses user input with a clear error."""
+
+    @classmethod
+    def parse(cls: type[_E], value: object, argname: str) -> _E:
+        """Return the member named by ``value`` (a member or its string).
+
+        Raises
+        ------
+        ValueError
+            Naming ``argname`` and listing the accepted values.
+        """
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            key = value.strip().lower().replace("-", "_")
+            for member in cls:
+                if member.value == key:
+                    return member
+        choices = ", ".join(repr(m.value) for m in cls)
+        raise ValueError(f"{argname} must be one of {choices}; got {value!r}")
+
+    @property
+    def code(self) -> int:
+        """Small integer passed to the kernels (the member's position)."""
+        return list(type(self)).index(self)
+
+
+class ScaleRule(_Policy):
+    """How the shared E8M0 exponent is chosen from the block's amax.
+
+    Spec: OCP MX v1.0 section 6.3 defines FLOOR; the others are in wide use.
+    """
+
+    #: floor(log2 amax) - emax_elem (the spec).  Values above max normal saturate.
+    FLOOR = "floor"
+    #: ceil(log2 amax) - emax_elem (torchao CEIL).  Never saturates.
+    CEIL = "ceil"
+    #: amax rounded half-up to the element's mantissa bits, then FLOOR (torchao EVEN, AMD Quark).
+    EVEN = "even"
+    #: ceil(log2(amax / max_normal)) (cuBLAS, Transformer Engine, Triton ROUND_UP).
+    RCEIL = "rceil"
+
+
+class Rounding(_Policy):
+    """How a scaled element is rounded onto the element grid.
+
+    Spec: OCP MX v1.0 section 6.3 requires roundTiesToEven; others are optional.
+    """
+
+    #: Round to nearest, ties to even (the spec's required mode).
+    RNE = "rne"
+    #: Round to nearest, ties away from zero (microxcaling's default "nearest").
+    AWAY = "away"
+    #: Round toward zero (truncate the magnitude).
+    ZERO = "zero"
+    #: Stochastic rounding with 32 random bits per element, reproducible from ``seed``.
+    STOCHASTIC = "stochastic"
+
+
+class Overflow(_Policy):
+    """What a rounded magnitude above max normal becomes.
+
+    Spec: OCP MX v1.0 section 6.3 clamps to max normal (SATURATE).
+    """
+
+    #: Clamp to +-max normal, keeping the sign (the spec).
+    SATURATE = "saturate"
+    #: As IEEE casts do: NaN for E4M3, Inf for E5M2; formats with neither saturate.
+    IEEE = "ieee"

@@ -1,0 +1,79 @@
+"""Oracle: quantize and dequantize one block exactly.
+
+Spec: OCP MX v1.0 sections 5.1 (decoding) and 6.3 (conversion).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+
+from mxref.formats import ElementFormat
+from mxref.policies import Overflow, Rounding, ScaleRule
+from mxref.ref.element import Value, apply_sign, decode_element, encode_element
+from mxref.ref.scale import decode_scale, encode_scale
+
+
+def quantize_block(
+    values: Sequence[Value],
+    fmt: ElementFormat,
+    scale_rule: ScaleRule = ScaleRule.FLOOR,
+    rounding: Rounding = Rounding.RNE,
+    overflow: Overflow = Overflow.SATURATE,
+    random32: Sequence[int] | None = None,
+) -> tuple[int, list[int]]:
+    """Quantize one block of exact values.
+
+    Parameters
+    ----------
+    values : sequence of (sign, magnitude)
+        The block's inputs, exactly (see :mod:`mxref.ref.element`).
+    fmt, scale_rule, rounding, overflow
+        The policies.
+    random32 : sequence of int, optional
+        One 32-bit draw per element, for stochastic rounding.
+
+    Returns
+    -------
+    (int, list of int)
+        The E8M0 byte and the element codes.  A block holding NaN or Inf gets
+        byte 0xFF and every element the signed zero code (sign of its input;
+        two's complement has only +0).  An all-zero block gets byte 0x00.
+
+    Spec: OCP MX v1.0 section 6.3.
+    """
+    draws = list(random32) if random32 is not None else [0] * len(values)
+    if any(isinstance(mag, float) for _, mag in values):
+        return encode_scale(None, fmt, scale_rule), [apply_sign(s, 0, fmt) for s, _ in values]
+    amax = max((mag for _, mag in values), default=Fraction(0))
+    assert isinstance(amax, Fraction)
+    byte = encode_scale(amax, fmt, scale_rule)
+    scale = decode_scale(byte)
+    assert scale is not None
+    codes = [
+        encode_element(sign, Fraction(mag) / scale, fmt, rounding, overflow, draw)
+        for (sign, mag), draw in zip(values, draws, strict=True)
+    ]
+    return byte, codes
+
+
+def dequantize_block(byte: int, codes: Sequence[int], fmt: ElementFormat) -> list[Value]:
+    """Decode one block to exact values: ``X * P_i``.
+
+    A NaN scale makes every element NaN; NaN and Inf element codes decode as
+    themselves.
+
+    Spec: OCP MX v1.0 section 5.1.
+    """
+    scale = decode_scale(byte)
+    out: list[Value] = []
+    for code in codes:
+        sign, mag = decode_element(code, fmt)
+        if scale is None:
+            out.append((sign, math.nan))
+        elif isinstance(mag, float):
+            out.append((sign, mag))
+        else:
+            out.append((sign, mag * scale))
+    return out
