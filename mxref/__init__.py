@@ -3,6 +3,7 @@
 Public API::
 
     quantize, dequantize, quantize_dequantize, MXArray
+    pack, unpack, PackedMX, ScaleLayout
     get_format, FORMATS, ElementFormat
     ScaleRule, Rounding, Overflow
 
@@ -12,6 +13,7 @@ Spec: OCP Microscaling Formats (MX) v1.0.
 from mxref.array import MXArray
 from mxref.codec import dequantize, quantize, quantize_dequantize
 from mxref.formats import FORMATS, ElementFormat, SignEncoding, Specials, get_format
+from mxref.packing import PackedMX, ScaleLayout, pack, unpack
 from mxref.policies import Overflow, Rounding, ScaleRule
 
 __all__ = [
@@ -19,13 +21,17 @@ __all__ = [
     "ElementFormat",
     "MXArray",
     "Overflow",
+    "PackedMX",
     "Rounding",
+    "ScaleLayout",
     "ScaleRule",
     "SignEncoding",
     "Specials",
     "dequantize",
     "get_format",
+    "pack",
     "quantize",
     "quantize_dequantize",
+    "unpack",
 ]
 __version__ = "0.1.0"

@@ -64,7 +64,8 @@ class MXArray:
             )
         if self.codes.size and int(self.codes.max()) >= fmt.code_count:
             raise ValueError(
-                f"MXArray.codes holds {int(self.codes.max()):#x}, not a {fmt.bits}-bit {fmt.name} code"
+                f"MXArray.codes holds {int(self.codes.max()):#x}, "
+                f"not a {fmt.bits}-bit {fmt.name} code"
             )
 
     @property

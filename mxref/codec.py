@@ -8,7 +8,7 @@ contiguous float32/float64 input.  All arithmetic happens in
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import ml_dtypes
 import numpy as np
@@ -53,21 +53,32 @@ def _check_block_size(block_size: object) -> int:
     return int(block_size)
 
 
-def _check_seed(seed: object, rounding: Rounding) -> int:
+def _check_seed(seed: object, rounding: Rounding) -> np.uint64:
     if rounding is not Rounding.STOCHASTIC:
         if seed is not None:
             raise ValueError("seed is only used with rounding='stochastic'; pass seed=None")
-        return 0
+        return np.uint64(0)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError("rounding='stochastic' needs seed=<int>, so that results reproduce")
     if not 0 <= seed < 1 << 64:
         raise ValueError(f"seed must be in [0, 2**64); got {seed}")
-    return int(seed)
+    return np.uint64(seed)  # kernels take it unsigned: seeds reach 2**64 - 1
 
 
 @cache
 def _table(fmt: ElementFormat, dtype: type) -> np.ndarray:
     return decode_table(*decode_params(fmt)).astype(dtype)
+
+
+class _Quantized(NamedTuple):
+    """What one kernel run produced; codes or values is empty, as asked."""
+
+    source: np.ndarray  # the input as a numpy array (its dtype is the fake-quant dtype)
+    values: np.ndarray | None
+    codes: np.ndarray
+    scales: np.ndarray
+    fmt: ElementFormat
+    axis: int
 
 
 def _run_quantize(
@@ -80,8 +91,8 @@ def _run_quantize(
     overflow: str | Overflow,
     seed: int | None,
     want_values: bool,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, ElementFormat, int, int]:
-    """Validate everything, run the right kernel, return (arr, values, codes, scales...)."""
+) -> _Quantized:
+    """Validate every argument and run the kernel for the input's layout."""
     fmt = get_format(fmt)
     rule = ScaleRule.parse(scale_rule, "scale_rule")
     rnd = Rounding.parse(rounding, "rounding")
@@ -102,7 +113,7 @@ def _run_quantize(
     values = np.empty(shape, host) if want_values else None
     scales = np.empty(scales_shape(shape, ax, bs), np.uint8)
     if work.size == 0:
-        return arr, values, codes, scales, fmt, ax
+        return _Quantized(arr, values, codes, scales, fmt, ax)
     args = (ip, fp, sp, rnd.code, key)
     if inner == 1 and n % bs == 0:
         rows = work.size // bs
@@ -110,7 +121,8 @@ def _run_quantize(
         if values is None:
             quantize_blocked(work.reshape(rows, bs), codes.reshape(rows, bs), flat_scales, *args)
         else:
-            fake_quantize_blocked(work.reshape(rows, bs), values.reshape(rows, bs), flat_scales, *args)
+            x2, v2 = work.reshape(rows, bs), values.reshape(rows, bs)
+            fake_quantize_blocked(x2, v2, flat_scales, *args)
     else:
         x3 = work.reshape(outer, n, inner)
         s3 = scales.reshape(outer, -(-n // bs), inner)
@@ -118,7 +130,7 @@ def _run_quantize(
             quantize_strided(x3, codes.reshape(outer, n, inner), s3, bs, *args)
         else:
             fake_quantize_strided(x3, values.reshape(outer, n, inner), s3, bs, *args)
-    return arr, values, codes, scales, fmt, ax
+    return _Quantized(arr, values, codes, scales, fmt, ax)
 
 
 def quantize(
@@ -164,10 +176,12 @@ def quantize(
 
     Spec: OCP MX v1.0 section 6.3.
     """
-    _, _, codes, scales, f, ax = _run_quantize(
+    run = _run_quantize(
         x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, want_values=False
     )
-    return MXArray(codes=codes, scales=scales, fmt=f, axis=ax, block_size=int(block_size))
+    return MXArray(
+        codes=run.codes, scales=run.scales, fmt=run.fmt, axis=run.axis, block_size=int(block_size)
+    )
 
 
 def dequantize(mx: MXArray, dtype: Any = np.float32) -> np.ndarray:
@@ -220,7 +234,10 @@ def dequantize(mx: MXArray, dtype: Any = np.float32) -> np.ndarray:
                 table,
                 out.reshape(outer, n, inner),
             )
-    return out if out_dtype == work_dtype else out.astype(out_dtype)
+    if out_dtype == work_dtype:
+        return out
+    with np.errstate(over="ignore"):  # beyond the target's range is Inf, as documented
+        return out.astype(out_dtype)
 
 
 def quantize_dequantize(
@@ -247,11 +264,13 @@ def quantize_dequantize(
 
     Spec: OCP MX v1.0 sections 5.1 and 6.3.
     """
-    arr, values, _, _, _, _ = _run_quantize(
+    run = _run_quantize(
         x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, want_values=True
     )
+    arr, values = run.source, run.values
     assert values is not None
-    out = values if values.dtype == arr.dtype else values.astype(arr.dtype)
+    with np.errstate(over="ignore"):  # beyond the input dtype's range is Inf, as documented
+        out = values if values.dtype == arr.dtype else values.astype(arr.dtype)
     if is_torch_tensor(x):
         import torch
 
@@ -259,5 +278,5 @@ def quantize_dequantize(
             result = torch.from_numpy(out.view(np.int16)).view(torch.bfloat16)
         else:
             result = torch.from_numpy(out)
-        return result.to(x.device)  # type: ignore[attr-defined]
+        return result.to(x.device)
     return out

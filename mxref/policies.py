@@ -8,13 +8,13 @@ kernels receive, because kernels take plain integers, not enums.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import TypeVar
 
 _E = TypeVar("_E", bound="_Policy")
 
 
-class _Policy(str, Enum):
+class _Policy(StrEnum):
     """A string enum that parses user input with a clear error."""
 
     @classmethod

@@ -30,23 +30,22 @@ from mxref.kernels.bits import bits_float, float_bits, float_like, host_mbits, s
 # rounding codes, in Rounding order
 RNE, AWAY, ZERO, STOCHASTIC = 0, 1, 2, 3
 
-# indices into the integer parameter tuple
+# indices into the integer parameter tuple (built by mxref.kernels.params)
 IP_PMIN_BITS = 0  # host bits of 2**emin
-IP_EXP_MASK = 1  # host exponent field mask
+IP_EXP_MASK = 1  # host exponent field mask (also the bits of +Inf)
 IP_RNE_OFFSET = 2  # (host_mbits - mbits) << host_mbits: bits(2**t) -> bits(C)
 IP_INVERSE_BASE = 3  # (host_bias + mbits) << host_mbits: t << host_mbits -> bits(2**(mbits-t))
 IP_QUANTUM_OFFSET = 4  # mbits << host_mbits: bits(2**t) -> bits(2**(t-mbits))
 IP_TWO_POW_MBITS = 5  # 2**mbits
-IP_MAX_CODE = 6
-IP_OVERFLOW_CODE = 7  # what an overflowing magnitude becomes under the chosen policy
-IP_SIGN_XOR = 8  # sign bit (sign-magnitude) or code mask (two's complement)
-IP_SIGN_ADD = 9  # 0 (sign-magnitude) or 1 (two's complement)
-IP_UNUSED = 10
-IP_CODE_MASK = 11
-IP_NEGATIVE_ZERO = 12  # 1 if the format has -0
-IP_CLAMP_BITS = 13  # host bits of 2**(emax+1): larger magnitudes all overflow
-IP_ABS_MASK = 14  # host bits of everything but the sign
-IP_ONE_BITS = 15  # host bits of 1.0: bits(2**t) - this = t << host_mbits
+IP_OVERFLOW_CODE = 6  # what an overflowing magnitude becomes under the chosen policy
+IP_SIGN_XOR = 7  # sign bit (sign-magnitude) or code mask (two's complement)
+IP_SIGN_ADD = 8  # 0 (sign-magnitude) or 1 (two's complement)
+IP_CODE_MASK = 9
+IP_NEGATIVE_ZERO = 10  # 1 if the format has -0
+IP_CLAMP_BITS = 11  # host bits of 2**(emax+1): larger magnitudes all overflow
+IP_ABS_MASK = 12  # host bits of everything but the sign
+IP_ONE_BITS = 13  # host bits of 1.0: bits(2**t) - this = t << host_mbits
+IP_COUNT = 14
 
 
 @njit(cache=True, inline="always")
@@ -72,7 +71,8 @@ def round_magnitude(y, ip, rounding, random32):
         total = y + c
         quanta = uint_like(float_bits(total) - cb, y)
         return uint_like(quanta + binade_code, y), total - c
-    scaled = y * bits_float(ip[IP_INVERSE_BASE] - (pb - ip[IP_ONE_BITS]), y)  # exact: a power of two
+    # exact: multiplying by a power of two
+    scaled = y * bits_float(ip[IP_INVERSE_BASE] - (pb - ip[IP_ONE_BITS]), y)
     whole = np.floor(scaled)
     frac = scaled - whole  # exact: the fraction of a float is a float
     if rounding == AWAY:
@@ -110,7 +110,8 @@ def encode_element(x, inv_scale, ip, fp, rounding, random32):
         rounded = fp[0]
     sign = sign_bit(x)
     flipped = uint_like(code ^ uint_like(sign * ip[IP_SIGN_XOR], x), x)
-    full = uint_like(uint_like(flipped + uint_like(sign * ip[IP_SIGN_ADD], x), x) & ip[IP_CODE_MASK], x)
+    signed = uint_like(flipped + uint_like(sign * ip[IP_SIGN_ADD], x), x)
+    full = uint_like(signed & ip[IP_CODE_MASK], x)
     return full, rounded
 
 

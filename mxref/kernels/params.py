@@ -11,6 +11,7 @@ from functools import cache
 import numpy as np
 
 from mxref.formats import ElementFormat, SignEncoding, Specials
+from mxref.kernels import element as el
 from mxref.policies import Overflow, Rounding, ScaleRule
 
 #: host float dtype -> (mantissa bits, exponent bits, bias)
@@ -44,24 +45,24 @@ def element_params(fmt: ElementFormat, rounding: Rounding, overflow: Overflow, h
     else:
         overflow_value = float("nan")
     twos = fmt.sign is SignEncoding.TWOS_COMPLEMENT
-    ip = (
-        _pow2_bits(fmt.emin, host_mbits, host_bias),
-        ((1 << host_ebits) - 1) << host_mbits,
-        (host_mbits - fmt.mbits) << host_mbits,
-        (host_bias + fmt.mbits) << host_mbits,
-        fmt.mbits << host_mbits,
-        1 << fmt.mbits,
-        fmt.max_code,
-        overflow_code,
-        fmt.code_count - 1 if twos else fmt.sign_bit,
-        1 if twos else 0,
-        0,
-        fmt.code_count - 1,
-        0 if twos else 1,
-        _pow2_bits(fmt.emax + 1, host_mbits, host_bias),
-        (1 << (width - 1)) - 1,
-        host_bias << host_mbits,
-    )
+    fields = {
+        el.IP_PMIN_BITS: _pow2_bits(fmt.emin, host_mbits, host_bias),
+        el.IP_EXP_MASK: ((1 << host_ebits) - 1) << host_mbits,
+        el.IP_RNE_OFFSET: (host_mbits - fmt.mbits) << host_mbits,
+        el.IP_INVERSE_BASE: (host_bias + fmt.mbits) << host_mbits,
+        el.IP_QUANTUM_OFFSET: fmt.mbits << host_mbits,
+        el.IP_TWO_POW_MBITS: 1 << fmt.mbits,
+        el.IP_OVERFLOW_CODE: overflow_code,
+        el.IP_SIGN_XOR: fmt.code_count - 1 if twos else fmt.sign_bit,
+        el.IP_SIGN_ADD: 1 if twos else 0,
+        el.IP_CODE_MASK: fmt.code_count - 1,
+        el.IP_NEGATIVE_ZERO: 0 if twos else 1,
+        el.IP_CLAMP_BITS: _pow2_bits(fmt.emax + 1, host_mbits, host_bias),
+        el.IP_ABS_MASK: (1 << (width - 1)) - 1,
+        el.IP_ONE_BITS: host_bias << host_mbits,
+    }
+    assert sorted(fields) == list(range(el.IP_COUNT))
+    ip = [fields[i] for i in range(el.IP_COUNT)]
     uint = np.uint32 if width == 32 else np.uint64
     hf = np.dtype(host).type
     return tuple(uint(v) for v in ip), (hf(overflow_value), hf(float(fmt.max_normal)))

@@ -7,6 +7,8 @@ rounding, so it shares no arithmetic with the kernels.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import ml_dtypes
 import numpy as np
 
@@ -36,16 +38,19 @@ HOST_FORMATS: dict[np.dtype, tuple[ElementFormat, type]] = {
 def exact_values(x: np.ndarray) -> list[Value]:
     """Return every element of ``x`` (C order) as an exact ``(sign, magnitude)``."""
     host, uint = HOST_FORMATS[x.dtype]
-    return [decode_element(int(b), host) for b in np.ascontiguousarray(x).view(uint).ravel()]
+    patterns: list[int] = np.ascontiguousarray(x).view(uint).ravel().tolist()
+    return [decode_element(b, host) for b in patterns]
 
 
-def _blocks(shape: tuple[int, ...], axis: int, block_size: int):
+def _blocks(
+    shape: tuple[int, ...], axis: int, block_size: int
+) -> Iterator[tuple[tuple[int, ...], list[tuple[int, ...]]]]:
     """Yield (scale index, element indices) for every block, in scale C order."""
     n = shape[axis]
     nblk = -(-n // block_size)
     sshape = shape[:axis] + (nblk,) + shape[axis + 1 :]
     for sidx in np.ndindex(*sshape):
-        b = sidx[axis]
+        b: int = sidx[axis]
         lanes = range(b * block_size, min(n, (b + 1) * block_size))
         yield sidx, [sidx[:axis] + (k,) + sidx[axis + 1 :] for k in lanes]
 
@@ -101,7 +106,7 @@ def dequantize_array(
     """Decode to ``dtype``, rounding each exact value once (RNE)."""
     axis = axis % codes.ndim
     host, uint = HOST_FORMATS[np.dtype(dtype)]
-    out = np.zeros(codes.shape, uint)
+    out: np.ndarray = np.zeros(codes.shape, uint)
     for sidx, elems in _blocks(codes.shape, axis, block_size):
         decoded = dequantize_block(int(scales[sidx]), [int(codes[e]) for e in elems], fmt)
         for e, v in zip(elems, decoded, strict=True):
