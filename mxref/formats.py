@@ -61,7 +61,7 @@ class ElementFormat:
         Exponent bias.
     specials : Specials
         Which codes are NaN or Inf.
-    sign : Specials
+    sign : SignEncoding
         Sign encoding.
 
     Spec: OCP MX v1.0 section 5.3, Table 1.
