@@ -55,12 +55,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 
 from mxref.array import MXArray, scales_shape
 from mxref.formats import ElementFormat, get_format
+from mxref.policies import Policy
 
 __all__ = ["PackedMX", "ScaleLayout", "pack", "unpack"]
 
@@ -71,7 +71,7 @@ NV_TILE_COLS = 4
 NV_TILE_BYTES = NV_TILE_ROWS * NV_TILE_COLS
 
 
-class ScaleLayout(StrEnum):
+class ScaleLayout(Policy):
     """How :class:`PackedMX` stores the E8M0 scale bytes.
 
     Spec: OCP MX v1.0 section 5 defines the scales, not their memory layout.
@@ -81,25 +81,6 @@ class ScaleLayout(StrEnum):
     PLAIN = "plain"
     #: cuBLAS / tcgen05 128x4-tiled layout for 2-D arrays blocked along the last axis.
     NVIDIA_BLOCKED = "nvidia_blocked"
-
-    @classmethod
-    def parse(cls, value: object, argname: str = "scale_layout") -> ScaleLayout:
-        """Return the member named by ``value`` (a member or its string).
-
-        Raises
-        ------
-        ValueError
-            Naming ``argname`` and listing the accepted values.
-        """
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            key = value.strip().lower().replace("-", "_")
-            for member in cls:
-                if member.value == key:
-                    return member
-        choices = ", ".join(repr(m.value) for m in cls)
-        raise ValueError(f"{argname} must be one of {choices}; got {value!r}")
 
 
 # --- element bitstream ------------------------------------------------------
@@ -258,7 +239,8 @@ class PackedMX:
     def __post_init__(self) -> None:
         fmt = get_format(self.fmt)
         object.__setattr__(self, "fmt", fmt)
-        object.__setattr__(self, "scale_layout", ScaleLayout.parse(self.scale_layout))
+        layout = ScaleLayout.parse(self.scale_layout, "scale_layout")
+        object.__setattr__(self, "scale_layout", layout)
         for name in ("data", "scales"):
             arr = getattr(self, name)
             if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8:

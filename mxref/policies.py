@@ -11,14 +11,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TypeVar
 
-_E = TypeVar("_E", bound="_Policy")
+_E = TypeVar("_E", bound="Policy")
 
 
-class _Policy(StrEnum):
-    """A string enum that parses user input with a clear error."""
+class Policy(StrEnum):
+    """A string enum that parses user input with a clear error (base of every policy)."""
 
     @classmethod
-    def parse(cls: type[_E], value: object, argname: str) -> _E:
+    def parse(cls: type[_E], value: object, argname: str = "value") -> _E:
         """Return the member named by ``value`` (a member or its string).
 
         Raises
@@ -42,7 +42,7 @@ class _Policy(StrEnum):
         return list(type(self)).index(self)
 
 
-class ScaleRule(_Policy):
+class ScaleRule(Policy):
     """How the shared E8M0 exponent is chosen from the block's amax.
 
     Spec: OCP MX v1.0 section 6.3 defines FLOOR; the others are in wide use.
@@ -58,7 +58,7 @@ class ScaleRule(_Policy):
     RCEIL = "rceil"
 
 
-class Rounding(_Policy):
+class Rounding(Policy):
     """How a scaled element is rounded onto the element grid.
 
     Spec: OCP MX v1.0 section 6.3 requires roundTiesToEven; others are optional.
@@ -74,7 +74,7 @@ class Rounding(_Policy):
     STOCHASTIC = "stochastic"
 
 
-class Overflow(_Policy):
+class Overflow(Policy):
     """What a rounded magnitude above max normal becomes.
 
     Spec: OCP MX v1.0 section 6.3 clamps to max normal (SATURATE).
