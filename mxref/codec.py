@@ -10,10 +10,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, NamedTuple
 
-import ml_dtypes
 import numpy as np
 
 from mxref.array import MXArray, scales_shape
+from mxref.dtypes import FLOAT_DTYPES
 from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format
 from mxref.inputs import as_float_array, is_torch_tensor
 from mxref.kernels.array import (
@@ -28,13 +28,9 @@ from mxref.kernels.element import decode_table
 from mxref.kernels.params import decode_params, element_params, scale_params
 from mxref.policies import Overflow, Rounding, ScaleRule
 
-#: output dtypes of dequantize; float16/bfloat16 are rounded once from the exact float32
-OUTPUT_DTYPES = {
-    np.dtype(np.float16): np.float32,
-    np.dtype(ml_dtypes.bfloat16): np.float32,
-    np.dtype(np.float32): np.float32,
-    np.dtype(np.float64): np.float64,
-}
+#: output dtype -> the dtype the kernels decode into; float16 and bfloat16 are
+#: rounded once from the exact float32
+OUTPUT_DTYPES = {d: np.float64 if d == np.float64 else np.float32 for d in FLOAT_DTYPES}
 
 
 def _check_axis(axis: object, ndim: int) -> int:
@@ -274,9 +270,7 @@ def quantize_dequantize(
     if is_torch_tensor(x):
         import torch
 
-        if arr.dtype == ml_dtypes.bfloat16:
-            result = torch.from_numpy(out.view(np.int16)).view(torch.bfloat16)
-        else:
-            result = torch.from_numpy(out)
-        return result.to(x.device)
+        # a bfloat16 tensor arrived widened to float32; torch's cast back rounds
+        # the exact float32 value once (RNE)
+        return torch.from_numpy(out).to(dtype=x.dtype, device=x.device)
     return out

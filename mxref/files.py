@@ -36,10 +36,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 from mxref.array import MXArray, scales_shape
+from mxref.dtypes import BFLOAT16
 from mxref.formats import FORMATS, get_format
 from mxref.inputs import ACCEPTED_DTYPES, ACCEPTED_NAMES
 from mxref.policies import Overflow, Rounding, ScaleRule
@@ -56,7 +56,6 @@ SCALE_LAYOUTS = ("plain", "nvidia_blocked")
 #: dtype names accepted for raw input and decoded output, all little-endian.
 DTYPES: dict[str, np.dtype[Any]] = {
     "float16": np.dtype("<f2"),
-    "bfloat16": np.dtype(ml_dtypes.bfloat16),
     "float32": np.dtype("<f4"),
     "float64": np.dtype("<f8"),
 }
@@ -64,10 +63,12 @@ DTYPES: dict[str, np.dtype[Any]] = {
 #: safetensors dtype tags mxref reads; the spec stores every tensor little-endian.
 _SAFETENSORS_DTYPES: dict[str, np.dtype[Any]] = {
     "F16": np.dtype("<f2"),
-    "BF16": np.dtype(ml_dtypes.bfloat16),
     "F32": np.dtype("<f4"),
     "F64": np.dtype("<f8"),
 }
+if BFLOAT16 is not None:  # bfloat16 needs ml_dtypes for a numpy dtype
+    DTYPES["bfloat16"] = BFLOAT16
+    _SAFETENSORS_DTYPES["BF16"] = BFLOAT16
 #: The safetensors reference implementation refuses headers above 100 MB; so do
 #: we, so that a corrupt length field cannot make us allocate gigabytes.
 _SAFETENSORS_MAX_HEADER = 100_000_000

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
-#: dtypes quantize accepts; float16 and bfloat16 widen exactly to float32.
-ACCEPTED_DTYPES = (
-    np.dtype(np.float16),
-    np.dtype(ml_dtypes.bfloat16),
-    np.dtype(np.float32),
-    np.dtype(np.float64),
-)
-ACCEPTED_NAMES = "float16, bfloat16, float32 or float64"
+from mxref.dtypes import FLOAT_DTYPES as ACCEPTED_DTYPES
+from mxref.dtypes import FLOAT_NAMES as ACCEPTED_NAMES
 
 
 def is_torch_tensor(x: object) -> bool:
@@ -23,12 +16,16 @@ def is_torch_tensor(x: object) -> bool:
 
 
 def torch_to_numpy(t: Any, name: str) -> np.ndarray:
-    """Return a CPU numpy view or copy of a float torch tensor (bfloat16 included)."""
+    """Return a CPU numpy view or copy of a float torch tensor.
+
+    bfloat16 widens to float32 in torch, which is exact, so no numpy bfloat16
+    dtype is needed.
+    """
     import torch
 
     t = t.detach().cpu()
     if t.dtype == torch.bfloat16:
-        return t.contiguous().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return t.float().numpy()
     if t.dtype in (torch.float16, torch.float32, torch.float64):
         return t.numpy()
     raise TypeError(f"{name} must be a {ACCEPTED_NAMES} tensor; got torch dtype {t.dtype}")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import ml_dtypes
 import numpy as np
 
+from mxref.dtypes import BFLOAT16 as BFLOAT16_DTYPE
 from mxref.formats import ElementFormat
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.ref.block import dequantize_block, quantize_block
@@ -29,10 +29,11 @@ from mxref.ref.stochastic import random_u32
 #: numpy dtype -> (IEEE format, unsigned view dtype)
 HOST_FORMATS: dict[np.dtype, tuple[ElementFormat, type]] = {
     np.dtype(np.float16): (BINARY16, np.uint16),
-    np.dtype(ml_dtypes.bfloat16): (BFLOAT16, np.uint16),
     np.dtype(np.float32): (BINARY32, np.uint32),
     np.dtype(np.float64): (BINARY64, np.uint64),
 }
+if BFLOAT16_DTYPE is not None:
+    HOST_FORMATS[BFLOAT16_DTYPE] = (BFLOAT16, np.uint16)
 
 
 def exact_values(x: np.ndarray) -> list[Value]:
