@@ -31,7 +31,9 @@ def test_mxref_works_without_ml_dtypes_and_torch():
         print("ok", int(mx.codes.sum()))
         """
     )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
     assert run.returncode == 0, run.stderr
     assert "ok" in run.stdout
     assert "bf16: dtype must be" in run.stdout
