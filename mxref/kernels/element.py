@@ -75,14 +75,13 @@ def round_magnitude(y, ip, rounding, random32):
     scaled = y * bits_float(ip[IP_INVERSE_BASE] - (pb - ip[IP_ONE_BITS]), y)
     whole = np.floor(scaled)
     frac = scaled - whole  # exact: the fraction of a float is a float
+    # RNE took the branch above; the remaining modes are AWAY, ZERO, STOCHASTIC
     if rounding == AWAY:
         up = frac >= 0.5
     elif rounding == ZERO:
         up = False
-    elif rounding == STOCHASTIC:
-        up = np.float64(random32) < math.floor(np.float64(frac) * 4294967296.0)
     else:
-        up = frac > 0.5 or (frac == 0.5 and (np.int64(whole) & 1) == 1)
+        up = np.float64(random32) < math.floor(np.float64(frac) * 4294967296.0)
     q = np.int64(whole) + np.int64(up)
     code = uint_like(uint_like(q, y) + binade_code, y)
     return code, float_like(q, y) * bits_float(pb - ip[IP_QUANTUM_OFFSET], y)
