@@ -4,19 +4,30 @@ Public API::
 
     quantize, dequantize, quantize_dequantize, MXArray
     pack, unpack, PackedMX, ScaleLayout
+    matmul, dot, parse_accum, Exact, BlockFP32, FixedPoint, PROFILES
     get_format, FORMATS, ElementFormat
     ScaleRule, Rounding, Overflow
 
 Spec: OCP Microscaling Formats (MX) v1.0.
 """
 
+from mxref.accum import PROFILES, AlignRounding, BlockFP32, Exact, FixedPoint, parse_accum
 from mxref.array import MXArray
 from mxref.codec import dequantize, quantize, quantize_dequantize
 from mxref.formats import FORMATS, ElementFormat, SignEncoding, Specials, get_format
+from mxref.gemm import dot, matmul
 from mxref.packing import PackedMX, ScaleLayout, pack, unpack
 from mxref.policies import Overflow, Rounding, ScaleRule
 
 __all__ = [
+    "PROFILES",
+    "AlignRounding",
+    "BlockFP32",
+    "Exact",
+    "FixedPoint",
+    "dot",
+    "matmul",
+    "parse_accum",
     "FORMATS",
     "ElementFormat",
     "MXArray",
