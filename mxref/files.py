@@ -282,8 +282,13 @@ def _read_npy(p: Path, want_dtype: np.dtype[Any] | None) -> np.ndarray:
     if not isinstance(loaded, np.ndarray):
         loaded.close()
         raise InputError(f"{p}: is a .npz archive, not a .npy array")
-    bf16 = DTYPES["bfloat16"]
-    if want_dtype == bf16 and loaded.dtype.kind == "V" and loaded.dtype.itemsize == 2:
+    bf16 = DTYPES.get("bfloat16")
+    if (
+        bf16 is not None
+        and want_dtype == bf16
+        and loaded.dtype.kind == "V"
+        and loaded.dtype.itemsize == 2
+    ):
         return loaded.view(bf16)
     if loaded.dtype.kind == "V" and loaded.dtype.itemsize == 2:
         raise InputError(

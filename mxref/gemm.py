@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mxref.accum import AccumModel, AlignRounding, Exact, FixedPoint, parse_accum
+from mxref.accum import AccumModel, AlignRounding, BlockFP32, Exact, FixedPoint, parse_accum
 from mxref.array import MXArray
 from mxref.dtypes import BFLOAT16
 from mxref.formats import ElementFormat
@@ -33,7 +33,9 @@ from mxref.kernels.gemm import (
     FIXED_POINT,
     element_integers,
     matmul_exact_kernel,
+    matmul_exact_pairs,
 )
+from mxref.kernels.gemm_blas import add_block_fp32, finish_exact, fold_rows
 from mxref.kernels.params import decode_params
 
 
@@ -131,6 +133,80 @@ def _check_c(c: Any, m: int, n: int) -> np.ndarray | None:
     return np.ascontiguousarray(arr)
 
 
+def _slow_pairs(rows: np.ndarray, cols: np.ndarray, m: int, n: int) -> np.ndarray:
+    """Every (i, j) whose row or column is marked, as an (P, 2) int64 array."""
+    mask = rows[:, None] | cols[None, :]
+    return np.argwhere(mask).astype(np.int64)
+
+
+def _blas_paths(
+    ops: Operands,
+    model: Exact | BlockFP32,
+    na: np.ndarray,
+    sa: np.ndarray,
+    nb: np.ndarray,
+    sb: np.ndarray,
+    q_ab: int,
+    c_arr: np.ndarray | None,
+    out: np.ndarray,
+) -> np.ndarray:
+    """Fill ``out`` through BLAS where that is exact; return the pairs left over.
+
+    See :mod:`mxref.kernels.gemm_blas` for why each path is exact.
+    """
+    m, n, k = ops.shape
+    bs = ops.block_size
+    has_c = c_arr is not None
+    c_in = c_arr if has_c else np.zeros((1, 1), np.float32)
+    if isinstance(model, Exact):
+        a_f = np.empty((m, k), np.float64)
+        b_f = np.empty((n, k), np.float64)
+        a_max, a_exp, a_slow = fold_rows(ops.a_codes, ops.a_scales, na, sa, bs, True, a_f)
+        b_max, b_exp, b_slow = fold_rows(ops.b_codes, ops.b_scales, nb, sb, bs, True, b_f)
+        b_top = float(b_max[~b_slow].max(initial=0.0))
+        # every partial sum is an integer of at most K * max|a| * max|b|
+        a_slow |= k * a_max * b_top >= _F64_EXACT
+        a_top = float(a_max[~a_slow].max(initial=0.0))
+        if k * a_top * b_top < _F32_EXACT:
+            a_f, b_f = a_f.astype(np.float32), b_f.astype(np.float32)
+        finish_exact(a_f @ b_f.T, a_exp, b_exp, q_ab, c_in, has_c, out)
+        return _slow_pairs(a_slow, b_slow, m, n)
+    a_i = np.empty((m, k), np.float64)
+    b_i = np.empty((n, k), np.float64)
+    a_max, _, a_slow = fold_rows(ops.a_codes, ops.a_scales, na, sa, bs, False, a_i)
+    b_max, _, b_slow = fold_rows(ops.b_codes, ops.b_scales, nb, sb, bs, False, b_i)
+    bound = bs * float(a_max.max(initial=0.0)) * float(b_max.max(initial=0.0))
+    if bound >= _F64_EXACT:
+        return _slow_pairs(np.ones(m, bool), np.ones(n, bool), m, n)
+    if bound < _F32_EXACT:
+        a_i, b_i = a_i.astype(np.float32), b_i.astype(np.float32)
+    a_e = ops.a_scales.astype(np.int64) - 127 + q_ab
+    b_e = ops.b_scales.astype(np.int64) - 127
+    a_pow = np.ldexp(1.0, a_e).T.copy()  # (nblocks, M): exact powers of two
+    b_pow = np.ldexp(1.0, b_e).T.copy()
+    # a block's scaled values are float32 when its integer sums are (bound) and
+    # every exponent keeps S * 2**e inside float32 (no overflow, quantum >= 2**-149)
+    lowest = a_e.min(axis=0, initial=0) + b_e.min(axis=0, initial=0)
+    highest = a_e.max(axis=0, initial=0) + b_e.max(axis=0, initial=0)
+    f32_exact = (bound < _F32_EXACT) & (lowest >= -149) & (highest <= 127 - 24)
+    acc = c_arr.copy() if c_arr is not None else np.zeros((m, n), np.float32)
+    flush = model.flush_subnormals
+    # row tiles keep the accumulator tile and each block's product in cache
+    tile = max(1, min(m, (1 << 19) // max(n, 1)))
+    for r0 in range(0, m, tile):
+        r1 = min(m, r0 + tile)
+        for b in range(ops.a_scales.shape[1]):
+            lo, hi = b * bs, min(k, (b + 1) * bs)
+            s = a_i[r0:r1, lo:hi] @ b_i[:, lo:hi].T
+            add_block_fp32(acc[r0:r1], s, a_pow[b, r0:r1], b_pow[b], flush, bool(f32_exact[b]))
+    out[...] = acc
+    return _slow_pairs(a_slow, b_slow, m, n)
+
+
+_F32_EXACT = float(2**24) * (1 - 2.0**-20)  # margins cover the float rounding of the bound
+_F64_EXACT = float(2**53) * (1 - 2.0**-20)
+
+
 def matmul(
     a: MXArray,
     b: MXArray,
@@ -184,6 +260,11 @@ def matmul(
     nb, sb = _integers(ops.fmt_b)
     q_ab = (ops.fmt_a.emin - ops.fmt_a.mbits) + (ops.fmt_b.emin - ops.fmt_b.mbits)
     out = np.empty((m, n), np.float64)
+    if out.size and isinstance(model, Exact | BlockFP32) and precision > 8:
+        # BLAS paths: exact wherever their bound holds; the rest below
+        slow = _blas_paths(ops, model, na, sa, nb, sb, q_ab, c_arr, out)
+    else:
+        slow = None
     if isinstance(model, FixedPoint):
         code, width, group = FIXED_POINT, model.width, model.group
         rne = model.rounding is AlignRounding.RNE
@@ -191,14 +272,17 @@ def matmul(
         code = EXACT if isinstance(model, Exact) else BLOCK_FP32
         width, group, rne = 0, 1, False
     flush = bool(getattr(model, "flush_subnormals", False))
-    if out.size:
-        matmul_exact_kernel(
-            na[ops.a_codes], sa[ops.a_codes], ops.a_scales,
-            nb[ops.b_codes], sb[ops.b_codes], ops.b_scales,
-            q_ab, ops.block_size, code, width, group, rne, flush,
-            c_arr if c_arr is not None else np.zeros((1, 1), np.float32), c_arr is not None,
-            precision, min_exponent, max_exponent, out,
-        )  # fmt: skip
+    args = (
+        na[ops.a_codes], sa[ops.a_codes], ops.a_scales,
+        nb[ops.b_codes], sb[ops.b_codes], ops.b_scales,
+        q_ab, ops.block_size, code, width, group, rne, flush,
+        c_arr if c_arr is not None else np.zeros((1, 1), np.float32), c_arr is not None,
+        precision, min_exponent, max_exponent, out,
+    )  # fmt: skip
+    if slow is None and out.size:
+        matmul_exact_kernel(*args)
+    elif slow is not None and slow.size:
+        matmul_exact_pairs(slow, *args)
     with np.errstate(over="ignore"):  # values are already representable: no rounding here
         return out.astype(np.float32).astype(out_fmt) if code != EXACT else out.astype(out_fmt)
 

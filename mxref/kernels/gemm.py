@@ -300,6 +300,83 @@ def fixed_point_group(a_n, a_sp, b_n, b_sp, a_sc, b_sc, q_ab, lo_k, hi_k, block_
     return total, quantum, FINITE
 
 
+@njit(cache=True)
+def matmul_entry(i, j, a_n, a_sp, a_sc, b_n, b_sp, b_sc, q_ab, block_size, model, width, group,
+                 rne, flush, c, has_c, precision, min_exponent, max_exponent, acc):  # fmt: skip
+    """One output D[i, j] under one accumulation model, exactly (see the oracle).
+
+    Returns a float64 holding a value of the output format (float32 for the
+    accumulating models, which the caller rounds to the output dtype).
+    """
+    k_len = a_n.shape[1]
+    nblk = a_sc.shape[1]
+    c_val = np.float64(c[i, j]) if has_c else 0.0
+    if model == EXACT:
+        acc_clear(acc)
+        nan = False
+        pos_inf = False
+        neg_inf = False
+        if not math.isfinite(c_val):
+            if math.isnan(c_val):
+                nan = True
+            elif c_val > 0:
+                pos_inf = True
+            else:
+                neg_inf = True
+        else:
+            acc_add_float(acc, c_val)
+        for b in range(nblk):
+            lo_k = b * block_size
+            hi_k = min(k_len, lo_k + block_size)
+            if a_sc[i, b] == 255 or b_sc[j, b] == 255:
+                nan = True
+                continue
+            high, low, cls = block_integer_parts(a_n[i], a_sp[i], b_n[j], b_sp[j], lo_k, hi_k)
+            if cls == NAN:
+                nan = True
+            elif cls == POS_INF:
+                pos_inf = True
+            elif cls == NEG_INF:
+                neg_inf = True
+            else:
+                e = q_ab + (np.int64(a_sc[i, b]) - 127) + (np.int64(b_sc[j, b]) - 127)
+                acc_add(acc, high, e + 16)
+                acc_add(acc, low, e)
+        if nan or (pos_inf and neg_inf):
+            return np.nan
+        if pos_inf:
+            return np.inf
+        if neg_inf:
+            return -np.inf
+        return acc_round(acc, precision, min_exponent, max_exponent)
+    value = c_val
+    if model == BLOCK_FP32:
+        for b in range(nblk):
+            lo_k = b * block_size
+            hi_k = min(k_len, lo_k + block_size)
+            if a_sc[i, b] == 255 or b_sc[j, b] == 255:
+                value = value + np.nan
+                continue
+            high, low, cls = block_integer_parts(a_n[i], a_sp[i], b_n[j], b_sp[j], lo_k, hi_k)
+            if cls != FINITE:
+                value = value + special_value(cls)
+            else:
+                e = q_ab + (np.int64(a_sc[i, b]) - 127) + (np.int64(b_sc[j, b]) - 127)
+                value = add_rounded_float32(acc, value, high, low, e, flush)
+    else:
+        for g0 in range(0, k_len, group):
+            g1 = min(k_len, g0 + group)
+            total, exponent, cls = fixed_point_group(
+                a_n[i], a_sp[i], b_n[j], b_sp[j], a_sc[i], b_sc[j], q_ab, g0, g1,
+                block_size, width, rne,
+            )  # fmt: skip
+            if cls != FINITE:
+                value = value + special_value(cls)
+            else:
+                value = add_rounded_float32(acc, value, np.int64(0), total, exponent, flush)
+    return value if value == value else np.nan  # one canonical NaN
+
+
 @njit(cache=True, parallel=True)
 def matmul_exact_kernel(a_n, a_sp, a_sc, b_n, b_sp, b_sc, q_ab, block_size, model, width, group,
                         rne, flush, c, has_c, precision, min_exponent, max_exponent,
@@ -319,87 +396,28 @@ def matmul_exact_kernel(a_n, a_sp, a_sc, b_n, b_sp, b_sc, q_ab, block_size, mode
     precision, min_exponent, max_exponent
         The output format, for the exact model's single rounding.
     out : (M, N) float64
-        Receives values exactly representable in the output format
-        (float32 for the accumulating models, rounded later by the caller).
     """
-    m_rows, k_len = a_n.shape
-    n_cols = b_n.shape[0]
-    nblk = a_sc.shape[1]
-    for i in prange(m_rows):
+    for i in prange(a_n.shape[0]):
         acc = np.zeros(DIGITS, np.int64)
-        for j in range(n_cols):
-            c_val = np.float64(c[i, j]) if has_c else 0.0
-            if model == EXACT:
-                acc_clear(acc)
-                nan = False
-                pos_inf = False
-                neg_inf = False
-                if not math.isfinite(c_val):
-                    if math.isnan(c_val):
-                        nan = True
-                    elif c_val > 0:
-                        pos_inf = True
-                    else:
-                        neg_inf = True
-                else:
-                    acc_add_float(acc, c_val)
-                for b in range(nblk):
-                    lo_k = b * block_size
-                    hi_k = min(k_len, lo_k + block_size)
-                    if a_sc[i, b] == 255 or b_sc[j, b] == 255:
-                        nan = True
-                        continue
-                    high, low, cls = block_integer_parts(
-                        a_n[i], a_sp[i], b_n[j], b_sp[j], lo_k, hi_k
-                    )
-                    if cls == NAN:
-                        nan = True
-                    elif cls == POS_INF:
-                        pos_inf = True
-                    elif cls == NEG_INF:
-                        neg_inf = True
-                    else:
-                        e = q_ab + (np.int64(a_sc[i, b]) - 127) + (np.int64(b_sc[j, b]) - 127)
-                        acc_add(acc, high, e + 16)
-                        acc_add(acc, low, e)
-                if nan or (pos_inf and neg_inf):
-                    out[i, j] = np.nan
-                elif pos_inf:
-                    out[i, j] = np.inf
-                elif neg_inf:
-                    out[i, j] = -np.inf
-                else:
-                    out[i, j] = acc_round(acc, precision, min_exponent, max_exponent)
-            elif model == BLOCK_FP32:
-                value = c_val
-                for b in range(nblk):
-                    lo_k = b * block_size
-                    hi_k = min(k_len, lo_k + block_size)
-                    if a_sc[i, b] == 255 or b_sc[j, b] == 255:
-                        value = value + np.nan
-                        continue
-                    high, low, cls = block_integer_parts(
-                        a_n[i], a_sp[i], b_n[j], b_sp[j], lo_k, hi_k
-                    )
-                    if cls != FINITE:
-                        value = value + special_value(cls)
-                    else:
-                        e = q_ab + (np.int64(a_sc[i, b]) - 127) + (np.int64(b_sc[j, b]) - 127)
-                        value = add_rounded_float32(acc, value, high, low, e, flush)
-                out[i, j] = value if value == value else np.nan
-            else:
-                value = c_val
-                for g0 in range(0, k_len, group):
-                    g1 = min(k_len, g0 + group)
-                    total, exponent, cls = fixed_point_group(
-                        a_n[i], a_sp[i], b_n[j], b_sp[j], a_sc[i], b_sc[j], q_ab, g0, g1,
-                        block_size, width, rne,
-                    )  # fmt: skip
-                    if cls != FINITE:
-                        value = value + special_value(cls)
-                    else:
-                        value = add_rounded_float32(acc, value, np.int64(0), total, exponent, flush)
-                out[i, j] = value if value == value else np.nan
+        for j in range(b_n.shape[0]):
+            out[i, j] = matmul_entry(
+                i, j, a_n, a_sp, a_sc, b_n, b_sp, b_sc, q_ab, block_size, model, width, group,
+                rne, flush, c, has_c, precision, min_exponent, max_exponent, acc,
+            )  # fmt: skip
+
+
+@njit(cache=True, parallel=True)
+def matmul_exact_pairs(pairs, a_n, a_sp, a_sc, b_n, b_sp, b_sc, q_ab, block_size, model, width,
+                       group, rne, flush, c, has_c, precision, min_exponent, max_exponent,
+                       out):  # fmt: skip
+    """Like :func:`matmul_exact_kernel`, for the (i, j) rows of ``pairs`` only."""
+    for p in prange(pairs.shape[0]):
+        acc = np.zeros(DIGITS, np.int64)
+        i, j = pairs[p, 0], pairs[p, 1]
+        out[i, j] = matmul_entry(
+            i, j, a_n, a_sp, a_sc, b_n, b_sp, b_sc, q_ab, block_size, model, width, group,
+            rne, flush, c, has_c, precision, min_exponent, max_exponent, acc,
+        )  # fmt: skip
 
 
 @njit(cache=True)
