@@ -283,6 +283,7 @@ def matmul(
         matmul_exact_kernel(*args)
     elif slow is not None and slow.size:
         matmul_exact_pairs(slow, *args)
+    out[np.isnan(out)] = np.nan  # one canonical quiet NaN, whatever the inputs carried
     with np.errstate(over="ignore"):  # values are already representable: no rounding here
         return out.astype(np.float32).astype(out_fmt) if code != EXACT else out.astype(out_fmt)
 

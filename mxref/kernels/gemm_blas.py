@@ -94,7 +94,8 @@ def round_to_odd(s, err):
     if err != 0.0:
         bits = np.float64(s).view(np.int64)
         if bits & 1 == 0:
-            s = np.nextafter(s, s + err)
+            # toward the side err lies on (s + err may round back to s itself)
+            s = np.nextafter(s, np.inf if err > 0.0 else -np.inf)
     return s
 
 
