@@ -1,4 +1,4 @@
-"""The ``mxref`` command line: encode, decode and describe MX formats.
+"""The ``mxref`` command line: encode, decode, multiply, compare and describe MX formats.
 
 ::
 
@@ -8,6 +8,9 @@
                  [--dtype float32 --shape 4,64] [--tensor NAME]
                  [--scale-layout plain|nvidia_blocked] [--force] IN OUT
     mxref decode [--dtype float32|float64|float16|bfloat16] [--force] IN OUT
+    mxref gemm --a A --b B [--c C.npy] [--accum exact|block_fp32|fixed_point:W:G[:rne]]
+               [--out-dtype float32|float16|bfloat16] [--force] --out D
+    mxref compare REFERENCE ACTUAL [--max-ulp N] [--k K --block-size BS] ...
     mxref info FORMAT
 
 ``encode`` reads IN (``.npy``, ``.safetensors`` or raw ``.bin`` with
@@ -15,6 +18,13 @@
 plus ``.scales.bin`` and a ``.json`` sidecar.  ``decode`` reads either back and
 writes ``.npy`` or raw ``.bin``.  The file formats are described in
 :mod:`mxref.files`.
+
+``gemm`` reads A (M x K, blocked along K) and B (K x N blocked along axis 0,
+or N x K blocked along axis 1, meaning ``D = A @ B.T``), both results of
+``encode`` in either file form, and an optional float32 ``.npy`` C, and
+writes ``D = A @ B (+ C)`` from :func:`mxref.matmul` as ``.npy`` or raw
+little-endian ``.bin``.  ``compare`` is :mod:`mxref.compare`: it exits 0 when
+ACTUAL matches REFERENCE within ``--max-ulp``, 1 when it does not.
 
 Every problem the user can fix prints one line, ``mxref: error: ...``, on
 stderr and exits with status 2, as argparse does for usage errors.
@@ -31,6 +41,9 @@ from mxref.policies import Overflow, Rounding, ScaleRule
 
 #: Exit status for user errors; argparse uses the same for usage errors.
 EXIT_USAGE = 2
+
+#: Output types ``mxref gemm --out-dtype`` accepts (those :func:`mxref.matmul` rounds to).
+GEMM_OUT_DTYPES = ("float32", "float16", "bfloat16")
 
 
 def _choices(enum: type[ScaleRule] | type[Rounding] | type[Overflow]) -> str:
@@ -49,11 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     argparse.ArgumentParser
     """
     from mxref import __version__
+    from mxref.compare import add_compare_arguments
     from mxref.files import DTYPES, SCALE_LAYOUTS
 
     parser = argparse.ArgumentParser(
         prog="mxref",
-        description="Bit-exact encoder and decoder for the OCP Microscaling (MX) formats.",
+        description="Bit-exact encoder, decoder and GEMM for the OCP Microscaling (MX) formats.",
     )
     parser.add_argument("--version", action="version", version=f"mxref {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -126,6 +140,52 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("input", metavar="IN")
     dec.add_argument("output", metavar="OUT")
     dec.set_defaults(func=cmd_decode)
+
+    gemm = sub.add_parser(
+        "gemm",
+        help="multiply two MX operands: D = A @ B (+ C)",
+        description="Multiply A (M x K, blocked along K) by B (K x N blocked along axis 0, "
+        "or N x K blocked along axis 1, meaning D = A @ B.T) under an accumulation model, "
+        "optionally adding a float32 C, and write D as .npy or raw little-endian .bin. "
+        "A and B are .npz files from encode, or packed .bin files (or their .json sidecars).",
+    )
+    gemm.add_argument("--a", required=True, metavar="A", help="M x K operand, blocked along K")
+    gemm.add_argument(
+        "--b",
+        required=True,
+        metavar="B",
+        help="K x N operand blocked along axis 0, or N x K blocked along axis 1 (D = A @ B.T)",
+    )
+    gemm.add_argument(
+        "--c", metavar="C.npy", help="float32 M x N .npy added to the product (default: none)"
+    )
+    gemm.add_argument(
+        "--accum",
+        default="exact",
+        metavar="MODEL",
+        help="accumulation model: exact, block_fp32, fixed_point:W:G[:rne], or a profile "
+        "name, optionally + ':ftz' (default: %(default)s; see docs/gemm.md)",
+    )
+    gemm.add_argument(
+        "--out-dtype",
+        default="float32",
+        metavar="{" + ",".join(GEMM_OUT_DTYPES) + "}",
+        help="type of D (default: %(default)s)",
+    )
+    gemm.add_argument("--force", action="store_true", help="replace an existing --out")
+    gemm.add_argument("--out", required=True, metavar="D", help="output file, .npy or .bin")
+    gemm.set_defaults(func=cmd_gemm)
+
+    add_compare_arguments(
+        sub.add_parser(
+            "compare",
+            help="compare an output with mxref's, bit for bit and in ULPs",
+            description="Compare ACTUAL with REFERENCE (.npy, or raw .bin with --dtype and "
+            "--shape) element by element: bit-exact count, ULP histogram, NaN and Inf "
+            "classes, the first mismatches.  Exit status 0 when every element is within "
+            "--max-ulp, 1 when some are not, 2 for bad input.",
+        )
+    )
 
     info = sub.add_parser(
         "info",
@@ -233,6 +293,63 @@ def cmd_decode(args: argparse.Namespace) -> int:
     check_new([out], force=args.force)
     values = dequantize(read_mx(args.input), dtype)
     write_array(out, values, force=args.force)
+    return 0
+
+
+def cmd_gemm(args: argparse.Namespace) -> int:
+    """Run ``mxref gemm``: read A, B and C, multiply with :func:`mxref.matmul`, write D.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        As parsed by :func:`build_parser`.
+
+    Returns
+    -------
+    int
+        0 on success.
+
+    Raises
+    ------
+    ValueError, TypeError
+        :class:`~mxref.files.InputError` for bad arguments and files, and
+        :func:`mxref.matmul`'s own errors for operands that do not fit
+        together; :func:`main` reports either as one line.
+    """
+    from mxref.accum import parse_accum
+    from mxref.files import InputError, check_new, parse_dtype, read_mx, read_tensor, write_array
+    from mxref.gemm import matmul
+
+    # Check every argument before reading the operands, which may be large.
+    model = parse_accum(args.accum)
+    name = args.out_dtype.strip().lower() if isinstance(args.out_dtype, str) else ""
+    if name not in GEMM_OUT_DTYPES:
+        raise InputError(
+            f"unknown --out-dtype {args.out_dtype!r}; expected one of {', '.join(GEMM_OUT_DTYPES)}"
+        )
+    out_dtype = parse_dtype(name)  # bfloat16 without ml_dtypes fails here, saying so
+    out = args.out
+    if not out.lower().endswith((".npy", ".bin")):
+        raise InputError(f"{out}: --out must end in .npy or .bin (raw)")
+    check_new([out], force=args.force)
+    if args.c is not None and not args.c.lower().endswith(".npy"):
+        raise InputError(f"{args.c}: --c must be a float32 .npy file")
+
+    a = read_mx(args.a)
+    b = read_mx(args.b)
+    c = None
+    if args.c is not None:
+        # float32 is the accumulator type; anything else is refused, naming the file
+        c = read_tensor(args.c, dtype="float32")
+        if a.ndim == 2 and b.ndim == 2:  # otherwise matmul says what is wrong with them
+            want = (a.shape[0], b.shape[1] if b.axis == 0 else b.shape[0])
+            if c.shape != want:
+                raise InputError(
+                    f"{args.c}: C has shape {tuple(c.shape)}, but D = A @ B "
+                    f"{'' if b.axis == 0 else '(B read as N x K) '}has shape {want}"
+                )
+    d = matmul(a, b, accum=model, out_dtype=out_dtype, c=c)
+    write_array(out, d, force=args.force)
     return 0
 
 
