@@ -29,7 +29,7 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_codec.py
+	$(BIN)/python benchmarks/bench_codec.py && $(BIN)/python benchmarks/bench_gemm.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -560,3 +560,13 @@ def test_module_entry_point_user_error_has_no_traceback(tmp_path):
     assert proc.stderr.startswith("mxref: error: x.npy: ")
     assert proc.stderr.count("\n") == 1
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("encode", "decode", "gemm", "compare", "info"):
+        assert command in out, command
+    for command in ("gemm", "compare"):
+        assert main([command, "--help"]) == 0
+        assert f"usage: mxref {command}" in capsys.readouterr().out
