@@ -20,6 +20,7 @@ from hypothesis.extra.numpy import arrays
 
 import mxref
 from mxref.ref import gemm as ref_gemm
+from mxref.ref.element import BINARY32, encode_float
 from spec_tests.assertions import assert_bits_equal
 
 FORMATS = list(mxref.FORMATS)
@@ -180,3 +181,18 @@ def test_cancelling_blocks_and_extreme_scales():
     assert mxref.matmul(a, b, accum="block_fp32")[0, 0] == np.inf
     assert_bits_equal(mxref.matmul(a, b, accum="fixed_point:25:32"),
                       ref_gemm.matmul(a, b, accum="fixed_point:25:32"), "fixed")  # fmt: skip
+
+
+@pytest.mark.parametrize(("fa", "fb"), [("mxfp4", "mxfp4"), ("mxfp8_e5m2", "mxfp8_e4m3")])
+def test_dot_is_the_spec_dot_of_one_block_pair(fa, fb):
+    """mxref.dot of one block each is X_A X_B sum P_A P_B, rounded once to float32."""
+    rng = np.random.default_rng(21)
+    x = mxref.quantize(rng.standard_normal(32).astype(np.float32), fa)
+    y = mxref.quantize(rng.standard_normal(32).astype(np.float32) * 1e3, fb)
+    exact = ref_gemm.block_dot(
+        x.codes.tolist(), int(x.scales[0]), y.codes.tolist(), int(y.scales[0]), x.fmt, y.fmt
+    )
+    bits = encode_float(ref_gemm.ext_to_value(exact), BINARY32)  # one exact rounding
+    assert np.float32(mxref.dot(x, y)).view(np.uint32) == bits
+    with pytest.raises(ValueError, match="a_block must be a 1-D MXArray"):
+        mxref.dot(mxref.quantize(np.ones((2, 32), np.float32), fa), y)
