@@ -1,0 +1,1 @@
+"""Tools for testing MX implementations against mxref: backends and strategies."""
