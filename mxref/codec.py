@@ -27,6 +27,7 @@ from mxref.kernels.array import (
 from mxref.kernels.element import decode_table
 from mxref.kernels.params import decode_params, element_params, scale_params
 from mxref.policies import Overflow, Rounding, ScaleRule
+from mxref.presets import Preset, get_preset
 
 #: output dtype -> the dtype the kernels decode into; float16 and bfloat16 are
 #: rounded once from the exact float32
@@ -82,25 +83,32 @@ def _run_quantize(
     fmt: str | ElementFormat,
     axis: int,
     block_size: int,
-    scale_rule: str | ScaleRule,
-    rounding: str | Rounding,
-    overflow: str | Overflow,
+    scale_rule: str | ScaleRule | None,
+    rounding: str | Rounding | None,
+    overflow: str | Overflow | None,
     seed: int | None,
+    preset: str | Preset | None,
     want_values: bool,
 ) -> _Quantized:
     """Validate every argument and run the kernel for the input's layout."""
     fmt = get_format(fmt)
-    rule = ScaleRule.parse(scale_rule, "scale_rule")
-    rnd = Rounding.parse(rounding, "rounding")
-    ovf = Overflow.parse(overflow, "overflow")
+    if preset is not None:
+        given = [n for n, v in (("scale_rule", scale_rule), ("rounding", rounding),
+                                ("overflow", overflow)) if v is not None]  # fmt: skip
+        if given:
+            raise ValueError(f"preset fixes {', '.join(given)}; pass either the preset or them")
+    chosen = get_preset(preset if preset is not None else "ocp")
+    rule = ScaleRule.parse(chosen.scale_rule if scale_rule is None else scale_rule, "scale_rule")
+    rnd = Rounding.parse(chosen.rounding if rounding is None else rounding, "rounding")
+    ovf = Overflow.parse(chosen.overflow if overflow is None else overflow, "overflow")
     key = _check_seed(seed, rnd)
     bs = _check_block_size(block_size)
     arr = as_float_array(x, "x")
     ax = _check_axis(axis, arr.ndim)
     host = np.float64 if arr.dtype == np.float64 else np.float32
     work = np.ascontiguousarray(arr, dtype=host)
-    ip, fp = element_params(fmt, rnd, ovf, work.dtype)
-    sp = scale_params(fmt, rule, work.dtype)
+    ip, fp = element_params(fmt, rnd, ovf, work.dtype, chosen.keep_negative_zero)
+    sp = scale_params(fmt, rule, work.dtype, chosen.divisor_min_exponent)
     shape = work.shape
     n = shape[ax]
     inner = int(np.prod(shape[ax + 1 :], dtype=np.int64))
@@ -135,10 +143,11 @@ def quantize(
     *,
     axis: int = -1,
     block_size: int = DEFAULT_BLOCK_SIZE,
-    scale_rule: str | ScaleRule = ScaleRule.FLOOR,
-    rounding: str | Rounding = Rounding.RNE,
-    overflow: str | Overflow = Overflow.SATURATE,
+    scale_rule: str | ScaleRule | None = None,
+    rounding: str | Rounding | None = None,
+    overflow: str | Overflow | None = None,
     seed: int | None = None,
+    preset: str | Preset | None = None,
 ) -> MXArray:
     """Encode ``x`` into MX element codes and E8M0 block scales.
 
@@ -155,11 +164,17 @@ def quantize(
     block_size : int
         Elements per block (32 in every concrete MX format).  A last block
         that is shorter is quantized as it is, which equals zero padding.
-    scale_rule : {"floor", "ceil", "even", "rceil"}
+    scale_rule : {"floor", "ceil", "even", "rceil", "floor_log2_fp32", "rceil_fp32_div"}
+        Default ``"floor"`` (the spec).
     rounding : {"rne", "away", "zero", "stochastic"}
+        Default ``"rne"`` (the spec).
     overflow : {"saturate", "ieee"}
+        Default ``"saturate"`` (the spec).
     seed : int, optional
         Required with ``rounding="stochastic"`` and rejected otherwise.
+    preset : {"ocp", "microxcaling", "torchao", "cublas", "quark", "triton"}, optional
+        Reproduce that implementation (see :mod:`mxref.presets`); it fixes the
+        three policies, so they may not be passed with it.
 
     Returns
     -------
@@ -173,7 +188,7 @@ def quantize(
     Spec: OCP MX v1.0 section 6.3.
     """
     run = _run_quantize(
-        x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, want_values=False
+        x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset, want_values=False
     )
     return MXArray(
         codes=run.codes, scales=run.scales, fmt=run.fmt, axis=run.axis, block_size=int(block_size)
@@ -242,10 +257,11 @@ def quantize_dequantize(
     *,
     axis: int = -1,
     block_size: int = DEFAULT_BLOCK_SIZE,
-    scale_rule: str | ScaleRule = ScaleRule.FLOOR,
-    rounding: str | Rounding = Rounding.RNE,
-    overflow: str | Overflow = Overflow.SATURATE,
+    scale_rule: str | ScaleRule | None = None,
+    rounding: str | Rounding | None = None,
+    overflow: str | Overflow | None = None,
     seed: int | None = None,
+    preset: str | Preset | None = None,
 ) -> Any:
     """Fake-quantize: ``dequantize(quantize(x, ...))`` in one fused pass.
 
@@ -261,7 +277,7 @@ def quantize_dequantize(
     Spec: OCP MX v1.0 sections 5.1 and 6.3.
     """
     run = _run_quantize(
-        x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, want_values=True
+        x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset, want_values=True
     )
     arr, values = run.source, run.values
     assert values is not None

@@ -56,6 +56,12 @@ class ScaleRule(Policy):
     EVEN = "even"
     #: ceil(log2(amax / max_normal)) (cuBLAS, Transformer Engine, Triton ROUND_UP).
     RCEIL = "rceil"
+    #: floor(RN32(log2(amax))) - emax_elem: the float32 ``log2`` of microxcaling's
+    #: Python path, which rounds up to the next integer just below most powers of two.
+    FLOOR_LOG2_FP32 = "floor_log2_fp32"
+    #: ceil(log2(q)) with q = RN32(RN64(amax / max_normal)), a subnormal q giving
+    #: 2**-126 and q = 0 the byte 0x00: Triton's ROUND_UP bit formula on a float32 quotient.
+    RCEIL_FP32_DIV = "rceil_fp32_div"
 
 
 class Rounding(Policy):

@@ -60,14 +60,15 @@ def quantize_block(
     if special:
         # NaN/Inf block: scale 0xFF, every code a signed zero, every value NaN
         for j in range(n):
-            sign = sign_bit(xb[j])
+            sign = sign_bit(xb[j] + fp[2])
             if write_codes:
                 codes[j] = (sign * ip[IP_SIGN_XOR] + sign * ip[IP_SIGN_ADD]) & ip[IP_CODE_MASK]
             if write_values:
                 neg = sign == 1 and ip[IP_NEGATIVE_ZERO] == 1
                 values[j] = float_like(math.copysign(np.nan, -1.0 if neg else 1.0), xb[0])
         return byte
-    inv_scale = float_like(math.ldexp(1.0, 127 - byte), xb[0])
+    # the divisor may be clamped above the stored scale (sp[6]; a vendor quirk)
+    inv_scale = float_like(math.ldexp(1.0, 127 - max(byte, sp[6])), xb[0])
     scale = float_like(math.ldexp(1.0, byte - 127), xb[0])
     if rounding == RNE:
         # a literal mode lets the compiler drop every other rounding branch
@@ -89,7 +90,7 @@ def encode_span(
     random32 = np.int64(0)
     zero_addend = float_like(-0.0 if ip[IP_NEGATIVE_ZERO] == 1 else 0.0, scale)
     for j in range(xb.shape[0]):
-        x = xb[j]
+        x = xb[j] + fp[2]  # the identity, or -0.0 -> +0.0 where a preset says so
         if rounding == STOCHASTIC:
             random32 = random_u32(seed, counter0 + j)
         code, rounded = encode_element(x, inv_scale, ip, fp, rounding, random32)

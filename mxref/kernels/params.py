@@ -29,10 +29,18 @@ def _pow2_bits(k: int, host_mbits: int, host_bias: int) -> int:
 
 
 @cache
-def element_params(fmt: ElementFormat, rounding: Rounding, overflow: Overflow, host: np.dtype):
+def element_params(
+    fmt: ElementFormat,
+    rounding: Rounding,
+    overflow: Overflow,
+    host: np.dtype,
+    keep_negative_zero: bool = True,
+):
     """Return ``(ip, fp)`` for :func:`mxref.kernels.element.encode_element`.
 
-    ``fp`` is ``(overflow_value, max_normal)`` as host floats.
+    ``fp`` is ``(overflow_value, max_normal, input_zero_addend)`` as host
+    floats; adding the last to every input is the identity when -0.0 inputs
+    keep their sign (-0.0) and turns -0.0 into +0.0 otherwise (+0.0).
     """
     host_mbits, host_ebits, host_bias = HOST_LAYOUT[np.dtype(host)]
     width = 1 + host_ebits + host_mbits
@@ -65,12 +73,20 @@ def element_params(fmt: ElementFormat, rounding: Rounding, overflow: Overflow, h
     ip = [fields[i] for i in range(el.IP_COUNT)]
     uint = np.uint32 if width == 32 else np.uint64
     hf = np.dtype(host).type
-    return tuple(uint(v) for v in ip), (hf(overflow_value), hf(float(fmt.max_normal)))
+    zero_addend = hf(-0.0 if keep_negative_zero else 0.0)
+    return tuple(uint(v) for v in ip), (hf(overflow_value), hf(float(fmt.max_normal)), zero_addend)
 
 
 @cache
-def scale_params(fmt: ElementFormat, rule: ScaleRule, host: np.dtype):
-    """Return the tuple for :func:`mxref.kernels.scale.encode_scale`."""
+def scale_params(
+    fmt: ElementFormat, rule: ScaleRule, host: np.dtype, divisor_min_exponent: int = -127
+):
+    """Return the scale tuple of :func:`mxref.kernels.block.quantize_block`.
+
+    The first six entries are :func:`mxref.kernels.scale.encode_scale`'s; the
+    seventh is the smallest E8M0 byte used as the element divisor (1 for
+    torchao 0.18, which divides by at least 2**-126 whatever the byte says).
+    """
     host_mbits, _, host_bias = HOST_LAYOUT[np.dtype(host)]
     return (
         np.int64(host_mbits),
@@ -79,6 +95,7 @@ def scale_params(fmt: ElementFormat, rule: ScaleRule, host: np.dtype):
         np.int64(fmt.mbits),
         np.int64(fmt.max_significand_mantissa),
         np.int64(rule.code),
+        np.int64(divisor_min_exponent + 127),
     )
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 # rule codes, in ScaleRule order
-FLOOR, CEIL, EVEN, RCEIL = 0, 1, 2, 3
+FLOOR, CEIL, EVEN, RCEIL, FLOOR_LOG2_FP32, RCEIL_FP32_DIV = 0, 1, 2, 3, 4, 5
 
 
 @njit(cache=True)
@@ -48,6 +48,26 @@ def shared_exponent(amax_bits, host_mbits, host_bias, emax, mbits, max_mant, rul
         frac = (frac << (host_mbits + 1 - width)) & (one - 1)
     else:
         e = field - host_bias
+    if rule == FLOOR_LOG2_FP32:
+        # the float32 rounding of log2(amax) may reach the next integer; a
+        # float64 log2 is far more precise than the float32 spacing decided on
+        sig = 1.0 + math.ldexp(float(frac), -host_mbits)
+        if np.float32(e + math.log2(sig)) == e + 1:
+            e += 1
+        return e - emax
+    if rule == RCEIL_FP32_DIV:
+        amax = math.ldexp(1.0 + math.ldexp(float(frac), -host_mbits), e)
+        max_normal = math.ldexp(float((np.int64(1) << mbits) + max_mant), emax - mbits)
+        q = np.float32(amax / max_normal)  # RN64 then RN32, as the oracle defines
+        if q == 0:
+            return np.int64(-127)
+        if not math.isfinite(q):
+            return np.int64(128)
+        qbits = np.int64(np.float32(q).view(np.int32))
+        qfield = qbits >> 23
+        if qfield == 0:
+            return np.int64(-126)  # ROUND_UP carries a subnormal into 2**-126
+        return qfield - 127 + np.int64((qbits & 0x7FFFFF) != 0)
     e = e - emax
     if rule == CEIL:
         e += np.int64(frac != 0)
@@ -69,7 +89,7 @@ def encode_scale(amax_bits, special, host_mbits, host_bias, emax, mbits, max_man
     if amax_bits == 0:
         return 0
     e = shared_exponent(amax_bits, host_mbits, host_bias, emax, mbits, max_mant, rule)
-    return min(max(e, -127), 127) + 127
+    return min(max(e, np.int64(-127)), np.int64(127)) + 127
 
 
 @njit(cache=True)

@@ -65,6 +65,8 @@ def quantize_array(
     rounding: Rounding = Rounding.RNE,
     overflow: Overflow = Overflow.SATURATE,
     seed: int | None = None,
+    divisor_min_exponent: int = -127,
+    keep_negative_zero: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Quantize ``x`` along ``axis``; return ``(codes, scales)`` as uint8 arrays.
 
@@ -88,8 +90,9 @@ def quantize_array(
             assert seed is not None
             draws = [random_u32(seed, flat_block * block_size + k) for k in range(len(elems))]
         byte, block_codes = quantize_block(
-            [values[e] for e in elems], fmt, scale_rule, rounding, overflow, draws
-        )
+            [values[e] for e in elems], fmt, scale_rule, rounding, overflow, draws,
+            divisor_min_exponent, keep_negative_zero,
+        )  # fmt: skip
         scales[sidx] = byte
         for e, c in zip(elems, block_codes, strict=True):
             codes[e] = c

@@ -22,6 +22,8 @@ def quantize_block(
     rounding: Rounding = Rounding.RNE,
     overflow: Overflow = Overflow.SATURATE,
     random32: Sequence[int] | None = None,
+    divisor_min_exponent: int = -127,
+    keep_negative_zero: bool = True,
 ) -> tuple[int, list[int]]:
     """Quantize one block of exact values.
 
@@ -33,6 +35,11 @@ def quantize_block(
         The policies.
     random32 : sequence of int, optional
         One 32-bit draw per element, for stochastic rounding.
+    divisor_min_exponent : int
+        Elements are divided by ``2**max(shared_exponent, this)``; the spec's
+        -127 divides by X itself (torchao 0.18 uses -126 while storing X).
+    keep_negative_zero : bool
+        False reads a -0.0 input as +0.0 (microxcaling).
 
     Returns
     -------
@@ -44,12 +51,14 @@ def quantize_block(
     Spec: OCP MX v1.0 section 6.3.
     """
     draws = list(random32) if random32 is not None else [0] * len(values)
+    if not keep_negative_zero:
+        values = [(0, mag) if mag == 0 else (s, mag) for s, mag in values]
     if any(isinstance(mag, float) for _, mag in values):
         return encode_scale(None, fmt, scale_rule), [apply_sign(s, 0, fmt) for s, _ in values]
     amax = max((mag for _, mag in values), default=Fraction(0))
     assert isinstance(amax, Fraction)
     byte = encode_scale(amax, fmt, scale_rule)
-    scale = decode_scale(byte)
+    scale = decode_scale(max(byte, divisor_min_exponent + 127))
     assert scale is not None
     codes = [
         encode_element(sign, Fraction(mag) / scale, fmt, rounding, overflow, draw)
