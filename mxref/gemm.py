@@ -203,6 +203,7 @@ def _blas_paths(
     return _slow_pairs(a_slow, b_slow, m, n)
 
 
+_BLAS_MIN_WORK = 1 << 18  # multiply-adds below which the exact kernel is faster
 _F32_EXACT = float(2**24) * (1 - 2.0**-20)  # margins cover the float rounding of the bound
 _F64_EXACT = float(2**53) * (1 - 2.0**-20)
 
@@ -260,7 +261,9 @@ def matmul(
     nb, sb = _integers(ops.fmt_b)
     q_ab = (ops.fmt_a.emin - ops.fmt_a.mbits) + (ops.fmt_b.emin - ops.fmt_b.mbits)
     out = np.empty((m, n), np.float64)
-    if out.size and isinstance(model, Exact | BlockFP32) and precision > 8:
+    # BLAS pays off on real shapes; tiny products go straight to the exact kernel
+    big = m * n * ops.shape[2] >= _BLAS_MIN_WORK
+    if out.size and big and isinstance(model, Exact | BlockFP32) and precision > 8:
         # BLAS paths: exact wherever their bound holds; the rest below
         slow = _blas_paths(ops, model, na, sa, nb, sb, q_ab, c_arr, out)
     else:

@@ -98,8 +98,9 @@ def gaussian_operands(fa, fb, m, n, k, seed, spread=0):
                                         ("mxfp8_e5m2", "mxfp8_e5m2")])  # fmt: skip
 @pytest.mark.parametrize("accum", ["exact", "block_fp32"])
 @pytest.mark.parametrize("spread", [0, 40])
-def test_fast_paths_equal_oracle_on_larger_shapes(fa, fb, accum, spread):
-    """Shapes big enough to take the BLAS paths, with and without wide scale spreads."""
+def test_fast_paths_equal_oracle_on_larger_shapes(fa, fb, accum, spread, monkeypatch):
+    """The BLAS paths (forced on for these small shapes), with and without wide scale spreads."""
+    monkeypatch.setattr(mxref.gemm, "_BLAS_MIN_WORK", 0)
     a, b = gaussian_operands(fa, fb, 6, 5, 200, seed=spread + 1, spread=spread)
     c = np.random.default_rng(9).standard_normal((6, 5)).astype(np.float32)
     for cc in (None, c):
