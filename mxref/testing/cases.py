@@ -1,0 +1,901 @@
+"""TestFloat-style structured cases for MX conformance tests.
+
+Cases come from structure, not only from randomness (Berkeley TestFloat):
+boundary exponents crossed with significand bit patterns (walking ones, runs
+of ones, single-zero holes), the midpoints of every pair of adjacent codes
+with the floats just inside them, the neighbours of powers of two as a
+block's amax, amax above the max-normal significand, and the corner cases a
+conformance suite must cover (signed zeros, all-zero and tiny blocks, float32
+subnormals, NaN and Inf, the MXINT8 asymmetric end).  A few seeded random
+blocks are mixed in, from a counter-based generator so that they never
+depend on a library's random stream.
+
+Two levels, as in TestFloat: level 1 is the everyday set; level 2 is a
+superset with every position, scale and exponent.
+
+Everything is built from float32 *bit patterns* (Python ints), and every
+value that is not a float32 already is rounded once, exactly, by the oracle
+(:func:`mxref.ref.element.encode_float`), so the cases are the same on every
+machine.  :mod:`mxref.golden` turns these cases into the golden files; tests
+and users may call the generators directly.
+
+Spec: OCP MX v1.0 sections 5 (encodings) and 6.3 (conversion).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat
+from mxref.ref.element import BINARY32, apply_sign, decode_element, encode_float, pow2
+from mxref.ref.stochastic import random_u32
+
+FRACTION_BITS = 23
+#: The levels of the structured generator (TestFloat's ``-level 1`` and ``-level 2``).
+LEVELS = (1, 2)
+#: Spec areas a case can exercise; every golden case carries one of them.
+AREAS = ("scale", "rounding", "saturation", "special", "packing", "gemm", "decode")
+
+#: float32 bit patterns used throughout.
+F32_SIGN = 0x80000000
+F32_INF = 0x7F800000
+F32_QNAN = 0x7FC00000
+F32_MAX = 0x7F7FFFFF
+F32_MIN_SUBNORMAL = 0x00000001
+F32_MIN_NORMAL = 0x00800000
+
+
+# --- float32 bit patterns -------------------------------------------------------
+
+
+def significand_patterns(level: int) -> list[int]:
+    """23-bit fraction patterns: zero, all ones, walking ones, runs and holes.
+
+    Parameters
+    ----------
+    level : int
+        1 keeps every fourth position of each pattern family; 2 keeps every position.
+
+    Returns
+    -------
+    list of int
+        Sorted, distinct fraction fields.
+    """
+    _check_level(level)
+    full = (1 << FRACTION_BITS) - 1
+    step = 1 if level >= 2 else 4
+    pats = {0, full, 1, full - 1, 1 << (FRACTION_BITS - 1)}
+    for i in range(0, FRACTION_BITS, step):
+        pats.add(1 << i)  # walking one
+        pats.add(full ^ (1 << i))  # single-zero hole
+        pats.add(full >> i)  # run of trailing ones
+        pats.add((full << i) & full)  # run of leading ones
+    return sorted(pats)
+
+
+def float32_from_fields(sign: int, biased_exp: int, fraction: int) -> np.float32:
+    """The float32 with the given fields."""
+    bits = (sign << 31) | (biased_exp << 23) | fraction
+    return np.array([bits], np.uint32).view(np.float32)[0]
+
+
+def boundary_values(level: int) -> np.ndarray:
+    """float32 values at boundary exponents x significand patterns, both signs.
+
+    Exponents cover the fp32 subnormals and extremes and the band where MX
+    element grids live (|x| from 2**-20 to 2**20 around a unit scale).
+
+    Spec: OCP MX v1.0 section 6.3 (inputs are float32 values).
+    """
+    biased = {0, 1, 2, 126, 127, 128, 253, 254}
+    biased.update(range(127 - 20, 127 + 21, 1 if level >= 2 else 3))
+    out = [
+        float32_from_fields(s, e, f)
+        for e in sorted(biased)
+        for f in significand_patterns(level)
+        for s in (0, 1)
+        if not (e == 0 and f == 0 and s == 1)
+    ]
+    return np.array(out, np.float32)
+
+
+def f32_bits(value: Fraction | int, sign: int = 0) -> int:
+    """The float32 bit pattern of an exact value, rounded once (RNE).
+
+    Parameters
+    ----------
+    value : Fraction or int
+        A non-negative magnitude; above the float32 range it becomes Inf.
+    sign : int
+        0 or 1.
+    """
+    return encode_float((sign, Fraction(value)), BINARY32)
+
+
+def f32_pow2(k: int, sign: int = 0) -> int:
+    """The float32 bits of ``2**k`` (rounded once if out of range)."""
+    return f32_bits(pow2(k), sign)
+
+
+def f32_value(bits: int) -> Fraction:
+    """The exact value of finite float32 bits (a signed Fraction)."""
+    sign, mag = decode_element(bits, BINARY32)
+    if not isinstance(mag, Fraction):
+        raise ValueError(f"float32 {bits:#010x} is not finite")
+    return -mag if sign else mag
+
+
+def next_up(bits: int) -> int:
+    """The next float32 away from zero (same sign); a finite pattern is expected."""
+    return bits + 1
+
+
+def next_down(bits: int) -> int:
+    """The next float32 toward zero (same sign); nonzero finite patterns only."""
+    if bits & ~F32_SIGN == 0:
+        raise ValueError("zero has no next value toward zero")
+    return bits - 1
+
+
+def negate(bits: int) -> int:
+    """Flip the float32 sign bit."""
+    return bits ^ F32_SIGN
+
+
+# --- element grids ----------------------------------------------------------------
+
+
+def positive_grid(fmt: ElementFormat) -> list[tuple[int, Fraction]]:
+    """Every non-negative finite (magnitude code, value) of ``fmt``, ascending.
+
+    Spec: OCP MX v1.0 section 5.3 (Tables 2-6).
+    """
+    grid = []
+    for code in range(fmt.max_code + 1):
+        sign, mag = decode_element(code, fmt)
+        assert sign == 0
+        assert isinstance(mag, Fraction)
+        grid.append((code, mag))
+    return grid
+
+
+def adjacent_pairs(fmt: ElementFormat) -> Iterator[tuple[int, Fraction, int, Fraction]]:
+    """Every pair of adjacent non-negative codes: (lo_code, lo, hi_code, hi).
+
+    Spec: OCP MX v1.0 section 5.3 (Tables 2-6).
+    """
+    grid = positive_grid(fmt)
+    for (c0, v0), (c1, v1) in zip(grid, grid[1:], strict=False):
+        yield c0, v0, c1, v1
+
+
+def signed_code(sign: int, magnitude_code: int, fmt: ElementFormat) -> int:
+    """The full code of a signed magnitude code."""
+    return apply_sign(sign, magnitude_code, fmt)
+
+
+def finite_codes(fmt: ElementFormat) -> list[int]:
+    """Every code of ``fmt`` that decodes to a finite value (both signs).
+
+    Spec: OCP MX v1.0 section 5.3 (Tables 2-6).
+    """
+    return [c for c in range(fmt.code_count) if isinstance(decode_element(c, fmt)[1], Fraction)]
+
+
+# --- block cases ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlockCase:
+    """One block of float32 inputs and the spec area it exercises.
+
+    Attributes
+    ----------
+    inputs : tuple of int
+        float32 bit patterns, ``block_size`` of them.
+    area : str
+        One of :data:`AREAS`.
+    note : str
+        What the block is for, in a few words.
+
+    Spec: OCP MX v1.0 section 6.3 (one block of 32 inputs).
+    """
+
+    inputs: tuple[int, ...]
+    area: str
+    note: str
+
+    def array(self) -> np.ndarray:
+        """The inputs as a float32 array."""
+        return np.array(self.inputs, np.uint32).view(np.float32)
+
+
+def _check_level(level: int) -> None:
+    if level not in LEVELS:
+        raise ValueError(f"level must be 1 or 2; got {level!r}")
+
+
+def _blocks(
+    values: Sequence[int],
+    area: str,
+    note: str,
+    anchor: int | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> list[BlockCase]:
+    """Cut values into blocks (lane 0 holding ``anchor`` when given), zero filled."""
+    per = block_size - (1 if anchor is not None else 0)
+    out = []
+    for start in range(0, len(values), per):
+        lanes = ([] if anchor is None else [anchor]) + list(values[start : start + per])
+        lanes += [0] * (block_size - len(lanes))
+        out.append(BlockCase(tuple(lanes), area, note))
+    return out
+
+
+def body(k: int, lanes: int = DEFAULT_BLOCK_SIZE - 1) -> list[int]:
+    """A fixed block body below ``2**k``: patterned magnitudes in ``[2**(k-12), 2**k)``.
+
+    Lane ``i`` holds ``(-1)**i * 2**(k - 1 - i % 12) * (1 + m_i / 8)`` with a
+    varying 3-bit significand ``m_i``, rounded once to float32 (so far below
+    the float32 range the body becomes subnormal or zero, as a real block would).
+    """
+    out = []
+    for i in range(lanes):
+        mag = pow2(k - 1 - i % 12) * (1 + Fraction((5 * i + 3) % 8, 8))
+        out.append(f32_bits(mag, i % 2))
+    return out
+
+
+def amax_block(amax: int, area: str, note: str) -> BlockCase:
+    """A block whose lane 0 is ``amax`` (float32 bits) over :func:`body`.
+
+    The body lies below ``2**floor(log2 |amax|)``, so lane 0 is the block's amax.
+    """
+    k = _binade(amax)
+    return BlockCase((amax, *body(k)), area, note)
+
+
+def _binade(bits: int) -> int:
+    """floor(log2 |value|) of nonzero finite float32 bits."""
+    mag = abs(f32_value(bits))
+    k = mag.numerator.bit_length() - mag.denominator.bit_length()
+    while pow2(k) > mag:
+        k -= 1
+    while pow2(k + 1) <= mag:
+        k += 1
+    return k
+
+
+def power_of_two_exponents(fmt: ElementFormat, level: int) -> list[int]:
+    """Exponents ``k`` whose ``2**k`` neighbours serve as amax.
+
+    Level 1: the float32 and E8M0 extremes, the scale-clamp boundary
+    ``-127 + emax`` and the band around 1; level 2: every ``k`` in [-149, 127].
+
+    Spec: OCP MX v1.0 section 6.3, step 1.
+    """
+    _check_level(level)
+    if level == 2:
+        return list(range(-149, 128))
+    e = fmt.emax
+    ks = {-149, -148, -136, -127, -126, -125, -128 + e, -127 + e, -126 + e}
+    ks |= {-2, -1, 0, 1, 2, e, e + 1, 10, 126 - e, 127 - e, 100, 126, 127}
+    return sorted(k for k in ks if -149 <= k <= 127)
+
+
+def power_of_two_blocks(fmt: ElementFormat, level: int) -> list[BlockCase]:
+    """amax = pred(2**k), 2**k and succ(2**k) over a fixed body (area ``scale``).
+
+    pred(2**k) is where a float ``log2`` overshoots (microxcaling's Python
+    path gives k, the spec floor(log2) gives k-1).  Level 2 adds, for every
+    other ``k``, pred(2**k) alone (the case that breaks).
+
+    Spec: OCP MX v1.0 section 6.3, step 1.
+    """
+    out = []
+    for k in power_of_two_exponents(fmt, 1):
+        p = f32_pow2(k)
+        if k > -149:
+            out.append(amax_block(next_down(p), "scale", f"amax pred(2^{k})"))
+        out.append(amax_block(p, "scale", f"amax 2^{k}"))
+        out.append(amax_block(next_up(p), "scale", f"amax succ(2^{k})"))
+    out.append(amax_block(F32_MAX, "scale", "amax = float32 max = pred(2^128)"))
+    if level == 2:
+        for k in power_of_two_exponents(fmt, 2):
+            if k > -149:
+                out.append(amax_block(next_down(f32_pow2(k)), "scale", f"amax pred(2^{k})"))
+    return out
+
+
+def saturation_amaxes(fmt: ElementFormat) -> list[tuple[Fraction, str]]:
+    """Magnitudes at and above max normal, relative to a unit scale.
+
+    max normal, its float32 successor, the overflow tie ``max + ulp/2`` (E4M3
+    464), the midpoint between max normal and ``2**(emax+1)`` (E2M1 7, E4M3
+    480, E5M2 61440: amax significand above max normal's), and ``2**(emax+1)``.
+
+    Spec: OCP MX v1.0 section 6.3 (clamp to max normal).
+    """
+    top = fmt.max_normal
+    ulp = pow2(fmt.emax - fmt.mbits)
+    return [
+        (top, "max normal"),
+        (top + ulp / 2, "overflow tie max + ulp/2"),
+        ((top + pow2(fmt.emax + 1)) / 2, "amax significand above max normal's"),
+        (pow2(fmt.emax + 1), "2^(emax+1)"),
+    ]
+
+
+def saturation_blocks(fmt: ElementFormat, level: int) -> list[BlockCase]:
+    """Blocks whose amax sits at or above max normal * X (area ``saturation``).
+
+    Each amax comes with its float32 neighbours; the body holds ``-amax`` too
+    so that negative saturation is seen.  Scales: 2**0, the largest the
+    float32 range allows, 2**-127 (level 1) and 2**-100, 2**50 (level 2).
+
+    Spec: OCP MX v1.0 section 6.3 ("clamped to the max normal, preserving the sign").
+    """
+    _check_level(level)
+    scales = [0, 126 - fmt.emax, -127] + ([-100, 50] if level == 2 else [])
+    out = []
+    for s in scales:
+        for mag, what in saturation_amaxes(fmt):
+            bits = f32_bits(mag * pow2(s))
+            if bits >= F32_INF:
+                continue
+            neighbours = [bits] if level == 1 and s != 0 else [next_down(bits), bits, next_up(bits)]
+            for b in neighbours:
+                if b >= F32_INF:
+                    continue
+                lanes = (b, negate(b), *body(_binade(b), DEFAULT_BLOCK_SIZE - 2))
+                out.append(BlockCase(lanes, "saturation", f"{what} at scale 2^{s}"))
+    return out
+
+
+def midpoint_scale_exponents(fmt: ElementFormat, level: int) -> list[int]:
+    """Scale exponents for the midpoint blocks.
+
+    The unit scale, the E8M0 extremes the float32 range allows (level 1);
+    two scales in between too (level 2).
+    """
+    _check_level(level)
+    return [0, -127, 126 - fmt.emax] + ([-100, 50] if level == 2 else [])
+
+
+def midpoint_values(fmt: ElementFormat, scale_exp: int, positions: Iterable[str]) -> list[int]:
+    """The midpoint of every pair of adjacent codes times ``2**scale_exp``, both signs.
+
+    Parameters
+    ----------
+    fmt : ElementFormat
+    scale_exp : int
+        The block scale the values are meant for.
+    positions : iterable of {"mid", "below", "above"}
+        The midpoint itself and the float32 just below or above it.
+
+    Returns
+    -------
+    list of int
+        float32 bits.  Midpoints have at most ``mbits + 2`` significant bits,
+        so they are float32 values exactly for every scale in the E8M0 range.
+
+    Spec: OCP MX v1.0 section 6.3 (roundTiesToEven).
+    """
+    wanted = list(positions)
+    out: list[int] = []
+    for _, lo, _, hi in adjacent_pairs(fmt):
+        mid = f32_bits((lo + hi) / 2 * pow2(scale_exp))
+        assert f32_value(mid) == (lo + hi) / 2 * pow2(scale_exp), "midpoint must be exact"
+        by_pos = {"mid": mid, "below": next_down(mid), "above": next_up(mid)}
+        for sign in (0, 1):
+            out.extend(by_pos[p] ^ (F32_SIGN if sign else 0) for p in wanted)
+    return out
+
+
+def midpoint_blocks(fmt: ElementFormat, level: int) -> list[BlockCase]:
+    """Midpoints of adjacent codes and the floats just inside them (area ``rounding``).
+
+    Lane 0 holds ``max_normal * X``, which pins the block scale to ``X`` under
+    FLOOR, EVEN and RCEIL.  Level 1: all three positions at the unit scale,
+    midpoints alone at the extreme scales; level 2: all positions everywhere.
+
+    Spec: OCP MX v1.0 section 6.3 (roundTiesToEven required).
+    """
+    out = []
+    for s in midpoint_scale_exponents(fmt, level):
+        full = level == 2 or s == 0
+        positions = ("mid", "below", "above") if full else ("mid",)
+        anchor = f32_bits(fmt.max_normal * pow2(s))
+        values = midpoint_values(fmt, s, positions)
+        out += _blocks(values, "rounding", f"midpoints of adjacent codes at scale 2^{s}", anchor)
+    return out
+
+
+def boundary_anchor_exponents(fmt: ElementFormat, level: int) -> list[int]:
+    """Block exponents ``E`` for :func:`boundary_blocks`."""
+    _check_level(level)
+    return [0] if level == 1 else [0, -131, 127]
+
+
+def boundary_blocks(fmt: ElementFormat, level: int) -> list[BlockCase]:
+    """Significand patterns at every exponent of the element grid (area ``rounding``).
+
+    For a block exponent ``E``, lane 0 is the anchor ``pred(2**(E+1))`` and
+    the other lanes hold ``2**(E-d) * (1 + p / 2**23)`` for every pattern
+    ``p`` of :func:`significand_patterns` and every ``d`` from 0 to two
+    binades below the element's smallest subnormal, with alternating signs.
+    These are TestFloat's boundary exponents x significand patterns, placed
+    where the element grid lives; level 2 uses every pattern position and
+    also puts them at the float32 extremes (E = -131, 127).
+
+    Spec: OCP MX v1.0 section 6.3.
+    """
+    span = fmt.emax - fmt.emin + fmt.mbits + 2
+    out = []
+    for e in boundary_anchor_exponents(fmt, level):
+        values = []
+        i = 0
+        for d in range(span + 1):
+            for p in significand_patterns(level):
+                mag = pow2(e - d) * (1 + Fraction(p, 1 << FRACTION_BITS))
+                values.append(f32_bits(mag, i % 2))
+                i += 1
+        values = list(dict.fromkeys(values))  # far below float32 several round to the same
+        anchor = next_down(f32_pow2(e + 1))
+        out += _blocks(values, "rounding", f"significand patterns below 2^{e + 1}", anchor)
+    return out
+
+
+def corner_blocks(fmt: ElementFormat) -> list[BlockCase]:
+    """The corner cases of research note mx-semantics section 5, for any format.
+
+    The values are the same for every format (they are the cases named for
+    one format or another); what each format does with them is the oracle's.
+
+    - amax 1023.99994 (pred(1024)): FLOOR gives 2**1 in E4M3, not 2**2;
+    - amax 7 (E2M1), 480 (E4M3), 61440 (E5M2): above max normal's significand;
+    - E2M1 ties 0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0 under a 6.0 anchor;
+    - 464 and nextup(464), 470 (E4M3 overflow tie and beyond);
+    - MXINT8 -1.9921875 (-> 0x81, never 0x80) and the 2**-7 tie;
+    - float32 max (RCEIL needs 2**128: the scale saturates to 2**127).
+
+    Spec: OCP MX v1.0 section 6.3.
+    """
+    del fmt  # the same inputs for every format
+    out = [
+        amax_block(0x447FFFFF, "scale", "amax 1023.99994 = pred(1024)"),
+        amax_block(f32_bits(Fraction(7)), "saturation", "amax 7 (E2M1 above max significand)"),
+        amax_block(f32_bits(Fraction(480)), "saturation", "amax 480 (E4M3)"),
+        amax_block(f32_bits(Fraction(61440)), "saturation", "amax 61440 (E5M2)"),
+        amax_block(f32_bits(Fraction(464)), "saturation", "amax 464 (E4M3 overflow tie)"),
+        amax_block(next_up(f32_bits(Fraction(464))), "saturation", "amax nextup(464)"),
+        amax_block(f32_bits(Fraction(470)), "saturation", "amax 470"),
+        amax_block(f32_bits(Fraction(61439)), "saturation", "amax 61439"),
+    ]
+    ties = [Fraction(n, 4) for n in (1, 3, 5, 7, 10, 14, 20)]  # 0.25 0.75 1.25 1.75 2.5 3.5 5
+    lanes = [f32_bits(Fraction(6))] + [f32_bits(t, s) for s in (0, 1) for t in ties]
+    out += _blocks(lanes, "rounding", "E2M1 ties 0.25 0.75 2.5 5.0 under a 6.0 anchor")
+    quantum = Fraction(1, 64)
+    int8 = [
+        f32_bits(Fraction(255, 128), 1),  # -1.9921875: tie between 127 and 128 quanta
+        f32_bits(Fraction(255, 128)),
+        f32_bits(quantum / 2),  # 2**-7: tie between 0 and one quantum
+        f32_bits(quantum / 2, 1),
+        f32_bits(quantum * 3 / 2),
+        f32_bits(quantum * 3 / 2, 1),
+        f32_bits(Fraction(127, 64), 1),  # -1.984375: 0x81 exactly
+    ]
+    out += _blocks(int8, "saturation", "MXINT8 -1.9921875 and the 2^-7 tie")
+    out.append(amax_block(F32_MAX, "saturation", "float32 max: RCEIL needs 2^128"))
+    return out
+
+
+def special_blocks(fmt: ElementFormat) -> list[BlockCase]:
+    """Signed zeros, all-zero blocks, NaN and Inf (area ``special``).
+
+    Spec: OCP MX v1.0 sections 5.1 and 6.3 are silent on NaN/Inf inputs and
+    all-zero blocks; the oracle's choice (scale 0xFF, resp. 0x00) is recorded.
+    """
+    del fmt
+    one, six = f32_bits(Fraction(1)), f32_bits(Fraction(6))
+    neg_zero = F32_SIGN
+    normal = body(3)
+    cases = [
+        ((0,) * 32, "all +0"),
+        ((neg_zero,) * 32, "all -0"),
+        (tuple(neg_zero if i % 2 else 0 for i in range(32)), "alternating +0 and -0"),
+        (
+            (
+                six,
+                neg_zero,
+                f32_bits(Fraction(1, 64), 1),
+                f32_bits(Fraction(1, 1 << 20), 1),
+                *normal[:28],
+            ),
+            "-0.0 and negatives rounding to -0 under 6.0",
+        ),
+        ((F32_QNAN, *normal), "quiet NaN in lane 0"),
+        ((*normal, negate(F32_QNAN)), "negative quiet NaN in lane 31"),
+        ((one, 0x7FA00001, *normal[:30]), "signalling NaN with payload"),
+        ((0xFFC00123, neg_zero, *normal[:30]), "negative NaN with payload, -0"),
+        ((F32_INF, *normal), "+Inf"),
+        ((negate(F32_INF), *normal), "-Inf"),
+        ((F32_INF, negate(F32_INF), *normal[:30]), "+Inf and -Inf"),
+        ((F32_INF, F32_QNAN, *normal[:30]), "Inf and NaN"),
+        ((F32_MAX, F32_INF, *normal[:30]), "float32 max and Inf"),
+        ((F32_QNAN,) * 32, "all NaN"),
+    ]
+    return [BlockCase(tuple(lanes), "special", note) for lanes, note in cases]
+
+
+def tiny_blocks(fmt: ElementFormat, level: int) -> list[BlockCase]:
+    """Blocks with amax below ``2**(-127 + emax)`` and float32 subnormal inputs (area ``scale``).
+
+    Their shared exponent is below -127, so the scale clamps to 0x00 (2**-127)
+    and the elements round on the 2**-127 grid.
+
+    Spec: OCP MX v1.0 section 6.3 (silent below -127; clamping is the oracle's choice).
+    """
+    _check_level(level)
+    limit = -127 + fmt.emax
+    out = [
+        amax_block(next_down(f32_pow2(limit)), "scale", "amax pred(2^(-127+emax))"),
+        amax_block(f32_bits(pow2(limit) * 3 / 4), "scale", "amax 0.75 * 2^(-127+emax)"),
+        amax_block(f32_pow2(limit - 5), "scale", "amax 2^(-132+emax)"),
+        amax_block(next_down(F32_MIN_NORMAL), "scale", "amax largest float32 subnormal"),
+        BlockCase((F32_MIN_SUBNORMAL,) + (0,) * 31, "scale", "amax smallest float32 subnormal"),
+        BlockCase((0x000116C2, 0x00005397, *[0] * 30), "scale", "subnormals 1e-40, 3e-41"),
+    ]
+    walking = [1 << i for i in range(FRACTION_BITS)] + [F32_MIN_NORMAL - 1]
+    signed = [b ^ (F32_SIGN if i % 3 == 1 else 0) for i, b in enumerate(walking)]
+    out += _blocks(signed, "scale", "float32 subnormals: walking ones")
+    holes = [
+        (F32_MIN_NORMAL - 1) ^ (1 << i) for i in range(0, FRACTION_BITS, 1 if level == 2 else 3)
+    ]
+    out += _blocks(holes, "scale", "float32 subnormals: single-zero holes", F32_MIN_NORMAL)
+    return out
+
+
+def random_blocks(fmt: ElementFormat, count: int, seed: int) -> list[BlockCase]:
+    """Seeded weighted-random blocks (area ``rounding``), TestFloat style.
+
+    Each block draws a binade near the unit scale, then lanes within 12
+    binades below it with random signs and fractions; one lane in eight is a
+    random float32 pattern of any kind.  The draws come from
+    :func:`mxref.ref.stochastic.random_u32`, so they are the same everywhere.
+
+    Spec: OCP MX v1.0 section 6.3.
+    """
+    del fmt
+    out = []
+    counter = 0
+
+    def draw() -> int:
+        nonlocal counter
+        counter += 1
+        return random_u32(seed, counter)
+
+    for b in range(count):
+        top = 127 + (draw() % 41) - 20
+        lanes = []
+        for _ in range(DEFAULT_BLOCK_SIZE):
+            r = draw()
+            if r % 8 == 0:
+                lanes.append(draw())
+                continue
+            exp = max(top - (draw() % 13), 0)
+            lanes.append(((r >> 31) << 31) | (exp << 23) | (draw() & 0x7FFFFF))
+        out.append(BlockCase(tuple(lanes), "rounding", f"seeded random block {b}"))
+    return out
+
+
+def encode_blocks(fmt: ElementFormat, level: int, seed: int = 0) -> list[BlockCase]:
+    """Every structured block for ``fmt`` at ``level``, duplicates removed, in a fixed order.
+
+    Level 2 is a superset of level 1.
+
+    Parameters
+    ----------
+    fmt : ElementFormat
+    level : {1, 2}
+    seed : int
+        Seed of the random blocks (4 at level 1, 16 at level 2).
+
+    Returns
+    -------
+    list of BlockCase
+        Blocks of :data:`~mxref.formats.DEFAULT_BLOCK_SIZE` float32 inputs.
+
+    Spec: OCP MX v1.0 sections 5 and 6.3.
+    """
+    _check_level(level)
+    groups = []
+    for lvl in range(1, level + 1):
+        groups += [
+            corner_blocks(fmt),
+            power_of_two_blocks(fmt, lvl),
+            saturation_blocks(fmt, lvl),
+            midpoint_blocks(fmt, lvl),
+            boundary_blocks(fmt, lvl),
+            special_blocks(fmt),
+            tiny_blocks(fmt, lvl),
+            random_blocks(fmt, 4 if lvl == 1 else 16, seed),
+        ]
+    seen: set[tuple[int, ...]] = set()
+    out = []
+    for group in groups:
+        for case in group:
+            if case.inputs not in seen:
+                seen.add(case.inputs)
+                out.append(case)
+    return out
+
+
+# --- packing rows -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CodeRow:
+    """A row of element codes to pack, and what it is for."""
+
+    codes: tuple[int, ...]
+    note: str
+
+
+def pack_rows(fmt: ElementFormat, seed: int = 0) -> list[CodeRow]:
+    """Code rows that exercise a packer: every code, walking ones, lengths 1..33.
+
+    Rows of every length from 1 to 33 (partial groups and partial bytes), 64
+    and 96; every code in order; each bit of each lane alone (walking ones);
+    all ones; alternating zero and all ones; seeded random rows.
+
+    Spec: OCP MX v1.0 section 5.2 (element widths); packing itself is mxref's convention.
+    """
+    bits = fmt.bits
+    top = fmt.code_count - 1
+    rows = [CodeRow(tuple(range(fmt.code_count)), "every code in order")]
+    for n in [*range(1, 34), 64, 96]:
+        rows.append(CodeRow(tuple((7 * i + n) % fmt.code_count for i in range(n)), f"length {n}"))
+    for lane in range(4):
+        for b in range(bits):
+            codes = [0] * 4
+            codes[lane] = 1 << b
+            rows.append(CodeRow(tuple(codes), f"walking one: lane {lane} bit {b}"))
+    rows.append(CodeRow((top,) * 8, "all ones"))
+    rows.append(CodeRow(tuple(top if i % 2 else 0 for i in range(8)), "alternating 0 / all ones"))
+    rows.append(CodeRow(tuple(0 if i % 2 else top for i in range(7)), "alternating all ones / 0"))
+    for r in range(4):
+        n = 32 + 5 * r
+        rows.append(
+            CodeRow(
+                tuple(random_u32(seed, 100 * r + i) % fmt.code_count for i in range(n)),
+                f"seeded random row {r}",
+            )
+        )
+    return rows
+
+
+# --- GEMM dot products -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DotCase:
+    """One MX dot product ``sum_k A[k] * B[k]`` with per-block scales.
+
+    Attributes
+    ----------
+    fmt_a, fmt_b : ElementFormat
+    a_codes, b_codes : tuple of int
+        K codes each.
+    a_scales, b_scales : tuple of int
+        ``ceil(K / 32)`` E8M0 bytes each.
+    area : str
+    note : str
+
+    Spec: OCP MX v1.0 section 6.2 (Dot, DotGeneral).
+    """
+
+    fmt_a: ElementFormat
+    fmt_b: ElementFormat
+    a_codes: tuple[int, ...]
+    a_scales: tuple[int, ...]
+    b_codes: tuple[int, ...]
+    b_scales: tuple[int, ...]
+    area: str
+    note: str
+
+    @property
+    def k(self) -> int:
+        """The dot product length K."""
+        return len(self.a_codes)
+
+
+def code_of(value: Fraction, fmt: ElementFormat) -> int:
+    """The code of an exactly representable signed value (ValueError otherwise).
+
+    Zero gives the +0 code; MXINT8's -2 gives 0x80.
+
+    Spec: OCP MX v1.0 section 5.3 (Tables 2-6).
+    """
+    sign = 1 if value < 0 else 0
+    for code in range(fmt.code_count):
+        s, mag = decode_element(code, fmt)
+        if isinstance(mag, Fraction) and mag == abs(value) and (s == sign or mag == 0):
+            return code
+    raise ValueError(f"{value} is not a {fmt.name} value")
+
+
+def _lanes(k: int, values: dict[int, int]) -> tuple[int, ...]:
+    """K codes, zero except at the given lanes."""
+    return tuple(values.get(i, 0) for i in range(k))
+
+
+def dot_cases(formats: Sequence[ElementFormat], seed: int = 0, level: int = 1) -> list[DotCase]:
+    """Dot products for the GEMM golden files.
+
+    - every ordered pair of formats with random finite codes and scales near
+      2**0, K cycling through 32, 1, 31, 33, 40, 64, 95 (not only multiples of 32);
+    - exact cancellation inside a block and across blocks;
+    - near cancellation of huge E4M3/E5M2 products around a tiny one, which
+      separates the exact, 25-bit and 14-bit accumulation models;
+    - float32 accumulator ties across blocks (2**24 + 1 + 1);
+    - extreme scales 0x00 and 0xFE (overflow to Inf, underflow, subnormal results);
+    - NaN scales (0xFF), Inf and NaN element codes;
+    - negative zeros and all-zero operands.
+
+    Parameters
+    ----------
+    formats : sequence of ElementFormat
+        The element formats to pair (every ordered pair is used).
+    seed : int
+    level : {1, 2}
+        Level 2 adds two more random products per pair.
+
+    Spec: OCP MX v1.0 section 6.2 (Dot, DotGeneral).
+    """
+    _check_level(level)
+    by_name = {f.name: f for f in formats}
+    counter = 0
+
+    def draw() -> int:
+        nonlocal counter
+        counter += 1
+        return random_u32(seed, counter)
+
+    out: list[DotCase] = []
+    ks = [32, 1, 31, 33, 40, 64, 95]
+    rounds = 2 if level == 1 else 4
+    i = 0
+    for r in range(rounds):
+        for fa in formats:
+            fin_a = finite_codes(fa)
+            for fb in formats:
+                fin_b = finite_codes(fb)
+                k = ks[i % len(ks)]
+                i += 1
+                nb = -(-k // DEFAULT_BLOCK_SIZE)
+                out.append(
+                    DotCase(
+                        fa,
+                        fb,
+                        tuple(fin_a[draw() % len(fin_a)] for _ in range(k)),
+                        tuple(0x7F - 6 + draw() % 13 for _ in range(nb)),
+                        tuple(fin_b[draw() % len(fin_b)] for _ in range(k)),
+                        tuple(0x7F - 6 + draw() % 13 for _ in range(nb)),
+                        "gemm",
+                        f"random {fa.name} x {fb.name}, K={k} (round {r})",
+                    )
+                )
+    out += _structured_dots(by_name)
+    return out
+
+
+#: Hand-built dot products: (format_a, format_b, K, A values by lane, B values by lane,
+#: A scale bytes, B scale bytes, area, note).  Values are exact element values.
+_F = Fraction
+_E4, _E5, _FP4, _I8 = "mxfp8_e4m3", "mxfp8_e5m2", "mxfp4", "mxint8"
+_E2M3, _E3M2 = "mxfp6_e2m3", "mxfp6_e3m2"
+_ONE, _TWO, _THREE = (0x7F,), (0x7F, 0x7F), (0x7F, 0x7F, 0x7F)
+# fmt: off
+STRUCTURED_DOTS: tuple[tuple[str, str, int, dict[int, Fraction], dict[int, Fraction],
+                             tuple[int, ...], tuple[int, ...], str, str], ...] = (
+    # exact cancellation
+    (_E4, _E4, 32, {0: _F(448), 1: _F(3, 8)}, {0: _F(448), 1: _F(5, 4)}, _ONE, _ONE, "gemm",
+     "no cancellation, one block"),
+    (_E4, _E4, 32, {0: _F(448), 1: _F(448)}, {0: _F(448), 1: _F(-448)}, _ONE, _ONE, "gemm",
+     "exact cancellation in a block"),
+    (_E4, _E4, 64, {0: _F(448), 32: _F(448)}, {0: _F(448), 32: _F(-448)}, _TWO, _TWO, "gemm",
+     "exact cancellation across blocks"),
+    (_FP4, _FP4, 32, {i: _F(6) if i % 2 else _F(-6) for i in range(32)},
+     {i: _F(6) for i in range(32)}, _ONE, _ONE, "gemm", "16 x 36 - 16 x 36 in mxfp4"),
+    (_I8, _I8, 32, {0: _F(-2), 1: _F(1), 2: _F(127, 64)}, {0: _F(1, 2), 1: _F(1), 2: _F(1, 64)},
+     _ONE, _ONE, "gemm", "mxint8 -2 x 1/2 + 1 x 1 cancels, 0x80 decodes as -2"),
+    # near cancellation: huge + small - huge, separating exact / 25-bit / 14-bit sums
+    (_E4, _E4, 32, {0: _F(448), 1: _F(1, 512), 2: _F(-448)},
+     {0: _F(448), 1: _F(1, 512), 2: _F(448)}, _ONE, _ONE, "gemm",
+     "e4m3: 448^2 + 2^-18 - 448^2 in one block"),
+    (_E4, _E4, 64, {0: _F(448), 1: _F(1, 512), 32: _F(-448)},
+     {0: _F(448), 1: _F(1, 512), 32: _F(448)}, _TWO, _TWO, "gemm",
+     "e4m3: 448^2 + 2^-18 | -448^2 across blocks"),
+    (_E4, _E4, 32, {0: _F(448), 1: _F(3, 4), 2: _F(-448)}, {0: _F(416), 1: _F(5, 8), 2: _F(416)},
+     _ONE, _ONE, "gemm", "e4m3: 448*416 + 15/32 - 448*416, 25-bit visible"),
+    (_E4, _E4, 32, {0: _F(448), 1: _F(7, 2), 2: _F(-448)}, {0: _F(448), 1: _F(13, 2), 2: _F(448)},
+     _ONE, _ONE, "gemm", "e4m3: 448^2 + 22.75 - 448^2, 14-bit visible"),
+    (_E5, _E5, 32, {0: _F(57344), 1: _F(1, 1 << 16), 2: _F(-57344)},
+     {0: _F(57344), 1: _F(1, 1 << 16), 2: _F(57344)}, _ONE, _ONE, "gemm",
+     "e5m2: 57344^2 + 2^-32 - 57344^2"),
+    (_E4, _E5, 32, {0: _F(448), 1: _F(1, 8), 2: _F(-448)}, {0: _F(57344), 1: _F(3, 4),
+     2: _F(57344)}, _ONE, _ONE, "gemm", "e4m3 x e5m2 near cancellation"),
+    (_E5, _FP4, 96, {0: _F(57344), 40: _F(3, 4), 70: _F(-57344)},
+     {0: _F(6), 40: _F(1, 2), 70: _F(6)}, _THREE, _THREE, "gemm",
+     "e5m2 x fp4 near cancellation over 3 blocks"),
+    (_E2M3, _E3M2, 40, {0: _F(15, 2), 33: _F(1, 8)}, {0: _F(28), 33: _F(1, 16)}, _TWO, _TWO,
+     "gemm", "e2m3 x e3m2, K = 40"),
+    # float32 accumulator ties: 2^24 then +1, +1 (block_fp32 keeps 2^24)
+    (_E4, _E4, 96, {0: _F(1), 32: _F(1), 64: _F(1)}, {0: _F(1), 32: _F(1), 64: _F(1)},
+     (0x7F + 24, 0x7F, 0x7F), _THREE, "gemm", "2^24 + 1 + 1: float32 accumulator ties"),
+    (_E4, _E4, 64, {0: _F(1), 1: _F(1, 512), 32: _F(-1)}, {0: _F(1), 1: _F(1, 512), 32: _F(1)},
+     (0x7F + 30, 0x7F + 30), _TWO, "gemm", "2^30 + 2^12 then -2^30"),
+    # extreme scales
+    (_E4, _E4, 32, {0: _F(1)}, {0: _F(1)}, (0xFE,), (0xFE,), "scale", "2^127 x 2^127 overflows"),
+    (_E4, _E4, 32, {0: _F(1)}, {0: _F(1)}, (0x00,), (0x00,), "scale",
+     "2^-127 x 2^-127 underflows"),
+    (_E4, _E4, 32, {0: _F(448)}, {0: _F(448)}, (0x00,), (0xFE,), "scale", "2^-127 x 2^127, 448^2"),
+    (_E4, _E4, 32, {0: _F(448), 1: _F(-448)}, {0: _F(448), 1: _F(448)}, (0xFE,), (0xFE,), "scale",
+     "huge products cancelling inside one block"),
+    (_E4, _E4, 64, {0: _F(1), 32: _F(-1)}, {0: _F(1), 32: _F(1)}, (0xFE, 0xFE), (0xFE, 0xFE),
+     "scale", "2^254 - 2^254 across blocks"),
+    (_E4, _E4, 32, {0: _F(1, 512), 1: _F(3, 512)}, {0: _F(1), 1: _F(1)}, (0x02,), _ONE, "scale",
+     "float32 subnormal block result 2^-132 (0 under ftz)"),
+    (_E4, _E4, 64, {0: _F(1, 512), 32: _F(1)}, {0: _F(1), 32: _F(1)}, (0x02, 0x01), _TWO,
+     "scale", "subnormal partial sum 2^-134, then 2^-126: flushed under ftz"),
+    (_I8, _FP4, 32, {0: _F(1, 64)}, {0: _F(1, 2)}, (0x00,), (0x00 + 30,), "scale",
+     "mxint8 x fp4 at the smallest scales"),
+    # NaN scales, zeros
+    (_E4, _E4, 32, {}, {}, (0xFF,), _ONE, "special", "NaN scale on A, zero elements"),
+    (_FP4, _E5, 64, {0: _F(1)}, {0: _F(1)}, _TWO, (0x7F, 0xFF), "special",
+     "NaN scale on B's second block"),
+    (_I8, _E2M3, 40, {0: _F(1)}, {0: _F(1)}, (0x7F, 0xFF), _TWO, "special",
+     "NaN scale on A's short last block"),
+    (_FP4, _I8, 33, {}, {}, (0x7F, 0x00), (0xFE, 0x7F), "special", "all-zero operands, K = 33"),
+)
+# fmt: on
+
+
+def _structured_dots(by_name: dict[str, ElementFormat]) -> list[DotCase]:
+    """The hand-built dot products of :func:`dot_cases` (formats missing are skipped)."""
+    out: list[DotCase] = []
+    for fa, fb, k, a, b, sa, sb, area, note in STRUCTURED_DOTS:
+        if fa not in by_name or fb not in by_name:
+            continue
+        ea, eb = by_name[fa], by_name[fb]
+        a_codes = _lanes(k, {i: code_of(v, ea) for i, v in a.items()})
+        b_codes = _lanes(k, {i: code_of(v, eb) for i, v in b.items()})
+        out.append(DotCase(ea, eb, a_codes, sa, b_codes, sb, area, note))
+    # special codes (Inf, NaN, -0) are codes, not values: built from the format fields
+    e5, e4 = by_name.get(_E5), by_name.get(_E4)
+    if e5 is not None and e5.inf_code is not None and e5.nan_code is not None:
+        inf, nan, one = e5.inf_code, e5.nan_code, code_of(Fraction(1), e5)
+        neg_inf = apply_sign(1, inf, e5)
+        for k, lanes_a, lanes_b, note in (
+            (32, {0: inf}, {}, "e5m2 Inf x 0"),
+            (32, {0: inf}, {0: one}, "e5m2 Inf x 1"),
+            (64, {0: inf, 32: neg_inf}, {0: one, 32: one}, "+Inf and -Inf across blocks"),
+            (32, {0: nan}, {0: one}, "e5m2 NaN code"),
+        ):
+            scales = (0x7F,) * (k // DEFAULT_BLOCK_SIZE)
+            a_codes, b_codes = _lanes(k, lanes_a), _lanes(k, lanes_b)
+            out.append(DotCase(e5, e5, a_codes, scales, b_codes, scales, "special", note))
+    if e4 is not None and e4.nan_code is not None:
+        neg_nan, neg_zero = apply_sign(1, e4.nan_code, e4), apply_sign(1, 0, e4)
+        one = code_of(Fraction(1), e4)
+        for codes_a, codes_b, note in (
+            (_lanes(32, {5: neg_nan}), _lanes(32, {5: one}), "e4m3 NaN code 0xFF"),
+            ((neg_zero,) * 32, (0,) * 32, "-0 x +0 products: +0"),
+        ):
+            out.append(DotCase(e4, e4, codes_a, (0x7F,), codes_b, (0x7F,), "special", note))
+    return out
