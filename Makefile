@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint typecheck pytest clean
+.PHONY: demo test bench lint typecheck pytest conform-nightly clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The spec battery with the "nightly" hypothesis profile (2000 randomized examples per test).
+conform-nightly: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider spec_tests --hypothesis-profile=nightly
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py && $(BIN)/python benchmarks/bench_gemm.py

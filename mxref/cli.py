@@ -11,6 +11,9 @@
     mxref gemm --a A --b B [--c C.npy] [--accum exact|block_fp32|fixed_point:W:G[:rne]]
                [--out-dtype float32|float16|bfloat16] [--force] --out D
     mxref compare REFERENCE ACTUAL [--max-ulp N] [--k K --block-size BS] ...
+    mxref conform (--backend MODULE:FUNCTION | --command 'SIM --in {in} --out {out}') ...
+    mxref golden generate [--dir golden] [--force]
+    mxref golden verify [--dir golden] [--backend MODULE:FUNCTION] [--json REPORT.json]
     mxref info FORMAT
 
 ``encode`` reads IN (``.npy``, ``.safetensors`` or raw ``.bin`` with
@@ -63,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     """
     from mxref import __version__
     from mxref.compare import add_compare_arguments
+    from mxref.conform import add_conform_arguments
     from mxref.files import DTYPES, SCALE_LAYOUTS
+    from mxref.golden import add_golden_arguments
 
     parser = argparse.ArgumentParser(
         prog="mxref",
@@ -184,6 +189,28 @@ def build_parser() -> argparse.ArgumentParser:
             "--shape) element by element: bit-exact count, ULP histogram, NaN and Inf "
             "classes, the first mismatches.  Exit status 0 when every element is within "
             "--max-ulp, 1 when some are not, 2 for bad input.",
+        )
+    )
+
+    add_conform_arguments(
+        sub.add_parser(
+            "conform",
+            help="run the conformance battery against an MX implementation",
+            description="Run the conformance checks (golden files, structured cases, a "
+            "seeded random battery) against a Python quantize (--backend) or an external "
+            "program (--command; see docs/conformance.md), comparing codes and scales with "
+            "the exact oracle.  Exit status 0 when every check passes (declared deviations "
+            "excluded), 1 when some fail, 2 for bad input.",
+        )
+    )
+
+    add_golden_arguments(
+        sub.add_parser(
+            "golden",
+            help="generate or verify the golden vector files",
+            description="Generate the golden vector files from the exact oracle, or verify "
+            "them against the MANIFEST and run an implementation on every case (see "
+            "docs/golden_format.md).",
         )
     )
 

@@ -1,16 +1,36 @@
 """Shared pytest configuration for the conformance battery.
 
-Hypothesis profiles: ``ci`` (derandomized, the default under ``make test``)
-and ``nightly`` (many examples; select with ``--hypothesis-profile=nightly``).
+Hypothesis profiles:
+
+``ci``
+    Derandomized and fast (30 examples per test): the default, under
+    ``make test`` and any plain ``pytest``.
+``nightly``
+    2000 randomized examples per test: ``pytest spec_tests
+    --hypothesis-profile=nightly`` (``make conform-nightly``).
+
+Hypothesis' own pytest plugin reads ``--hypothesis-profile``; ``ci`` is
+loaded only when that option is not given, so the option always wins,
+whichever of the plugin and this file is configured first.
+
+``--mx-backend package.module:function`` runs the quantize tests against that
+callable (see :func:`mx_quantize` and :func:`mx_encode`) instead of
+:func:`mxref.quantize`; they still compare with the exact oracle
+(:mod:`mxref.ref`) or spec constants, never with mxref's own kernels.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
 import mxref
-from mxref.testing.backend import Quantize, load_backend
+from mxref.testing.backend import Quantize, codes_and_scales, load_backend
+
+_SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 settings.register_profile(
     "ci",
@@ -18,16 +38,15 @@ settings.register_profile(
     max_examples=30,
     deadline=None,
     print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=_SUPPRESS,
 )
 settings.register_profile(
     "nightly",
     max_examples=2000,
     deadline=None,
     print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=_SUPPRESS,
 )
-settings.load_profile("ci")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,8 +57,52 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the ``ci`` profile unless ``--hypothesis-profile`` names one."""
+    if not config.getoption("hypothesis_profile", default=None):
+        settings.load_profile("ci")
+
+
 @pytest.fixture(scope="session")
 def mx_quantize(request: pytest.FixtureRequest) -> Quantize:
     """The quantize under test: mxref.quantize, or the --mx-backend callable."""
     spec = request.config.getoption("--mx-backend")
     return load_backend(spec) if spec else mxref.quantize
+
+
+class Encoder:
+    """Calls the quantize under test and returns its ``(codes, scales)`` as uint8 arrays.
+
+    Attributes
+    ----------
+    quantize : callable
+        :func:`mxref.quantize` or the ``--mx-backend`` callable.
+    """
+
+    def __init__(self, quantize: Quantize) -> None:
+        self.quantize = quantize
+
+    @property
+    def is_mxref(self) -> bool:
+        """True when no ``--mx-backend`` is selected (mxref's own kernels are under test)."""
+        return self.quantize is mxref.quantize
+
+    def __call__(self, x: Any, fmt: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        name = fmt if isinstance(fmt, str) else fmt.name
+        codes, scales = codes_and_scales(self.quantize(x, name, **kwargs))
+        return _uint8(codes, "codes"), _uint8(scales, "scales")
+
+
+def _uint8(a: Any, what: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.dtype != np.uint8:
+        assert arr.dtype.kind in "ui", f"the backend's {what} are {arr.dtype}, not integers"
+        assert arr.size == 0 or (arr.min() >= 0 and arr.max() <= 0xFF), f"{what} beyond 8 bits"
+        arr = arr.astype(np.uint8)
+    return arr
+
+
+@pytest.fixture(scope="session")
+def mx_encode(mx_quantize: Quantize) -> Encoder:
+    """``encode(x, fmt, **policy) -> (codes, scales)`` (uint8) from the quantize under test."""
+    return Encoder(mx_quantize)
