@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +27,11 @@ def load_backend(spec: str) -> Quantize:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ValueError(f"backend {spec!r} must look like 'package.module:function'")
+    # like `python -m`, look in the current directory too: console scripts
+    # do not put it on sys.path, and a backend usually sits beside the user
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
