@@ -73,7 +73,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mxref.dtypes import BFLOAT16
-from mxref.files import InputError, PathLike, check_new, parse_shape
+from mxref.files import InputError, PathLike, check_new, parse_shape, write_new_text
 
 #: Default number of elements compared at a time.  Each chunk needs about 90
 #: bytes of temporaries per element; 1 << 18 (about 23 MiB) is as fast as 1 << 20
@@ -925,15 +925,7 @@ def write_report_json(path: PathLike, report: CompareReport, *, force: bool = Fa
         ``path`` exists (without ``force``), is a directory, or its directory
         does not exist.
     """
-    p = Path(path)
-    check_new([p], force=force)
-    text = report.to_json()
-    try:
-        # "x" refuses a file that appeared since the check, too
-        with p.open("w" if force else "x", encoding="utf-8") as f:
-            f.write(text)
-    except FileExistsError:
-        raise InputError(f"{p}: already exists; pass --force to replace it") from None
+    write_new_text(path, report.to_json(), force=force)
 
 
 # --------------------------------------------------------------------------

@@ -105,7 +105,7 @@ from typing import Any
 import numpy as np
 
 from mxref.array import MXArray
-from mxref.files import InputError, PathLike, check_new
+from mxref.files import InputError, PathLike, check_new, write_new_text
 from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, ElementFormat, Specials, get_format
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.ref.array import quantize_array
@@ -2250,14 +2250,7 @@ def write_report_json(path: PathLike, report: ConformReport, *, force: bool = Fa
         ``path`` exists (without ``force``), is a directory, or its directory
         does not exist.
     """
-    p = Path(path)
-    check_new([p], force=force)
-    text = report.to_json()
-    try:
-        with p.open("w" if force else "x", encoding="utf-8") as f:
-            f.write(text)
-    except FileExistsError:
-        raise InputError(f"{p}: already exists; pass --force to replace it") from None
+    write_new_text(path, report.to_json(), force=force)
 
 
 # --------------------------------------------------------------------------

@@ -417,6 +417,25 @@ def check_new(paths: Iterable[PathLike], *, force: bool = False) -> None:
             raise InputError(f"{p}: directory {parent} does not exist")
 
 
+def write_new_text(path: PathLike, text: str, *, force: bool = False) -> None:
+    """Write ``text`` to a new file, or over an existing one only with ``force``.
+
+    Raises
+    ------
+    InputError
+        ``path`` exists (without ``force``), is a directory, or its directory
+        does not exist.
+    """
+    p = Path(path)
+    check_new([p], force=force)
+    try:
+        # "x" refuses a file that appeared since the check, too
+        with p.open("w" if force else "x", encoding="utf-8") as f:
+            f.write(text)
+    except FileExistsError:
+        raise InputError(f"{p}: already exists; pass --force to replace it") from None
+
+
 def _write_files(contents: Mapping[Path, bytes], *, force: bool) -> None:
     """Write every file, or none: temporaries first, then renamed into place."""
     check_new(contents, force=force)
