@@ -49,11 +49,19 @@ def shared_exponent(amax_bits, host_mbits, host_bias, emax, mbits, max_mant, rul
     else:
         e = field - host_bias
     if rule == FLOOR_LOG2_FP32:
-        # the float32 rounding of log2(amax) may reach the next integer; a
-        # float64 log2 is far more precise than the float32 spacing decided on
-        sig = 1.0 + math.ldexp(float(frac), -host_mbits)
-        if np.float32(e + math.log2(sig)) == e + 1:
-            e += 1
+        # RN32(log2(amax)) = RN32(e + log2(sig)) reaches n = e + 1 exactly when
+        # 1 - log2(sig) < g/2, g the float32 spacing next to n on the side of
+        # the value, i.e. when sig > 2**(1 - g/2); no log2 is evaluated.
+        n = e + 1
+        if n != 0:
+            m = n - 1 if n > 0 else -n
+            width = 0
+            while (m >> width) != 0:
+                width += 1
+            half_spacing = math.ldexp(1.0, width - 25)
+            sig = 1.0 + math.ldexp(float(frac), -host_mbits)
+            if sig > math.pow(2.0, 1.0 - half_spacing):
+                e = n
         return e - emax
     if rule == RCEIL_FP32_DIV:
         amax = math.ldexp(1.0 + math.ldexp(float(frac), -host_mbits), e)
