@@ -33,7 +33,6 @@ import argparse
 import gc
 import platform
 import statistics
-import time
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 import ml_dtypes
 import numba
 import numpy as np
+from timing import cpu_model, median_seconds  # beside this script
 
 import mxref
 
@@ -49,17 +49,6 @@ ML_DTYPES_ELEMENT = {"mxfp4": ml_dtypes.float4_e2m1fn, "mxfp8_e4m3": ml_dtypes.f
 TORCH_THREADS = 2
 SPEED_TARGET = 0.5  # x np.copyto
 MEMORY_TARGET = 1.5  # x bytes of codes + scales
-
-
-def median_seconds(fn: Callable[[], Any], reps: int) -> float:
-    """Return the median wall time of ``reps`` calls of ``fn``, after one untimed call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def ml_dtypes_qdq(x: np.ndarray, fmt_name: str, block_size: int = 32) -> np.ndarray:
@@ -112,18 +101,6 @@ def peak_memory_ratio(x: np.ndarray, fmt_name: str) -> tuple[int, int]:
     finally:
         tracemalloc.stop()
     return peak, mx.codes.nbytes + mx.scales.nbytes
-
-
-def cpu_model() -> str:
-    """The CPU model name where the platform tells it, else the machine type."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:

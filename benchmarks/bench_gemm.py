@@ -38,7 +38,6 @@ import gc
 import os
 import platform
 import statistics
-import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +45,7 @@ from typing import Any
 
 import numba
 import numpy as np
+from timing import cpu_model, median_seconds  # beside this script
 
 import mxref
 
@@ -62,29 +62,6 @@ SMALL_CASES = (
     ("mxfp4", "fixed_point:25:32"),
 )
 MEMORY_TARGET = 3.0  # x float32 bytes of A + B + D
-
-
-def median_seconds(fn: Callable[[], Any], reps: int) -> float:
-    """Return the median wall time of ``reps`` calls of ``fn``, after one untimed call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def cpu_model() -> str:
-    """The CPU model name where the platform tells it, else the machine type."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def openblas_threads() -> str:
