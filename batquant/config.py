@@ -1,0 +1,236 @@
+"""Frozen configurations: how each tensor role is quantized, and how calibration runs.
+
+- :class:`TensorQuant`: the MX format and policies of one tensor role
+  (weight, activation, and later K and V).
+- :class:`QuantConfig`: one :class:`TensorQuant` per role, with the named
+  presets ``W4A4`` (MXFP4 weights and activations) and ``W4A8`` (MXFP4
+  weights, MXFP8 E4M3 activations) in :data:`CONFIGS`.
+- :class:`CalibSpec`: the optimiser and schedule of layer calibration, with
+  the BATQuant paper's defaults (appendix A.5: AdamW, lr 2e-3, cosine decay,
+  5 epochs, batch 4).
+
+Every field is checked at construction; a bad value raises ``ValueError`` or
+``TypeError`` naming the class and the field (``TensorQuant.fmt``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+from mxref.formats import DEFAULT_BLOCK_SIZE, get_format
+from mxref.policies import Overflow, Rounding, ScaleRule
+
+
+def _check_int(owner: str, name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}.{name} must be an int; got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{owner}.{name} must be >= {minimum}; got {value}")
+
+
+def _check_float(owner: str, name: str, value: object, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{owner}.{name} must be a number; got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{owner}.{name} must be finite and {bound}; got {value}")
+
+
+@dataclass(frozen=True)
+class TensorQuant:
+    """The MX fake quantization of one tensor role.
+
+    Attributes
+    ----------
+    fmt : str
+        An mxref format name (``"mxfp4"``, ``"mxfp8_e4m3"``, ...).
+    block_size : int
+        Elements per shared scale along the reduction (last) dimension.
+    scale_rule, rounding, overflow : str or the mxref policy enums
+        Default: the spec's FLOOR, RNE, saturate.  ``rounding="stochastic"``
+        is rejected: calibration needs a deterministic quantizer.
+
+    Spec: OCP MX v1.0 section 6.3.
+    """
+
+    fmt: str = "mxfp4"
+    block_size: int = DEFAULT_BLOCK_SIZE
+    scale_rule: ScaleRule = ScaleRule.FLOOR
+    rounding: Rounding = Rounding.RNE
+    overflow: Overflow = Overflow.SATURATE
+
+    def __post_init__(self) -> None:
+        try:
+            name = get_format(self.fmt).name
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"TensorQuant.fmt: {exc}") from None
+        object.__setattr__(self, "fmt", name)
+        _check_int("TensorQuant", "block_size", self.block_size, 1)
+        for attr, policy in (("scale_rule", ScaleRule), ("rounding", Rounding),
+                             ("overflow", Overflow)):  # fmt: skip
+            parsed = policy.parse(getattr(self, attr), f"TensorQuant.{attr}")
+            object.__setattr__(self, attr, parsed)
+        if self.rounding is Rounding.STOCHASTIC:
+            raise ValueError(
+                "TensorQuant.rounding: 'stochastic' is not supported for calibration "
+                "(its straight-through gradient would change from step to step)"
+            )
+
+    def fake_quantize(self, x: Any) -> Any:
+        """Quantize-dequantize ``x`` (a torch tensor) along its last dimension.
+
+        Differentiable: straight-through for rounding, zero gradient where an
+        element saturates (see :mod:`batquant.mx_torch`).
+
+        Spec: OCP MX v1.0 sections 5.1 and 6.3.
+        """
+        from batquant.mx_torch import quantize_dequantize
+
+        return quantize_dequantize(
+            x,
+            self.fmt,
+            axis=-1,
+            block_size=self.block_size,
+            scale_rule=self.scale_rule,
+            rounding=self.rounding,
+            overflow=self.overflow,
+        )
+
+    def describe(self) -> str:
+        """A short human-readable form, e.g. ``mxfp4/32``."""
+        extra = [
+            p.value
+            for p, default in ((self.scale_rule, ScaleRule.FLOOR), (self.rounding, Rounding.RNE),
+                               (self.overflow, Overflow.SATURATE))  # fmt: skip
+            if p is not default
+        ]
+        return "/".join([self.fmt, str(self.block_size), *extra])
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """One :class:`TensorQuant` per tensor role; ``None`` leaves that role in full precision.
+
+    Attributes
+    ----------
+    weight, activation : TensorQuant or None
+        The linear layer's weight (blocked along in_features) and input.
+    key, value : TensorQuant or None
+        The KV cache (used by the model integration; not by a single linear).
+    name : str
+        Shown in reports.
+    """
+
+    weight: TensorQuant | None = field(default_factory=TensorQuant)
+    activation: TensorQuant | None = field(default_factory=TensorQuant)
+    key: TensorQuant | None = None
+    value: TensorQuant | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name == "name":
+                if not isinstance(self.name, str):
+                    raise TypeError(f"QuantConfig.name must be a str; got {self.name!r}")
+                continue
+            value = getattr(self, f.name)
+            if value is not None and not isinstance(value, TensorQuant):
+                raise TypeError(
+                    f"QuantConfig.{f.name} must be a TensorQuant or None; "
+                    f"got {type(value).__name__}"
+                )
+
+    def describe(self) -> str:
+        """The name, or the roles' formats when the config is unnamed."""
+        if self.name:
+            return self.name
+        w = self.weight.describe() if self.weight else "fp"
+        a = self.activation.describe() if self.activation else "fp"
+        return f"W[{w}] A[{a}]"
+
+
+#: The named configurations of the paper's experiments.
+CONFIGS: MappingProxyType[str, QuantConfig] = MappingProxyType(
+    {
+        "W4A4": QuantConfig(TensorQuant("mxfp4"), TensorQuant("mxfp4"), name="W4A4"),
+        "W4A8": QuantConfig(TensorQuant("mxfp4"), TensorQuant("mxfp8_e4m3"), name="W4A8"),
+    }
+)
+
+
+def get_config(config: str | QuantConfig) -> QuantConfig:
+    """Return the named configuration (case-insensitive), or ``config`` itself.
+
+    Raises
+    ------
+    ValueError
+        Naming ``config`` and listing the known names.
+    """
+    if isinstance(config, QuantConfig):
+        return config
+    if isinstance(config, str):
+        for name, value in CONFIGS.items():
+            if name.lower() == config.strip().lower():
+                return value
+    known = ", ".join(map(repr, CONFIGS))
+    raise ValueError(f"config must be a QuantConfig or one of {known}; got {config!r}")
+
+
+@dataclass(frozen=True)
+class CalibSpec:
+    """How :func:`batquant.calibrate` optimises a group's parameters.
+
+    The defaults are the BATQuant paper's (appendix A.5): AdamW, learning
+    rate 2e-3 with cosine annealing, 5 epochs, batch size 4.
+
+    Attributes
+    ----------
+    epochs : int
+    batch_size : int
+        Calibration samples per optimiser step.
+    lr : float
+        Learning rate of the transform parameters.
+    clip_lr : float or None
+        Learning rate of the clipping parameters; ``None`` uses ``lr``.
+    weight_decay : float
+        AdamW's decoupled weight decay (0: a decay would shrink P and grow
+        P^-1, which only moves the power-of-two scales).
+    min_lr_ratio : float
+        The cosine schedule ends at ``lr * min_lr_ratio``.
+    samples : int
+        A 2-D input ``[tokens, N]`` is cut into this many equal samples of
+        consecutive tokens (the paper calibrates on 128 sequences), so that
+        the number of optimiser steps does not depend on the token count.  A
+        3-D input ``[samples, seq, N]`` keeps its own samples.
+    clip_init : float
+        Initial clipping logit alpha: sigmoid(4) = 0.982 starts every bound
+        near the block's own min and max (FlatQuant's LWC initialisation).
+    """
+
+    epochs: int = 5
+    batch_size: int = 4
+    lr: float = 2e-3
+    clip_lr: float | None = None
+    weight_decay: float = 0.0
+    min_lr_ratio: float = 0.0
+    samples: int = 128
+    clip_init: float = 4.0
+
+    def __post_init__(self) -> None:
+        _check_int("CalibSpec", "epochs", self.epochs, 1)
+        _check_int("CalibSpec", "batch_size", self.batch_size, 1)
+        _check_int("CalibSpec", "samples", self.samples, 1)
+        _check_float("CalibSpec", "lr", self.lr, positive=True)
+        if self.clip_lr is not None:
+            _check_float("CalibSpec", "clip_lr", self.clip_lr, positive=True)
+        _check_float("CalibSpec", "weight_decay", self.weight_decay, positive=False)
+        _check_float("CalibSpec", "min_lr_ratio", self.min_lr_ratio, positive=False)
+        if self.min_lr_ratio > 1:
+            raise ValueError(f"CalibSpec.min_lr_ratio must be <= 1; got {self.min_lr_ratio}")
+        if isinstance(self.clip_init, bool) or not isinstance(self.clip_init, int | float) or (
+            not math.isfinite(self.clip_init)
+        ):
+            raise ValueError(f"CalibSpec.clip_init must be a finite number; got {self.clip_init!r}")
