@@ -1,0 +1,384 @@
+"""Layer-wise calibration of a group of linears that share one input.
+
+:func:`calibrate` learns the transform and clipping parameters of one group
+(q/k/v share P_qkv, up/gate share P_up, a lone linear is a group of one) by
+minimising the mean squared error between the full-precision outputs and the
+quantized ones (BATQuant paper, equation 5 and Algorithm 2):
+
+1. the activation side: ``x -> clip_a(T(x)) -> Q_a``;
+2. the weight side: ``W -> clip_w(W P^{-T}) -> Q_w``;
+3. the loss: ``mean((x W^T + b - Q_a(...) Q_w(...)^T - b)^2)`` over every
+   output of the group;
+4. AdamW with cosine decay (:class:`~batquant.config.CalibSpec`).
+
+Training runs in float32 on the device of the linears' weights.  The run is
+deterministic under ``seed``: the transforms' random initialisations are
+seeded, the batches are taken in order, and no other randomness is drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from batquant.clipping import ClipGroups, LearnableClip
+from batquant.config import CalibSpec, QuantConfig, TensorQuant, get_config
+from batquant.layer import QuantizedLinear
+from batquant.methods import Method, TransformContext, get_method
+from batquant.transforms import Transform
+
+
+@dataclass
+class CalibratedGroup:
+    """The outcome of :func:`calibrate`: shared parameters and the loss history.
+
+    Attributes
+    ----------
+    name : str
+    method : Method
+    config : QuantConfig
+    linears : list of nn.Linear
+        The original full-precision modules (left unchanged).
+    transform : Transform or None
+        The activation-side transform shared by the group (frozen).
+    act_clip, weight_clip : LearnableClip or None
+        ``weight_clip`` covers the rows of every linear, stacked in order.
+    losses : list of float
+        The training loss of every step (empty for training-free methods).
+    """
+
+    name: str
+    method: Method
+    config: QuantConfig
+    linears: list[nn.Linear]
+    transform: Transform | None
+    act_clip: LearnableClip | None
+    weight_clip: LearnableClip | None
+    losses: list[float]
+
+    def quantized_linears(self) -> list[QuantizedLinear]:
+        """One :class:`~batquant.layer.QuantizedLinear` per linear, in order.
+
+        The weight side (transform, clipping, fake quantization) is applied
+        once here, in float32, and stored; the activation side runs online.
+        """
+        weight, bias = _stacked(self.linears, self.transform_device())
+        with torch.no_grad():
+            fused = _weight_side(weight, self.transform, self.weight_clip, self.config.weight)
+        out = []
+        start = 0
+        for lin in self.linears:
+            rows = slice(start, start + lin.out_features)
+            start += lin.out_features
+            out.append(
+                QuantizedLinear(
+                    fused[rows].clone(),
+                    None if lin.bias is None else bias[rows].clone(),
+                    transform=self.transform,
+                    act_clip=self.act_clip,
+                    act_quant=self.config.activation,
+                    description=f"{self.method.name}, {self.config.describe()}",
+                )
+            )
+        return out
+
+    def transform_device(self) -> torch.device:
+        """The device the group was calibrated on (that of its weights)."""
+        return self.linears[0].weight.device
+
+
+def _as_linears(module_group: nn.Linear | Iterable[nn.Linear]) -> list[nn.Linear]:
+    group = [module_group] if isinstance(module_group, nn.Linear) else list(module_group)
+    if not group:
+        raise ValueError("module_group is empty; pass one nn.Linear or several")
+    for i, lin in enumerate(group):
+        if not isinstance(lin, nn.Linear):
+            raise TypeError(f"module_group[{i}] must be an nn.Linear; got {type(lin).__name__}")
+    n = group[0].in_features
+    for i, lin in enumerate(group):
+        if lin.in_features != n:
+            raise ValueError(
+                f"module_group[{i}] has in_features {lin.in_features}, but module_group[0] "
+                f"has {n}: a group shares one input"
+            )
+    return group
+
+
+def _stacked(linears: list[nn.Linear], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every linear's weight rows stacked ([sum M, N] float32) and its bias (zeros if none)."""
+    weight = torch.cat([lin.weight.detach().to(device, torch.float32) for lin in linears])
+    bias = torch.cat([
+        torch.zeros(lin.out_features, device=device) if lin.bias is None
+        else lin.bias.detach().to(device, torch.float32)
+        for lin in linears
+    ])  # fmt: skip
+    return weight, bias
+
+
+def _as_samples(inputs: torch.Tensor, n: int, spec: CalibSpec, name: str) -> torch.Tensor:
+    """The calibration inputs as float32 [samples, tokens, N] (see CalibSpec.samples)."""
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"calibrate({name!r}): inputs must be a torch.Tensor; "
+                        f"got {type(inputs).__name__}")  # fmt: skip
+    if not inputs.is_floating_point():
+        raise TypeError(f"calibrate({name!r}): inputs must be floating point; got {inputs.dtype}")
+    if inputs.ndim not in (2, 3) or inputs.shape[-1] != n or inputs.numel() == 0:
+        raise ValueError(
+            f"calibrate({name!r}): inputs must be [tokens, {n}] or [samples, tokens, {n}] "
+            f"and not empty; got shape {tuple(inputs.shape)}"
+        )
+    x = inputs.to(torch.float32)
+    if x.ndim == 3:
+        return x
+    tokens = x.shape[0]
+    samples = min(spec.samples, tokens)
+    per = tokens // samples
+    # the last tokens % samples rows are dropped so that every sample has the
+    # same length and every step weighs the same number of tokens
+    return x[: samples * per].reshape(samples, per, n)
+
+
+def _check_finite(x: torch.Tensor, spec: CalibSpec, name: str) -> None:
+    bad = ~torch.isfinite(x).flatten(1).all(dim=1)
+    if bool(bad.any()):
+        sample = int(torch.nonzero(bad)[0, 0])
+        raise ValueError(
+            f"calibrate({name!r}): batch {sample // spec.batch_size} of the inputs "
+            f"(sample {sample}) contains NaN or Inf"
+        )
+
+
+def _weight_side(
+    weight: torch.Tensor,
+    transform: Transform | None,
+    clip: LearnableClip | None,
+    quant: TensorQuant | None,
+) -> torch.Tensor:
+    w = weight if transform is None else transform.weight_transform(weight)
+    if clip is not None:
+        w = clip(w)
+    return w if quant is None else quant.fake_quantize(w)
+
+
+def _activation_side(
+    x: torch.Tensor,
+    transform: Transform | None,
+    clip: LearnableClip | None,
+    quant: TensorQuant | None,
+) -> torch.Tensor:
+    if transform is not None:
+        x = transform(x)
+    if clip is not None:
+        x = clip(x)
+    return x if quant is None else quant.fake_quantize(x)
+
+
+def _make_clip(
+    groups: ClipGroups, quant: TensorQuant, rows: int | None, n: int, init: float,
+    device: torch.device, role: str,
+) -> LearnableClip:  # fmt: skip
+    """Activations: shared across tokens (rows None); weights: per row (and per block)."""
+    if groups is ClipGroups.BLOCK:
+        if n % quant.block_size:
+            raise ValueError(
+                f"in_features {n} is not a multiple of QuantConfig.{role}.block_size "
+                f"{quant.block_size}, which block-wise clipping needs"
+            )
+        k = n // quant.block_size
+        shape: tuple[int, ...] = (k,) if rows is None else (rows, k)
+    else:
+        shape = () if rows is None else (rows,)
+    return LearnableClip(shape, groups=groups, block_size=quant.block_size, init=init,
+                         device=device)  # fmt: skip
+
+
+def calibrate(
+    module_group: nn.Linear | Iterable[nn.Linear],
+    inputs: torch.Tensor,
+    spec: CalibSpec | None = None,
+    *,
+    method: str | Method = "batquant",
+    config: str | QuantConfig = "W4A4",
+    seed: int = 0,
+    name: str = "group",
+) -> CalibratedGroup:
+    """Learn the transform and clipping parameters of a group of linears sharing ``inputs``.
+
+    Parameters
+    ----------
+    module_group : nn.Linear or iterable of nn.Linear
+        Linears with the same ``in_features`` N (q/k/v, or up/gate, or one).
+        They are not modified.
+    inputs : torch.Tensor
+        Their input, ``[tokens, N]`` or ``[samples, tokens, N]``, any float dtype.
+    spec : CalibSpec, optional
+        Optimiser and schedule; the paper's defaults when omitted.
+    method : str or Method
+        A name registered in :data:`batquant.methods.METHODS`.
+    config : str or QuantConfig
+        ``"W4A4"``, ``"W4A8"`` or a :class:`~batquant.config.QuantConfig`.
+    seed : int
+        Seeds the transforms' random initialisation; same seed, same result.
+    name : str
+        Names the group in errors (``"layers.3.qkv"``).
+
+    Returns
+    -------
+    CalibratedGroup
+
+    Raises
+    ------
+    ValueError
+        A NaN or Inf in the inputs or in the loss (naming the group and the
+        batch), or shapes that do not fit.
+    TypeError
+        Arguments of the wrong type, naming them.
+    """
+    linears = _as_linears(module_group)
+    meth = get_method(method)
+    cfg = get_config(config)
+    spec = CalibSpec() if spec is None else spec
+    if not isinstance(spec, CalibSpec):
+        raise TypeError(f"spec must be a CalibSpec; got {type(spec).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int; got {seed!r}")
+    n = linears[0].in_features
+    device = linears[0].weight.device
+    x = _as_samples(inputs, n, spec, name).to(device)
+    _check_finite(x, spec, name)
+    weight, bias = _stacked(linears, device)
+    if not torch.isfinite(weight).all():
+        raise ValueError(f"calibrate({name!r}): the weights contain NaN or Inf")
+
+    act_q, w_q = cfg.activation, cfg.weight
+    block = (act_q or w_q or TensorQuant()).block_size
+    ctx = TransformContext(
+        size=n,
+        block_size=block,
+        seed=seed,
+        act_absmax=x.abs().amax(dim=(0, 1)),
+        weight_absmax=weight.abs().amax(dim=0),
+    )
+    try:
+        transform = meth.build_transform(ctx)
+    except ValueError as exc:
+        raise ValueError(
+            f"calibrate({name!r}): method {meth.name!r} cannot build its transform for "
+            f"in_features {n} (block size {block}): {exc}"
+        ) from None
+    if transform is not None:
+        transform = transform.to(device)
+    act_clip = weight_clip = None
+    if meth.clip is not None:
+        if act_q is not None:
+            act_clip = _make_clip(meth.clip, act_q, None, n, spec.clip_init, device,
+                                  "activation")  # fmt: skip
+        if w_q is not None:
+            weight_clip = _make_clip(meth.clip, w_q, weight.shape[0], n, spec.clip_init, device,
+                                     "weight")  # fmt: skip
+
+    losses: list[float] = []
+    if meth.calibrated:
+        losses = _train(x, weight, bias, transform, act_clip, weight_clip, cfg, spec, name)
+    for module in (transform, act_clip, weight_clip):
+        if module is not None:
+            module.requires_grad_(False)
+            module.eval()
+    return CalibratedGroup(name, meth, cfg, linears, transform, act_clip, weight_clip, losses)
+
+
+def _train(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    transform: Transform | None,
+    act_clip: LearnableClip | None,
+    weight_clip: LearnableClip | None,
+    cfg: QuantConfig,
+    spec: CalibSpec,
+    name: str,
+) -> list[float]:
+    """Algorithm 2's loop; returns the loss of every step."""
+    transform_params = [] if transform is None else [
+        p for p in transform.parameters() if p.requires_grad
+    ]  # fmt: skip
+    clip_params = [p for c in (act_clip, weight_clip) if c is not None for p in c.parameters()]
+    groups = [g for g in (
+        {"params": transform_params, "lr": spec.lr},
+        {"params": clip_params, "lr": spec.lr if spec.clip_lr is None else spec.clip_lr},
+    ) if g["params"]]  # fmt: skip
+    if not groups:
+        return []
+    optimizer = torch.optim.AdamW(groups, weight_decay=spec.weight_decay)
+    per_epoch = math.ceil(x.shape[0] / spec.batch_size)
+    total = spec.epochs * per_epoch
+    floor = spec.min_lr_ratio
+
+    def cosine(step: int) -> float:
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * step / total))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    n = x.shape[-1]
+    losses = []
+    for epoch in range(spec.epochs):
+        for b in range(per_epoch):
+            xb = x[b * spec.batch_size : (b + 1) * spec.batch_size].reshape(-1, n)
+            with torch.no_grad():
+                target = torch.addmm(bias, xb, weight.T)
+            xq = _activation_side(xb, transform, act_clip, cfg.activation)
+            wq = _weight_side(weight, transform, weight_clip, cfg.weight)
+            loss = torch.nn.functional.mse_loss(torch.addmm(bias, xq, wq.T), target)
+            if not torch.isfinite(loss):
+                raise ValueError(
+                    f"calibrate({name!r}): the loss of batch {b} (epoch {epoch}) is "
+                    f"{loss.item()}; the parameters diverged or the data overflow float32"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+    return losses
+
+
+def quantize_linear(
+    linear: nn.Linear,
+    x_calib: torch.Tensor,
+    *,
+    method: str,
+    config: str | QuantConfig = "W4A4",
+    calib: CalibSpec | None = None,
+    seed: int = 0,
+) -> QuantizedLinear:
+    """Quantize one linear layer with ``method``, calibrated on ``x_calib``.
+
+    Parameters
+    ----------
+    linear : nn.Linear
+        Left unchanged.
+    x_calib : torch.Tensor
+        Its input activations, ``[tokens, in_features]``.
+    method : str
+        Any name in :data:`batquant.methods.METHODS` (``"rtn"``, ``"brq"``,
+        ``"quarot"``, ``"batquant"``, ...).
+    config : str or QuantConfig
+        ``"W4A4"`` (default), ``"W4A8"`` or a :class:`~batquant.config.QuantConfig`.
+    calib : CalibSpec, optional
+        The paper's defaults when omitted; ignored by training-free methods.
+    seed : int
+
+    Returns
+    -------
+    QuantizedLinear
+        Computes transform, clipping, fake quantization of weight and
+        activation, and the matmul.
+    """
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"linear must be an nn.Linear; got {type(linear).__name__}")
+    group = calibrate(linear, x_calib, calib, method=method, config=config, seed=seed,
+                      name="linear")  # fmt: skip
+    return group.quantized_linears()[0]

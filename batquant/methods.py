@@ -1,0 +1,218 @@
+"""The registry of quantization methods: each one a transform, a clipping kind and a flag.
+
+A :class:`Method` says how to build the activation-side transform of a group
+of linears that share an input, whether learnable clipping is attached (and
+of which kind), and whether :func:`batquant.calibrate` optimises the
+parameters.  Methods are looked up by name in :data:`METHODS`; new ones are
+added with :func:`register`, never by string ``if`` chains.
+
+=======================  ==============================  ========  ==========
+name                     transform                       clipping  calibrated
+=======================  ==============================  ========  ==========
+``rtn``                  none                            none      no
+``smoothquant``          SmoothQuant diagonal, alpha 0.5  none      no
+``quarot``               randomized Hadamard over N      none      no
+``brq``                  Hadamard per 32-block           none      no
+``flatquant``            diagonal x (L kron R) over N    global    yes
+``batquant``             GPK (g1 = 8, g2 = 4)            block     yes
+``batquant-full``        full 32 x 32 per block          block     yes
+``batquant-naive``       B_i kron A_i per block          block     yes
+``batquant-globalclip``  GPK                             global    yes
+``batquant-smooth``      diagonal x GPK (our extension)  block     yes
+=======================  ==============================  ========  ==========
+
+``batquant-smooth`` is not in the paper: it puts a learnable per-channel
+diagonal, initialised as SmoothQuant's with alpha 0.5, before GPK.  The
+product is still block-diagonal and aligned to the MX blocks (each block is
+``D_i kron(B_i^T, A)``), but the diagonal adds N parameters to GPK's
+g1^2 + k g2^2; ``docs/batquant.md`` says when it helps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import torch
+
+from batquant.clipping import ClipGroups
+from batquant.transforms import (
+    GPK,
+    BlockAffine,
+    BlockHadamard,
+    ComposedTransform,
+    GlobalHadamard,
+    GlobalKronecker,
+    NaiveKronecker,
+    SmoothScale,
+    Transform,
+)
+
+#: initialisation of every learnable block transform: the block Hadamard
+#: (BRQ's rotation, exactly representable by GPK since H_32 = H_4 kron H_8),
+#: so calibration starts where BRQ ends (docs/batquant.md, "Initialisation").
+BLOCK_INIT = "hadamard"
+#: FlatQuant's own initialisation of its Kronecker factors.
+FLATQUANT_INIT = "orthogonal"
+#: FlatQuant's SmoothQuant-style initialisation of its diagonal (alpha = 0.3).
+FLATQUANT_ALPHA = 0.3
+
+
+@dataclass(frozen=True)
+class TransformContext:
+    """What a method may use to build a group's transform.
+
+    Attributes
+    ----------
+    size : int
+        in_features N of the group.
+    block_size : int
+        The activation quantization block (block transforms align to it).
+    seed : int
+    act_absmax : torch.Tensor
+        Per input channel max |x| over the calibration tokens, float32 [N].
+    weight_absmax : torch.Tensor
+        Per input channel max |W| over every output row of the group, float32 [N].
+    """
+
+    size: int
+    block_size: int
+    seed: int
+    act_absmax: torch.Tensor
+    weight_absmax: torch.Tensor
+
+
+TransformFactory = Callable[[TransformContext], Transform | None]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One registered quantization method.
+
+    Attributes
+    ----------
+    name : str
+    summary : str
+    build_transform : callable
+        ``TransformContext -> Transform | None`` (None: no transform).
+    clip : ClipGroups or None
+        Learnable clipping of both activations and weights, or none.
+    calibrated : bool
+        Whether :func:`batquant.calibrate` optimises the parameters; the
+        others are training-free.
+    """
+
+    name: str
+    summary: str
+    build_transform: TransformFactory
+    clip: ClipGroups | None
+    calibrated: bool
+
+
+_REGISTRY: dict[str, Method] = {}
+#: Read-only view of every registered method, by name.
+METHODS: MappingProxyType[str, Method] = MappingProxyType(_REGISTRY)
+
+
+def register(method: Method, *, replace: bool = False) -> Method:
+    """Add ``method`` to :data:`METHODS`; an existing name needs ``replace=True``."""
+    if not isinstance(method, Method):
+        raise TypeError(f"method must be a Method; got {type(method).__name__}")
+    if method.name in _REGISTRY and not replace:
+        raise ValueError(f"method {method.name!r} is already registered; pass replace=True")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def get_method(method: str | Method) -> Method:
+    """Return the registered method named ``method`` (case-insensitive), or ``method`` itself.
+
+    Raises
+    ------
+    ValueError
+        Naming ``method`` and listing the registered names.
+    """
+    if isinstance(method, Method):
+        return method
+    if isinstance(method, str) and method.strip().lower() in _REGISTRY:
+        return _REGISTRY[method.strip().lower()]
+    known = ", ".join(map(repr, _REGISTRY))
+    raise ValueError(f"method must be one of {known}; got {method!r}")
+
+
+def _none(ctx: TransformContext) -> None:
+    return None
+
+
+def _smoothquant(ctx: TransformContext) -> Transform:
+    smooth = SmoothScale(ctx.size, alpha=0.5)
+    smooth.init_from_stats(ctx.act_absmax, ctx.weight_absmax)
+    return smooth
+
+
+def _quarot(ctx: TransformContext) -> Transform:
+    return GlobalHadamard(ctx.size, seed=ctx.seed)
+
+
+def _brq(ctx: TransformContext) -> Transform:
+    return BlockHadamard(ctx.size, block_size=ctx.block_size)
+
+
+def _flatquant(ctx: TransformContext) -> Transform:
+    smooth = SmoothScale(ctx.size, alpha=FLATQUANT_ALPHA, learnable=True)
+    smooth.init_from_stats(ctx.act_absmax, ctx.weight_absmax)
+    return ComposedTransform(smooth, GlobalKronecker(ctx.size, init=FLATQUANT_INIT, seed=ctx.seed))
+
+
+def _gpk(ctx: TransformContext) -> Transform:
+    g1, g2 = _gpk_factors(ctx.block_size)
+    return GPK(ctx.size, g1=g1, g2=g2, init=BLOCK_INIT, seed=ctx.seed)
+
+
+def _smooth_gpk(ctx: TransformContext) -> Transform:
+    smooth = SmoothScale(ctx.size, alpha=0.5, learnable=True)
+    smooth.init_from_stats(ctx.act_absmax, ctx.weight_absmax)
+    return ComposedTransform(smooth, _gpk(ctx))
+
+
+def _naive(ctx: TransformContext) -> Transform:
+    g1, g2 = _gpk_factors(ctx.block_size)
+    return NaiveKronecker(ctx.size, g1=g1, g2=g2, init=BLOCK_INIT, seed=ctx.seed)
+
+
+def _block_affine(ctx: TransformContext) -> Transform:
+    return BlockAffine(ctx.size, block_size=ctx.block_size, init=BLOCK_INIT, seed=ctx.seed)
+
+
+def _gpk_factors(block_size: int) -> tuple[int, int]:
+    """g1 x g2 = g with g1 = 2 g2 where possible: the paper's 8 x 4 for g = 32."""
+    if block_size == 32:
+        return 8, 4
+    g2 = 1
+    while g2 * g2 * 2 <= block_size and block_size % (g2 * 2) == 0:
+        g2 *= 2
+    return block_size // g2, g2
+
+
+for _method in (
+    Method("rtn", "round to nearest, no transform", _none, None, calibrated=False),
+    Method("smoothquant", "SmoothQuant diagonal smoothing, alpha 0.5", _smoothquant, None,
+           calibrated=False),
+    Method("quarot", "QuaRot randomized Hadamard rotation over N", _quarot, None,
+           calibrated=False),
+    Method("brq", "BRQ fixed Hadamard rotation per 32-block", _brq, None, calibrated=False),
+    Method("flatquant", "FlatQuant learnable diagonal x Kronecker affine over N, "
+           "per-tensor/per-row clipping", _flatquant, ClipGroups.ROW, calibrated=True),
+    Method("batquant", "BATQuant: GPK block affine + block-wise clipping", _gpk,
+           ClipGroups.BLOCK, calibrated=True),
+    Method("batquant-full", "BATQuant ablation: full 32x32 affine per block", _block_affine,
+           ClipGroups.BLOCK, calibrated=True),
+    Method("batquant-naive", "BATQuant ablation: naive Kronecker B_i kron A_i per block",
+           _naive, ClipGroups.BLOCK, calibrated=True),
+    Method("batquant-globalclip", "BATQuant ablation: GPK with per-tensor/per-row clipping",
+           _gpk, ClipGroups.ROW, calibrated=True),
+    Method("batquant-smooth", "BATQuant + a learnable SmoothQuant-initialised diagonal "
+           "(not in the paper)", _smooth_gpk, ClipGroups.BLOCK, calibrated=True),
+):  # fmt: skip
+    register(_method)
