@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint typecheck pytest conform-nightly clean
+.PHONY: demo test bench bench-quality lint typecheck pytest conform-nightly clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,11 @@ conform-nightly: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py && $(BIN)/python benchmarks/bench_gemm.py
+	$(BIN)/python benchmarks/bench_mx_torch.py && $(BIN)/python benchmarks/bench_transforms.py
+
+# Layer-level quality of every batquant method on LLM-like synthetic activations.
+bench-quality: $(STAMP)
+	$(BIN)/python benchmarks/bench_quality.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
