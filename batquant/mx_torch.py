@@ -51,12 +51,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from mxref.arguments import check_axis, check_block_size, check_seed, resolve_policies
 from mxref.array import scales_shape
 from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format
 from mxref.kernels import element as el
 from mxref.kernels.params import element_params, scale_params
 from mxref.policies import Overflow, Rounding, ScaleRule
-from mxref.presets import Preset, get_preset
+from mxref.presets import Preset
 
 __all__ = ["encode", "quantize_dequantize"]
 
@@ -193,35 +194,6 @@ def _check_tensor(x: object) -> torch.Tensor:
     return x
 
 
-def _check_axis(axis: object, ndim: int) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
-        raise TypeError(f"axis must be an int; got {type(axis).__name__}")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of range for a {ndim}-d input")
-    return int(axis) % ndim
-
-
-def _check_block_size(block_size: object) -> int:
-    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
-        raise TypeError(f"block_size must be an int; got {type(block_size).__name__}")
-    if block_size < 1:
-        raise ValueError(f"block_size must be >= 1; got {block_size}")
-    return int(block_size)
-
-
-def _check_seed(seed: object, rounding: Rounding) -> int:
-    """The seed as a signed int64 (SplitMix64 adds it modulo 2**64)."""
-    if rounding is not Rounding.STOCHASTIC:
-        if seed is not None:
-            raise ValueError("seed is only used with rounding='stochastic'; pass seed=None")
-        return 0
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError("rounding='stochastic' needs seed=<int>, so that results reproduce")
-    if not 0 <= seed < 1 << 64:
-        raise ValueError(f"seed must be in [0, 2**64); got {seed}")
-    return _signed(int(seed), 64)
-
-
 class _Call(NamedTuple):
     """A validated call: the plan, the blocked axis, the block size and the seed."""
 
@@ -244,19 +216,11 @@ def _prepare(
 ) -> tuple[torch.Tensor, _Call]:
     """Validate every argument in mxref's order, with mxref's messages."""
     fmt = get_format(fmt)
-    if preset is not None:
-        given = [n for n, v in (("scale_rule", scale_rule), ("rounding", rounding),
-                                ("overflow", overflow)) if v is not None]  # fmt: skip
-        if given:
-            raise ValueError(f"preset fixes {', '.join(given)}; pass either the preset or them")
-    chosen = get_preset(preset if preset is not None else "ocp")
-    rule = ScaleRule.parse(chosen.scale_rule if scale_rule is None else scale_rule, "scale_rule")
-    rnd = Rounding.parse(chosen.rounding if rounding is None else rounding, "rounding")
-    ovf = Overflow.parse(chosen.overflow if overflow is None else overflow, "overflow")
-    key = _check_seed(seed, rnd)
-    bs = _check_block_size(block_size)
+    chosen, rule, rnd, ovf = resolve_policies(preset, scale_rule, rounding, overflow)
+    key = _signed(check_seed(seed, rnd), 64)  # SplitMix64 adds it modulo 2**64, in int64
+    bs = check_block_size(block_size)
     t = _check_tensor(x)
-    ax = _check_axis(axis, t.dim())
+    ax = check_axis(axis, t.dim())
     host = torch.float64 if t.dtype == torch.float64 else torch.float32
     plan = _plan(fmt, rule, rnd, ovf, host, chosen.keep_negative_zero,
                  chosen.divisor_min_exponent)  # fmt: skip

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from mxref.arguments import check_axis, check_block_size, check_seed, resolve_policies
 from mxref.array import MXArray, scales_shape
 from mxref.dtypes import FLOAT_DTYPES
 from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format
@@ -27,39 +28,11 @@ from mxref.kernels.array import (
 from mxref.kernels.element import decode_table
 from mxref.kernels.params import decode_params, element_params, scale_params
 from mxref.policies import Overflow, Rounding, ScaleRule
-from mxref.presets import Preset, get_preset
+from mxref.presets import Preset
 
 #: output dtype -> the dtype the kernels decode into; float16 and bfloat16 are
 #: rounded once from the exact float32
 OUTPUT_DTYPES = {d: np.float64 if d == np.float64 else np.float32 for d in FLOAT_DTYPES}
-
-
-def _check_axis(axis: object, ndim: int) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
-        raise TypeError(f"axis must be an int; got {type(axis).__name__}")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of range for a {ndim}-d input")
-    return int(axis) % ndim
-
-
-def _check_block_size(block_size: object) -> int:
-    if isinstance(block_size, bool) or not isinstance(block_size, int | np.integer):
-        raise TypeError(f"block_size must be an int; got {type(block_size).__name__}")
-    if block_size < 1:
-        raise ValueError(f"block_size must be >= 1; got {block_size}")
-    return int(block_size)
-
-
-def _check_seed(seed: object, rounding: Rounding) -> np.uint64:
-    if rounding is not Rounding.STOCHASTIC:
-        if seed is not None:
-            raise ValueError("seed is only used with rounding='stochastic'; pass seed=None")
-        return np.uint64(0)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError("rounding='stochastic' needs seed=<int>, so that results reproduce")
-    if not 0 <= seed < 1 << 64:
-        raise ValueError(f"seed must be in [0, 2**64); got {seed}")
-    return np.uint64(seed)  # kernels take it unsigned: seeds reach 2**64 - 1
 
 
 @cache
@@ -92,19 +65,11 @@ def _run_quantize(
 ) -> _Quantized:
     """Validate every argument and run the kernel for the input's layout."""
     fmt = get_format(fmt)
-    if preset is not None:
-        given = [n for n, v in (("scale_rule", scale_rule), ("rounding", rounding),
-                                ("overflow", overflow)) if v is not None]  # fmt: skip
-        if given:
-            raise ValueError(f"preset fixes {', '.join(given)}; pass either the preset or them")
-    chosen = get_preset(preset if preset is not None else "ocp")
-    rule = ScaleRule.parse(chosen.scale_rule if scale_rule is None else scale_rule, "scale_rule")
-    rnd = Rounding.parse(chosen.rounding if rounding is None else rounding, "rounding")
-    ovf = Overflow.parse(chosen.overflow if overflow is None else overflow, "overflow")
-    key = _check_seed(seed, rnd)
-    bs = _check_block_size(block_size)
+    chosen, rule, rnd, ovf = resolve_policies(preset, scale_rule, rounding, overflow)
+    key = np.uint64(check_seed(seed, rnd))  # kernels take it unsigned: seeds reach 2**64 - 1
+    bs = check_block_size(block_size)
     arr = as_float_array(x, "x")
-    ax = _check_axis(axis, arr.ndim)
+    ax = check_axis(axis, arr.ndim)
     host = np.float64 if arr.dtype == np.float64 else np.float32
     work = np.ascontiguousarray(arr, dtype=host)
     ip, fp = element_params(fmt, rnd, ovf, work.dtype, chosen.keep_negative_zero)
