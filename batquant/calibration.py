@@ -49,6 +49,8 @@ class CalibratedGroup:
         ``weight_clip`` covers the rows of every linear, stacked in order.
     losses : list of float
         The training loss of every step (empty for training-free methods).
+    device : torch.device
+        Where the group was calibrated and its parameters live.
     """
 
     name: str
@@ -59,6 +61,7 @@ class CalibratedGroup:
     act_clip: LearnableClip | None
     weight_clip: LearnableClip | None
     losses: list[float]
+    device: torch.device
 
     def quantized_linears(self) -> list[QuantizedLinear]:
         """One :class:`~batquant.layer.QuantizedLinear` per linear, in order.
@@ -66,7 +69,7 @@ class CalibratedGroup:
         The weight side (transform, clipping, fake quantization) is applied
         once here, in float32, and stored; the activation side runs online.
         """
-        weight, bias = _stacked(self.linears, self.transform_device())
+        weight, bias = _stacked(self.linears, self.device)
         with torch.no_grad():
             fused = _weight_side(weight, self.transform, self.weight_clip, self.config.weight)
         out = []
@@ -85,10 +88,6 @@ class CalibratedGroup:
                 )
             )
         return out
-
-    def transform_device(self) -> torch.device:
-        """The device the group was calibrated on (that of its weights)."""
-        return self.linears[0].weight.device
 
 
 def _as_linears(module_group: nn.Linear | Iterable[nn.Linear]) -> list[nn.Linear]:
@@ -119,8 +118,8 @@ def _stacked(linears: list[nn.Linear], device: torch.device) -> tuple[torch.Tens
     return weight, bias
 
 
-def _as_samples(inputs: torch.Tensor, n: int, spec: CalibSpec, name: str) -> torch.Tensor:
-    """The calibration inputs as float32 [samples, tokens, N] (see CalibSpec.samples)."""
+def _as_samples(inputs: torch.Tensor, n: int, spec: CalibSpec, name: str) -> list[torch.Tensor]:
+    """The calibration inputs as float32 samples ``[tokens_i, N]`` (see CalibSpec.samples)."""
     if not isinstance(inputs, torch.Tensor):
         raise TypeError(f"calibrate({name!r}): inputs must be a torch.Tensor; "
                         f"got {type(inputs).__name__}")  # fmt: skip
@@ -133,19 +132,15 @@ def _as_samples(inputs: torch.Tensor, n: int, spec: CalibSpec, name: str) -> tor
         )
     x = inputs.to(torch.float32)
     if x.ndim == 3:
-        return x
-    tokens = x.shape[0]
-    samples = min(spec.samples, tokens)
-    per = tokens // samples
-    # the last tokens % samples rows are dropped so that every sample has the
-    # same length and every step weighs the same number of tokens
-    return x[: samples * per].reshape(samples, per, n)
+        return list(x.unbind(0))
+    # consecutive runs whose lengths differ by at most one token; none is dropped
+    return list(torch.tensor_split(x, min(spec.samples, x.shape[0])))
 
 
-def _check_finite(x: torch.Tensor, spec: CalibSpec, name: str) -> None:
-    bad = ~torch.isfinite(x).flatten(1).all(dim=1)
-    if bool(bad.any()):
-        sample = int(torch.nonzero(bad)[0, 0])
+def _check_finite(samples: list[torch.Tensor], spec: CalibSpec, name: str) -> None:
+    for sample, x in enumerate(samples):
+        if bool(torch.isfinite(x).all()):
+            continue
         raise ValueError(
             f"calibrate({name!r}): batch {sample // spec.batch_size} of the inputs "
             f"(sample {sample}) contains NaN or Inf"
@@ -248,7 +243,7 @@ def calibrate(
         raise TypeError(f"seed must be an int; got {seed!r}")
     n = linears[0].in_features
     device = linears[0].weight.device
-    x = _as_samples(inputs, n, spec, name).to(device)
+    x = [s.to(device) for s in _as_samples(inputs, n, spec, name)]
     _check_finite(x, spec, name)
     weight, bias = _stacked(linears, device)
     if not torch.isfinite(weight).all():
@@ -260,7 +255,7 @@ def calibrate(
         size=n,
         block_size=block,
         seed=seed,
-        act_absmax=x.abs().amax(dim=(0, 1)),
+        act_absmax=torch.stack([s.abs().amax(dim=0) for s in x]).amax(dim=0),
         weight_absmax=weight.abs().amax(dim=0),
     )
     try:
@@ -288,11 +283,12 @@ def calibrate(
         if module is not None:
             module.requires_grad_(False)
             module.eval()
-    return CalibratedGroup(name, meth, cfg, linears, transform, act_clip, weight_clip, losses)
+    return CalibratedGroup(name, meth, cfg, linears, transform, act_clip, weight_clip, losses,
+                           device)  # fmt: skip
 
 
 def _train(
-    x: torch.Tensor,
+    x: list[torch.Tensor],
     weight: torch.Tensor,
     bias: torch.Tensor,
     transform: Transform | None,
@@ -314,7 +310,7 @@ def _train(
     if not groups:
         return []
     optimizer = torch.optim.AdamW(groups, weight_decay=spec.weight_decay)
-    per_epoch = math.ceil(x.shape[0] / spec.batch_size)
+    per_epoch = math.ceil(len(x) / spec.batch_size)
     total = spec.epochs * per_epoch
     floor = spec.min_lr_ratio
 
@@ -322,26 +318,27 @@ def _train(
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * step / total))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
-    n = x.shape[-1]
+    batches = [torch.cat(x[b * spec.batch_size : (b + 1) * spec.batch_size])
+               for b in range(per_epoch)]  # fmt: skip
     losses = []
     for epoch in range(spec.epochs):
-        for b in range(per_epoch):
-            xb = x[b * spec.batch_size : (b + 1) * spec.batch_size].reshape(-1, n)
+        for b, xb in enumerate(batches):
             with torch.no_grad():
                 target = torch.addmm(bias, xb, weight.T)
             xq = _activation_side(xb, transform, act_clip, cfg.activation)
             wq = _weight_side(weight, transform, weight_clip, cfg.weight)
             loss = torch.nn.functional.mse_loss(torch.addmm(bias, xq, wq.T), target)
-            if not torch.isfinite(loss):
+            value = loss.item()
+            if not math.isfinite(value):
                 raise ValueError(
                     f"calibrate({name!r}): the loss of batch {b} (epoch {epoch}) is "
-                    f"{loss.item()}; the parameters diverged or the data overflow float32"
+                    f"{value}; the parameters diverged or the data overflow float32"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            losses.append(loss.item())
+            losses.append(value)
     return losses
 
 
@@ -361,7 +358,8 @@ def quantize_linear(
     linear : nn.Linear
         Left unchanged.
     x_calib : torch.Tensor
-        Its input activations, ``[tokens, in_features]``.
+        Its input activations, ``[tokens, in_features]`` (or
+        ``[samples, tokens, in_features]``).
     method : str
         Any name in :data:`batquant.methods.METHODS` (``"rtn"``, ``"brq"``,
         ``"quarot"``, ``"batquant"``, ...).

@@ -34,7 +34,9 @@ class QuantizedLinear(nn.Module):
         Shown by ``repr``.
 
     The input may have any float dtype and any leading dimensions; it is
-    computed in float32 and the output returned in the input's dtype.
+    computed in the layer's dtype (float32 as built; ``.to(dtype)`` moves
+    the weight, the transform and the clipping together) and the output is
+    returned in the input's dtype.
     """
 
     def __init__(
@@ -59,10 +61,12 @@ class QuantizedLinear(nn.Module):
 
     @property
     def in_features(self) -> int:
+        """Size of the input's last dimension."""
         return int(self.weight.shape[1])
 
     @property
     def out_features(self) -> int:
+        """Size of the output's last dimension."""
         return int(self.weight.shape[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +82,7 @@ class QuantizedLinear(nn.Module):
             raise ValueError(
                 f"QuantizedLinear: input is on {x.device} but the layer is on {self.weight.device}"
             )
-        h = x.to(torch.float32)
+        h = x.to(self.weight.dtype)
         if self.transform is not None:
             h = self.transform(h)
         if self.act_clip is not None:

@@ -25,7 +25,8 @@ name                     transform                       clipping  calibrated
 diagonal, initialised as SmoothQuant's with alpha 0.5, before GPK.  The
 product is still block-diagonal and aligned to the MX blocks (each block is
 ``D_i kron(B_i^T, A)``), but the diagonal adds N parameters to GPK's
-g1^2 + k g2^2; ``docs/batquant.md`` says when it helps.
+g1^2 + k g2^2; ``docs/batquant.md`` shows where it helps (channels that
+dominate their block, which no rotation inside the block can shrink).
 """
 
 from __future__ import annotations
@@ -116,7 +117,24 @@ METHODS: MappingProxyType[str, Method] = MappingProxyType(_REGISTRY)
 
 
 def register(method: Method, *, replace: bool = False) -> Method:
-    """Add ``method`` to :data:`METHODS`; an existing name needs ``replace=True``."""
+    """Add ``method`` to :data:`METHODS`.
+
+    Parameters
+    ----------
+    method : Method
+    replace : bool
+        Needed to overwrite an existing name.
+
+    Returns
+    -------
+    Method
+        ``method`` itself.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Not a Method, or a name already registered without ``replace=True``.
+    """
     if not isinstance(method, Method):
         raise TypeError(f"method must be a Method; got {type(method).__name__}")
     if method.name in _REGISTRY and not replace:
@@ -186,11 +204,12 @@ def _block_affine(ctx: TransformContext) -> Transform:
 
 
 def _gpk_factors(block_size: int) -> tuple[int, int]:
-    """g1 x g2 = g with g1 = 2 g2 where possible: the paper's 8 x 4 for g = 32."""
-    if block_size == 32:
-        return 8, 4
+    """g1 x g2 = g with g2 the largest power of two whose g1 = g / g2 is at least 2 g2.
+
+    That is the paper's 8 x 4 for g = 32 (and 16 x 8 for 128, 4 x 2 for 8).
+    """
     g2 = 1
-    while g2 * g2 * 2 <= block_size and block_size % (g2 * 2) == 0:
+    while (2 * g2) ** 2 * 2 <= block_size and block_size % (2 * g2) == 0:
         g2 *= 2
     return block_size // g2, g2
 

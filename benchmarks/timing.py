@@ -1,4 +1,4 @@
-"""What both benchmark scripts share: median timing and the CPU's name."""
+"""What the benchmark scripts share: median timing and the CPU's name."""
 
 from __future__ import annotations
 

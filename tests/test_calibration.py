@@ -47,7 +47,7 @@ def test_brq_composes_transform_then_quantizers_exactly() -> None:
     assert t.num_params == 0
     xq = mxref.quantize_dequantize(t(x), "mxfp4")
     wq = mxref.quantize_dequantize(t.weight_transform(lin.weight.detach()), "mxfp4")
-    assert torch.equal(group.quantized_linears()[0](x), xq @ wq.T)
+    assert torch.equal(group.quantized_linears()[0](x), nn.functional.linear(xq, wq))
 
 
 @pytest.mark.parametrize("method", sorted(batquant.METHODS))
@@ -118,6 +118,25 @@ def test_a_group_shares_one_transform() -> None:
     assert not any(p.requires_grad for p in group.transform.parameters())
 
 
+def test_each_linear_of_a_group_keeps_its_own_rows_and_bias() -> None:
+    q, k, v = make_linear(seed=1), make_linear(64, 16, seed=2), make_linear(64, 16, seed=3)
+    x = llm_like_activations(64, 64, seed=11)
+    group = batquant.calibrate([q, k, v], x, FAST, method="batquant", config=NO_QUANT)
+    with torch.no_grad():
+        for lin, qlin in zip((q, k, v), group.quantized_linears(), strict=True):
+            assert relative_mse(lin(x), qlin(x)) < 1e-10
+
+
+def test_short_inputs_lose_no_token() -> None:
+    """130 tokens make 128 samples of one or two tokens; the step count follows."""
+    group = batquant.calibrate(make_linear(), torch.randn(130, 64), CalibSpec(epochs=2),
+                               method="batquant")  # fmt: skip
+    assert len(group.losses) == 2 * 32
+    group = batquant.calibrate(make_linear(), torch.randn(10, 64), CalibSpec(epochs=1),
+                               method="batquant")  # fmt: skip
+    assert len(group.losses) == 3  # 10 one-token samples in batches of 4
+
+
 def test_nan_in_inputs_names_group_and_batch() -> None:
     x = llm_like_activations(64, 64, seed=8)
     x[37, 5] = float("nan")  # 8 samples of 8 tokens: sample 4, batch 1
@@ -171,3 +190,13 @@ def test_quantized_linear_checks_its_input() -> None:
         qlin(torch.randn(2, 32))
     with pytest.raises(TypeError, match="floating-point"):
         qlin(torch.ones(2, 64, dtype=torch.int64))
+
+
+def test_quantized_linear_follows_a_dtype_change() -> None:
+    lin = make_linear()
+    x = llm_like_activations(64, 64, seed=12)
+    qlin = batquant.quantize_linear(lin, x, method="batquant", calib=FAST).to(torch.float64)
+    y = qlin(x)
+    assert y.dtype == torch.float32
+    with torch.no_grad():
+        assert 0 < relative_mse(lin(x), y) < 0.5
