@@ -39,6 +39,9 @@ class QuantizedLinear(nn.Module):
     returned in the input's dtype.
     """
 
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
     def __init__(
         self,
         weight: torch.Tensor,
