@@ -27,6 +27,8 @@ until it crosses the near bound, where it would overrule it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -40,6 +42,54 @@ class ClipGroups(Policy):
     BLOCK = "block"
     #: the min/max of the whole last dimension (one row)
     ROW = "row"
+
+
+class _GroupClip(torch.autograd.Function):
+    """``clip(v, f_min * min(min(v), 0), f_max * max(max(v), 0))`` over the last dim of ``v``.
+
+    The same function autograd would differentiate, with a hand-written
+    backward: autograd's own (through amin/amax and a broadcast
+    minimum/maximum) makes a dozen full-size passes and took half of a
+    calibration step on a 4096 x 4096 weight.  Gradients:
+
+    - to ``v`` where it lies within the bounds (bounds included, as
+      ``torch.clamp``), plus, through the bounds, to the group's max and min
+      element (the one ``max``/``min`` return; autograd would split a tie);
+    - to ``f_max`` (``f_min``) the sum of the gradients of the values cut at
+      the upper (lower) bound, times the group's max (min).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, v: torch.Tensor, f_min: torch.Tensor, f_max: torch.Tensor
+    ) -> torch.Tensor:
+        hi, hi_idx = v.max(dim=-1)
+        lo, lo_idx = v.min(dim=-1)
+        # min(., 0) / max(., 0): equation 4 itself whenever a group holds both
+        # signs; in a one-signed group it stops the far bound crossing the near one
+        hi = hi.clamp(min=0)
+        lo = lo.clamp(max=0)
+        b_max = (f_max * hi).unsqueeze(-1)
+        b_min = (f_min * lo).unsqueeze(-1)
+        ctx.save_for_backward(v, f_min, f_max, hi, lo, hi_idx, lo_idx, b_min, b_max)
+        return torch.maximum(torch.minimum(v, b_max), b_min)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        v, f_min, f_max, hi, lo, hi_idx, lo_idx, b_min, b_max = ctx.saved_tensors
+        upper = v > b_max
+        lower = v < b_min
+        g_max = torch.where(upper, grad, 0).sum(dim=-1)
+        g_min = torch.where(lower, grad, 0).sum(dim=-1)
+        grad_v = torch.where(upper | lower, 0, grad)
+        # through the bound to the group's extreme element (zero where clamped at 0)
+        grad_v.scatter_add_(-1, hi_idx.unsqueeze(-1), (g_max * f_max * (hi > 0)).unsqueeze(-1))
+        grad_v.scatter_add_(-1, lo_idx.unsqueeze(-1), (g_min * f_min * (lo < 0)).unsqueeze(-1))
+        grad_f_max = (g_max * hi).sum_to_size(f_max.shape)
+        grad_f_min = (g_min * lo).sum_to_size(f_min.shape)
+        return grad_v, grad_f_min, grad_f_max
 
 
 class LearnableClip(nn.Module):
@@ -101,13 +151,8 @@ class LearnableClip(nn.Module):
             view = x.unflatten(-1, (n // self.block_size, self.block_size))
         else:
             view = x
-        # min(., 0) / max(., 0): equation 4 itself whenever a group holds both
-        # signs; in a one-signed group it stops the far bound crossing the near one
-        lo = view.amin(dim=-1).clamp(max=0)
-        hi = view.amax(dim=-1).clamp(min=0)
-        b_min = (torch.sigmoid(self.alpha_min) * lo).unsqueeze(-1)
-        b_max = (torch.sigmoid(self.alpha_max) * hi).unsqueeze(-1)
-        clipped = torch.maximum(torch.minimum(view, b_max), b_min)
+        clipped = _GroupClip.apply(view, torch.sigmoid(self.alpha_min),
+                                   torch.sigmoid(self.alpha_max))  # fmt: skip
         return clipped.reshape(x.shape)
 
     def extra_repr(self) -> str:

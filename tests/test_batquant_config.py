@@ -122,3 +122,41 @@ def test_clip_errors() -> None:
         clip(torch.zeros(3, 8, dtype=torch.float64))
     with pytest.raises(ValueError, match="groups must be one of"):
         LearnableClip((1,), groups="tile")
+
+
+def _autograd_clip(clip: LearnableClip, x: torch.Tensor) -> torch.Tensor:
+    """Equations 3-4 in plain differentiable torch ops: the reference for the custom backward."""
+    view = x.unflatten(-1, (-1, clip.block_size)) if clip.groups.value == "block" else x
+    lo = view.amin(dim=-1).clamp(max=0)
+    hi = view.amax(dim=-1).clamp(min=0)
+    b_min = (torch.sigmoid(clip.alpha_min) * lo).unsqueeze(-1)
+    b_max = (torch.sigmoid(clip.alpha_max) * hi).unsqueeze(-1)
+    return torch.maximum(torch.minimum(view, b_max), b_min).reshape(x.shape)
+
+
+@pytest.mark.parametrize(
+    ("shape", "groups", "param_shape"),
+    [((8, 64), "block", (2,)), ((8, 64), "block", (8, 2)), ((8, 64), "row", ()),
+     ((8, 64), "row", (8,)), ((3, 5, 64), "block", (2,))],
+)  # fmt: skip
+def test_clip_gradients_equal_autograds(shape, groups, param_shape) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    x.view(-1, 64)[0, :32] = torch.rand(32, generator=gen, dtype=torch.float64) + 0.1
+    clip = LearnableClip(param_shape, groups=groups, block_size=32, dtype=torch.float64)
+    with torch.no_grad():
+        clip.alpha_min.copy_(torch.randn(param_shape, generator=gen, dtype=torch.float64))
+        clip.alpha_max.copy_(torch.randn(param_shape, generator=gen, dtype=torch.float64))
+    upstream = torch.randn(shape, generator=gen, dtype=torch.float64)
+    results = []
+    for fn in (lambda xx: clip(xx), lambda xx: _autograd_clip(clip, xx)):
+        xx = x.clone().requires_grad_()
+        clip.zero_grad()
+        out = fn(xx)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), xx.grad, clip.alpha_min.grad, clip.alpha_max.grad))
+    for ours, reference in zip(*results, strict=True):
+        # float64 sums in different orders: equal to a few ulps, not bit for bit
+        torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+    assert results[0][1].abs().sum() > 0
+    assert results[0][3].abs().sum() > 0
