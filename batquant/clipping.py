@@ -60,7 +60,7 @@ class _GroupClip(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, v: torch.Tensor, f_min: torch.Tensor, f_max: torch.Tensor
     ) -> torch.Tensor:
         hi, hi_idx = v.max(dim=-1)
@@ -75,7 +75,7 @@ class _GroupClip(torch.autograd.Function):
         return torch.maximum(torch.minimum(v, b_max), b_min)
 
     @staticmethod
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: Any, grad: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         v, f_min, f_max, hi, lo, hi_idx, lo_idx, b_min, b_max = ctx.saved_tensors
