@@ -30,6 +30,8 @@ inverse transform is GPK with ``(A^{-1}, B_i^{-1})``.
 
 from __future__ import annotations
 
+from typing import Self
+
 import torch
 from torch import Tensor, nn
 
@@ -209,7 +211,93 @@ class BlockAffine(Transform):
         return f"size={self.size}, block_size={self.block_size}, num_params={self.num_params}"
 
 
-class NaiveKronecker(Transform):
+class _KroneckerBlocks(Transform):
+    """What GPK and NaiveKronecker share: ``P_i = kron(B_i^T, A_i)`` applied by Algorithm 1.
+
+    Subclasses say only whether ``A`` is one matrix shared by every block
+    (:attr:`SHARED_A`; GPK) or one per block (NaiveKronecker); everything
+    else, shapes included, follows from the factors.
+    """
+
+    #: True: one ``A`` for all blocks (``[g1, g1]``); False: ``A_i`` per block.
+    SHARED_A: bool = True
+
+    def __init__(
+        self,
+        size: int,
+        g1: int = 8,
+        g2: int = 4,
+        init: TransformInit | str = TransformInit.IDENTITY,
+        *,
+        block_size: int | None = None,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+        max_condition: float = DEFAULT_MAX_CONDITION,
+    ) -> None:
+        g = _check_factorisation(g1, g2, block_size)
+        super().__init__(check_size(size, g), max_condition=max_condition)
+        self.g1, self.g2, self.block_size, self.num_blocks = g1, g2, g, size // g
+        how, gen, k = parse_init(init), make_generator(seed), self.num_blocks
+        dtype = check_dtype(dtype)
+        a_batch = () if self.SHARED_A else (k,)
+        self.A = nn.Parameter(init_factors(how, g1, a_batch, gen).to(dtype=dtype, device=device))
+        b = init_factors(how, g2, (k,), gen, transpose=True)
+        self.B = nn.Parameter(b.to(dtype=dtype, device=device))
+
+    @classmethod
+    def from_factors(
+        cls,
+        a: Tensor,
+        b: Tensor,
+        *,
+        max_condition: float = DEFAULT_MAX_CONDITION,
+    ) -> Self:
+        """A transform with detached copies of ``a`` (``[g1, g1]`` or ``[k, g1, g1]``) and ``b``.
+
+        ``b`` is ``[k, g2, g2]``; ``a`` is shared (GPK) or per block (NaiveKronecker).
+        """
+        g1 = a.shape[-1]
+        k, g2, _ = b.shape
+        out = cls(k * g1 * g2, g1, g2, dtype=a.dtype, device=a.device, max_condition=max_condition)
+        with torch.no_grad():
+            out.A.copy_(a)
+            out.B.copy_(b)
+        return out
+
+    def factors(self) -> tuple[Tensor, Tensor]:
+        """``(A, B)`` after the condition guard: what every method uses."""
+        a, b = self._guard([("A", self.A, not self.SHARED_A), ("B", self.B, True)])
+        return a, b
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x @ P`` by Algorithm 1; see :meth:`Transform.forward`."""
+        x = self._check_input(x, "x")
+        return kron_blocks_matmul(x, *self.factors())
+
+    def weight_transform(self, weight: Tensor) -> Tensor:
+        """``W @ P^{-T}``: Algorithm 1 with ``(A^{-T}, B_i^{-T})``, inverted in float64."""
+        weight = self._check_input(weight, "weight")
+        a, b = self.factors()
+        return kron_blocks_matmul(weight, inverse_float64(a).mT, inverse_float64(b).mT)
+
+    def materialize(self) -> Tensor:
+        """The dense ``P = diag(kron(B_i^T, A_i))``, ``[N, N]``."""
+        a, b = self.factors()
+        return _block_diagonal(kron_blocks(b.mT, a))
+
+    def inverse(self) -> Self:
+        """The same class with ``(A^{-1}, B_i^{-1})`` (float64 inverses, detached)."""
+        a, b = (f.detach() for f in self.factors())
+        return self.from_factors(
+            inverse_float64(a), inverse_float64(b), max_condition=self.max_condition
+        )
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, g1={self.g1}, g2={self.g2}, num_params={self.num_params}"
+
+
+class NaiveKronecker(_KroneckerBlocks):
     """Per-block Kronecker with private factors: ``P_i = kron(B_i^T, A_i)``.
 
     The paper's "Naive Kronecker" (section 3.1.1): ``k (g1^2 + g2^2)``
@@ -242,78 +330,10 @@ class NaiveKronecker(Transform):
         ``[k, g2, g2]``.
     """
 
-    def __init__(
-        self,
-        size: int,
-        g1: int = 8,
-        g2: int = 4,
-        init: TransformInit | str = TransformInit.IDENTITY,
-        *,
-        block_size: int | None = None,
-        seed: int = 0,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-        max_condition: float = DEFAULT_MAX_CONDITION,
-    ) -> None:
-        g = _check_factorisation(g1, g2, block_size)
-        super().__init__(check_size(size, g), max_condition=max_condition)
-        self.g1, self.g2, self.block_size, self.num_blocks = g1, g2, g, size // g
-        how, gen, k = parse_init(init), make_generator(seed), self.num_blocks
-        dtype = check_dtype(dtype)
-        self.A = nn.Parameter(init_factors(how, g1, (k,), gen).to(dtype=dtype, device=device))
-        b = init_factors(how, g2, (k,), gen, transpose=True)
-        self.B = nn.Parameter(b.to(dtype=dtype, device=device))
-
-    @classmethod
-    def from_factors(
-        cls,
-        a: Tensor,
-        b: Tensor,
-        *,
-        max_condition: float = DEFAULT_MAX_CONDITION,
-    ) -> NaiveKronecker:
-        """A NaiveKronecker with detached copies of ``a`` ``[k, g1, g1]`` and ``b``."""
-        k, g1, _ = a.shape
-        g2 = b.shape[-1]
-        out = cls(k * g1 * g2, g1, g2, dtype=a.dtype, device=a.device, max_condition=max_condition)
-        with torch.no_grad():
-            out.A.copy_(a)
-            out.B.copy_(b)
-        return out
-
-    def factors(self) -> tuple[Tensor, Tensor]:
-        """``(A, B)`` after the condition guard: what every method uses."""
-        a, b = self._guard([("A", self.A, True), ("B", self.B, True)])
-        return a, b
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``x @ P`` by Algorithm 1 with private ``A_i``; see :meth:`Transform.forward`."""
-        x = self._check_input(x, "x")
-        return kron_blocks_matmul(x, *self.factors())
-
-    def weight_transform(self, weight: Tensor) -> Tensor:
-        """``W @ P^{-T}``: Algorithm 1 with ``(A_i^{-T}, B_i^{-T})``, inverted in float64."""
-        weight = self._check_input(weight, "weight")
-        a, b = self.factors()
-        return kron_blocks_matmul(weight, inverse_float64(a).mT, inverse_float64(b).mT)
-
-    def materialize(self) -> Tensor:
-        """The dense ``P = diag(kron(B_i^T, A_i))``, ``[N, N]``."""
-        a, b = self.factors()
-        return _block_diagonal(kron_blocks(b.mT, a))
-
-    def inverse(self) -> NaiveKronecker:
-        """NaiveKronecker with ``(A_i^{-1}, B_i^{-1})`` (float64 inverses, detached)."""
-        a, b = (f.detach() for f in self.factors())
-        return NaiveKronecker.from_factors(
-            inverse_float64(a), inverse_float64(b), max_condition=self.max_condition
-        )
-
-    def extra_repr(self) -> str:
-        return f"size={self.size}, g1={self.g1}, g2={self.g2}, num_params={self.num_params}"
+    SHARED_A = False
 
 
-class GPK(Transform):
+class GPK(_KroneckerBlocks):
     """Global and Private Kronecker: ``P_i = kron(B_i^T, A)``, ``A`` shared by every block.
 
     BATQuant's transform (paper section 3.1.1, eq. 2): ``g1^2 + k g2^2``
@@ -351,72 +371,4 @@ class GPK(Transform):
         ``[k, g2, g2]``, the stacked private ``B_i`` (Algorithm 1's ``B_stack``).
     """
 
-    def __init__(
-        self,
-        size: int,
-        g1: int = 8,
-        g2: int = 4,
-        init: TransformInit | str = TransformInit.IDENTITY,
-        *,
-        block_size: int | None = None,
-        seed: int = 0,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-        max_condition: float = DEFAULT_MAX_CONDITION,
-    ) -> None:
-        g = _check_factorisation(g1, g2, block_size)
-        super().__init__(check_size(size, g), max_condition=max_condition)
-        self.g1, self.g2, self.block_size, self.num_blocks = g1, g2, g, size // g
-        how, gen, k = parse_init(init), make_generator(seed), self.num_blocks
-        dtype = check_dtype(dtype)
-        self.A = nn.Parameter(init_factors(how, g1, (), gen).to(dtype=dtype, device=device))
-        b = init_factors(how, g2, (k,), gen, transpose=True)
-        self.B = nn.Parameter(b.to(dtype=dtype, device=device))
-
-    @classmethod
-    def from_factors(
-        cls,
-        a: Tensor,
-        b: Tensor,
-        *,
-        max_condition: float = DEFAULT_MAX_CONDITION,
-    ) -> GPK:
-        """A GPK with detached copies of ``a`` ``[g1, g1]`` and ``b`` ``[k, g2, g2]``."""
-        g1 = a.shape[-1]
-        k, g2, _ = b.shape
-        out = cls(k * g1 * g2, g1, g2, dtype=a.dtype, device=a.device, max_condition=max_condition)
-        with torch.no_grad():
-            out.A.copy_(a)
-            out.B.copy_(b)
-        return out
-
-    def factors(self) -> tuple[Tensor, Tensor]:
-        """``(A, B)`` after the condition guard: what every method uses."""
-        a, b = self._guard([("A", self.A, False), ("B", self.B, True)])
-        return a, b
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``x @ P`` by Algorithm 1; see :meth:`Transform.forward`."""
-        x = self._check_input(x, "x")
-        return kron_blocks_matmul(x, *self.factors())
-
-    def weight_transform(self, weight: Tensor) -> Tensor:
-        """``W @ P^{-T}``: Algorithm 1 with ``(A^{-T}, B_i^{-T})``, inverted in float64."""
-        weight = self._check_input(weight, "weight")
-        a, b = self.factors()
-        return kron_blocks_matmul(weight, inverse_float64(a).mT, inverse_float64(b).mT)
-
-    def materialize(self) -> Tensor:
-        """The dense ``P = diag(kron(B_i^T, A))``, ``[N, N]``."""
-        a, b = self.factors()
-        return _block_diagonal(kron_blocks(b.mT, a))
-
-    def inverse(self) -> GPK:
-        """GPK with ``(A^{-1}, B_i^{-1})`` (float64 inverses, detached)."""
-        a, b = (f.detach() for f in self.factors())
-        return GPK.from_factors(
-            inverse_float64(a), inverse_float64(b), max_condition=self.max_condition
-        )
-
-    def extra_repr(self) -> str:
-        return f"size={self.size}, g1={self.g1}, g2={self.g2}, num_params={self.num_params}"
+    SHARED_A = True
