@@ -51,7 +51,7 @@ def test_brq_composes_transform_then_quantizers_exactly() -> None:
 
 
 @pytest.mark.parametrize("method", sorted(batquant.METHODS))
-def test_every_method_is_exact_without_quantization(method: str) -> None:
+def test_every_method_is_equivalent_without_quantization(method: str) -> None:
     """With both quantizers off, x P (W P^-T)^T must give the layer's own output."""
     lin = make_linear()
     x = llm_like_activations(64, 64, seed=3)
