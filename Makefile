@@ -4,15 +4,43 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-quality lint typecheck pytest conform-nightly clean
+.PHONY: demo test bench bench-quality lint typecheck pytest conform-nightly clean lock lock-upgrade lock-torch
 
-$(STAMP): pyproject.toml
+# Every install goes through the lock: two fresh machines get the same versions.
+# pyproject.toml keeps ranges for library users; requirements.lock pins ours.
+LOCK := requirements.lock
+PIN := --quiet --constraint $(LOCK)
+
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install $(PIN) setuptools
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[batquant,dev]"
+	$(BIN)/pip install $(PIN) torch
+	# no build isolation: the build backend comes from the lock too
+	$(BIN)/pip install $(PIN) --no-build-isolation -e ".[batquant,dev]"
 	touch $(STAMP)
+
+# Re-resolve the lock.  `make lock` keeps every existing pin and only adds or
+# drops what pyproject.toml changed; `make lock-upgrade` moves every package to
+# the newest release the ranges allow.  docs/development.md says what to check.
+LOCK_TOOL := pip-tools==7.6.2
+LOCK_ARGS := --quiet --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+	--extra batquant --extra dev --output-file $(LOCK) pyproject.toml
+
+lock: $(STAMP)
+	$(BIN)/pip install --quiet $(LOCK_TOOL)
+	$(BIN)/pip-compile $(LOCK_ARGS)
+	$(MAKE) --no-print-directory lock-torch
+
+lock-upgrade: $(STAMP)
+	$(BIN)/pip install --quiet $(LOCK_TOOL)
+	$(BIN)/pip-compile --upgrade $(LOCK_ARGS)
+	$(MAKE) --no-print-directory lock-torch
+
+# The resolver may pick a local CPU build (2.13.0+cpu); the lock names the
+# public version, which that build also satisfies.
+lock-torch:
+	sed -i -E 's/^(torch==[0-9.]+)\+[a-z0-9]+/\1/' $(LOCK)
 
 demo: $(STAMP)
 	$(BIN)/python -m mxref.demo
