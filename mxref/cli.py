@@ -12,8 +12,8 @@
                [--out-dtype float32|float16|bfloat16] [--force] --out D
     mxref compare REFERENCE ACTUAL [--max-ulp N] [--k K --block-size BS] ...
     mxref conform (--backend MODULE:FUNCTION | --command 'SIM --in {in} --out {out}') ...
-    mxref golden generate [--dir golden] [--force]
-    mxref golden verify [--dir golden] [--backend MODULE:FUNCTION] [--json REPORT.json]
+    mxref golden generate [--dir DIR] [--force]
+    mxref golden verify [--dir DIR] [--backend MODULE:FUNCTION] [--json REPORT.json]
     mxref info FORMAT
 
 ``encode`` reads IN (``.npy``, ``.safetensors`` or raw ``.bin`` with

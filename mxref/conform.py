@@ -23,7 +23,7 @@ The battery
     small GEMM), for every selected format and policy.  The cases come from
     three sources:
 
-    (a) the golden files (``golden/``), through :func:`mxref.golden.verify`
+    (a) the golden files (``mxref/golden_vectors/``), through :func:`mxref.golden.verify`
         (only the files of the selected formats, policies and accumulation
         model count; their checks are ``golden.<area>.<file>``);
     (b) structured cases: every power of two and its float32 neighbours as
@@ -127,7 +127,6 @@ AREAS: dict[str, tuple[str, str]] = {
 }
 
 DEFAULT_TIMEOUT = 120.0
-DEFAULT_GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -440,7 +439,7 @@ class ConformReport:
         out = []
         titles = dict(AREAS)
         if any(c.area == "golden" for c in self.checks):
-            titles["golden"] = ("golden integrity", "golden/MANIFEST")
+            titles["golden"] = ("golden integrity", "golden_vectors/MANIFEST")
         for area, (title, spec) in titles.items():
             mine = [c for c in self.checks if c.area == area]
             bad = [c for c in mine if c.status == "fail"] or [
@@ -1866,7 +1865,9 @@ def _golden_area(
             tally.add(check, functools.partial(_given, fallback))
         else:
             tally.add(check, functools.partial(_golden_failure, check, first))
-    return CheckInfo(check, area, f"golden vectors of {name}", "golden/ (docs/golden_format.md)")
+    return CheckInfo(
+        check, area, f"golden vectors of {name}", "golden_vectors/ (docs/golden_format.md)"
+    )
 
 
 def _run_golden(
@@ -1892,7 +1893,10 @@ def _run_golden(
         check = "golden.integrity"
         infos.append(
             CheckInfo(
-                check, "golden", "golden files match their MANIFEST", "golden/MANIFEST (sha256)"
+                check,
+                "golden",
+                "golden files match their MANIFEST",
+                "golden_vectors/MANIFEST (sha256)",
             )
         )
         for problem in report.integrity:
@@ -2298,8 +2302,7 @@ def add_conform_arguments(parser: argparse.ArgumentParser) -> None:
     gold.add_argument(
         "--golden",
         metavar="DIR",
-        help="golden files to verify (default: the golden/ directory of this "
-        "checkout, when there is one)",
+        help="golden files to verify (default: the ones shipped with mxref)",
     )
     gold.add_argument("--no-golden", action="store_true", help="do not verify golden files")
     parser.add_argument(
@@ -2373,8 +2376,10 @@ def run_conform(args: argparse.Namespace) -> int:
         golden = Path(args.golden)
         if not golden.is_dir():
             raise InputError(f"{golden}: --golden must be a directory of golden files")
-    elif not args.no_golden and (DEFAULT_GOLDEN_DIR / "MANIFEST").is_file():
-        golden = DEFAULT_GOLDEN_DIR
+    elif not args.no_golden:
+        from mxref.golden import shipped_golden_dir
+
+        golden = shipped_golden_dir()
     report = run_conformance(
         load_backend(args.backend) if args.backend is not None else None,
         command=args.command,

@@ -1,11 +1,11 @@
 """Golden vector files: generated from the exact oracle, verified against any implementation.
 
-The files in ``golden/`` are plain text in the style of Berkeley TestFloat:
+The files in ``mxref/golden_vectors/`` are plain text in the style of Berkeley TestFloat:
 ``#`` header lines saying what the file holds, then one case per line, hex
 inputs, ``->``, hex expected outputs, a hex flags field and an area tag.
 They are produced **only** by the exact oracle :mod:`mxref.ref`, from the
 structured cases of :mod:`mxref.testing.cases` and a fixed seed, so
-:func:`generate` writes byte-identical files every time; ``golden/MANIFEST``
+:func:`generate` writes byte-identical files every time; ``golden_vectors/MANIFEST``
 records the generator version, the seed and the sha256 of every file.
 
 :func:`verify` first checks every file against the MANIFEST (a missing,
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.resources
 import json
 import math
 import time
@@ -100,6 +101,31 @@ REGRESSIONS = "regressions.hex"
 NOTE_PREFIX = "note:"
 #: Hand-written files that may sit next to the golden files without being in the MANIFEST.
 UNLISTED = frozenset({MANIFEST, "README.md"})
+#: The package folder the golden files ship in (package data of the wheel).
+SHIPPED_FOLDER = "golden_vectors"
+
+
+def shipped_golden_dir() -> Path:
+    """Return the golden files shipped with mxref, in a checkout or an installed wheel.
+
+    Returns
+    -------
+    pathlib.Path
+        ``mxref/golden_vectors``, found through :mod:`importlib.resources`, so
+        an installed package verifies its own copy wherever it is run from.
+
+    Raises
+    ------
+    InputError
+        When the folder or its MANIFEST is missing (a broken installation).
+    """
+    root = Path(str(importlib.resources.files("mxref") / SHIPPED_FOLDER))
+    if not (root / MANIFEST).is_file():
+        raise InputError(
+            f"the golden vectors shipped with mxref are missing ({root}/{MANIFEST}); "
+            "reinstall mxref or pass --dir/--golden"
+        )
+    return root
 
 BLOCK_SIZE = DEFAULT_BLOCK_SIZE
 SCALE_RULES = (ScaleRule.FLOOR, ScaleRule.CEIL, ScaleRule.EVEN, ScaleRule.RCEIL)
@@ -1929,7 +1955,10 @@ def add_golden_arguments(parser: argparse.ArgumentParser) -> None:
         description="Write every golden file and the MANIFEST into --dir, from the exact "
         "oracle only; the bytes are the same on every run.",
     )
-    gen.add_argument("--dir", default="golden", help="golden directory (default: %(default)s)")
+    gen.add_argument(
+        "--dir",
+        help="golden directory (default: the one shipped with mxref, which needs --force)",
+    )
     gen.add_argument("--force", action="store_true", help="replace existing files")
     gen.set_defaults(func=cmd_generate)
     ver = sub.add_parser(
@@ -1940,7 +1969,7 @@ def add_golden_arguments(parser: argparse.ArgumentParser) -> None:
         "when everything run passes, 1 when a case fails or a file does not match the "
         "MANIFEST, 2 for bad input.",
     )
-    ver.add_argument("--dir", default="golden", help="golden directory (default: %(default)s)")
+    ver.add_argument("--dir", help="golden directory (default: the one shipped with mxref)")
     ver.add_argument(
         "--backend",
         metavar="MODULE:FUNCTION",
@@ -1959,7 +1988,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     int
         0 on success.
     """
-    result = generate(args.dir, force=args.force)
+    result = generate(args.dir or shipped_golden_dir(), force=args.force)
     print(
         f"wrote {len(result.files)} files ({result.total_bytes} bytes) to {result.directory} "
         f"in {result.seconds:.1f} s"
@@ -1981,10 +2010,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.json is not None:
         check_new([args.json], force=True)  # a report is rewritten, but its folder must exist
+    directory = args.dir or shipped_golden_dir()
     if args.backend:
-        report = verify(args.dir, quantize=load_backend(args.backend), backend_name=args.backend)
+        report = verify(directory, quantize=load_backend(args.backend), backend_name=args.backend)
     else:
-        report = verify(args.dir, **mxref_backend(), backend_name="mxref")
+        report = verify(directory, **mxref_backend(), backend_name="mxref")
     print(report.summary())
     if args.json is not None:
         Path(args.json).write_text(report.to_json(), encoding="utf-8")

@@ -24,7 +24,7 @@ from mxref.files import InputError
 from mxref.testing import cases
 from mxref.testing.backend import codes_and_scales
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+GOLDEN = Path(__file__).resolve().parent.parent / "mxref" / "golden_vectors"
 
 
 @pytest.fixture(scope="module")
@@ -450,3 +450,11 @@ def test_cli_bad_input_is_exit_two_with_one_line(tmp_path, capsys):
     assert main(["golden", "generate", "--dir", str(tmp_path / "a" / "b")]) == 2
     assert main(["golden", "generate", "--dir", str(GOLDEN)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_cli_defaults_to_the_shipped_golden_files(capsys):
+    assert golden.shipped_golden_dir() == GOLDEN
+    before = golden.sha256_file(GOLDEN / "MANIFEST")
+    assert main(["golden", "generate"]) == 2  # the shipped files are never replaced silently
+    assert "already exists" in capsys.readouterr().err
+    assert golden.sha256_file(GOLDEN / "MANIFEST") == before

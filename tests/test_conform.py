@@ -37,7 +37,7 @@ from mxref.conform import (
 from mxref.files import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT / "golden"
+GOLDEN = ROOT / "mxref" / "golden_vectors"
 SIM = ROOT / "examples" / "sim_quantize.py"
 PY = shlex.quote(sys.executable)
 
@@ -216,7 +216,7 @@ def test_faithful_backend_passes_every_area():
     assert {a.area for a in report.areas() if a.checks} == set(AREAS)
     golden = [c for c in report.checks if c.id.startswith("golden.")]
     assert {c.area for c in golden} == set(AREAS)
-    assert "files of golden/ verified" in report.golden
+    assert "golden_vectors/ verified" in report.golden
 
 
 def test_faithful_backend_passes_every_scale_rule_and_policy():
