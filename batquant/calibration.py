@@ -27,7 +27,7 @@ from torch import nn
 
 from batquant.clipping import ClipGroups, LearnableClip
 from batquant.config import CalibSpec, QuantConfig, TensorQuant, get_config
-from batquant.layer import QuantizedLinear
+from batquant.layer import InputQuantizer, QuantizedLinear, weight_side
 from batquant.methods import Method, TransformContext, get_method
 from batquant.transforms import Transform
 
@@ -71,7 +71,8 @@ class CalibratedGroup:
         """
         weight, bias = _stacked(self.linears, self.device)
         with torch.no_grad():
-            fused = _weight_side(weight, self.transform, self.weight_clip, self.config.weight)
+            fused = weight_side(weight, self.transform, self.weight_clip, self.config.weight)
+        shared = InputQuantizer(self.transform, self.act_clip, self.config.activation)
         out = []
         start = 0
         for lin in self.linears:
@@ -81,10 +82,9 @@ class CalibratedGroup:
                 QuantizedLinear(
                     fused[rows].clone(),
                     None if lin.bias is None else bias[rows].clone(),
-                    transform=self.transform,
-                    act_clip=self.act_clip,
-                    act_quant=self.config.activation,
+                    shared,
                     description=f"{self.method.name}, {self.config.describe()}",
+                    own_input=True,
                 )
             )
         return out
@@ -147,36 +147,15 @@ def _check_finite(samples: list[torch.Tensor], spec: CalibSpec, name: str) -> No
         )
 
 
-def _weight_side(
-    weight: torch.Tensor,
-    transform: Transform | None,
-    clip: LearnableClip | None,
-    quant: TensorQuant | None,
-) -> torch.Tensor:
-    w = weight if transform is None else transform.weight_transform(weight)
-    if clip is not None:
-        w = clip(w)
-    return w if quant is None else quant.fake_quantize(w)
-
-
-def _activation_side(
-    x: torch.Tensor,
-    transform: Transform | None,
-    clip: LearnableClip | None,
-    quant: TensorQuant | None,
-) -> torch.Tensor:
-    if transform is not None:
-        x = transform(x)
-    if clip is not None:
-        x = clip(x)
-    return x if quant is None else quant.fake_quantize(x)
-
-
-def _make_clip(
+def make_clip(
     groups: ClipGroups, quant: TensorQuant, rows: int | None, n: int, init: float,
     device: torch.device, role: str,
 ) -> LearnableClip:  # fmt: skip
-    """Activations: shared across tokens (rows None); weights: per row (and per block)."""
+    """A :class:`LearnableClip` of ``groups`` kind for one role.
+
+    Activations share their logits across tokens (``rows`` None); weights
+    have one pair per row (and per K-block for ``ClipGroups.BLOCK``).
+    """
     if groups is ClipGroups.BLOCK:
         if n % quant.block_size:
             raise ValueError(
@@ -236,6 +215,12 @@ def calibrate(
     linears = _as_linears(module_group)
     meth = get_method(method)
     cfg = get_config(config)
+    reject_kv(cfg, "calibrate()")
+    if spec is not None and not meth.calibrated:
+        raise ValueError(
+            f"spec: method {meth.name!r} is training-free, so a CalibSpec would be ignored; "
+            "pass spec=None"
+        )
     spec = CalibSpec() if spec is None else spec
     if not isinstance(spec, CalibSpec):
         raise TypeError(f"spec must be a CalibSpec; got {type(spec).__name__}")
@@ -270,10 +255,10 @@ def calibrate(
     act_clip = weight_clip = None
     if meth.clip is not None:
         if act_q is not None:
-            act_clip = _make_clip(meth.clip, act_q, None, n, spec.clip_init, device,
+            act_clip = make_clip(meth.clip, act_q, None, n, spec.clip_init, device,
                                   "activation")  # fmt: skip
         if w_q is not None:
-            weight_clip = _make_clip(meth.clip, w_q, weight.shape[0], n, spec.clip_init, device,
+            weight_clip = make_clip(meth.clip, w_q, weight.shape[0], n, spec.clip_init, device,
                                      "weight")  # fmt: skip
 
     losses: list[float] = []
@@ -285,6 +270,16 @@ def calibrate(
             module.eval()
     return CalibratedGroup(name, meth, cfg, linears, transform, act_clip, weight_clip, losses,
                            device)  # fmt: skip
+
+
+def reject_kv(config: QuantConfig, caller: str) -> None:
+    """Raise when ``config`` quantizes the KV cache, which ``caller`` cannot honour."""
+    for role in ("key", "value"):
+        if getattr(config, role) is not None:
+            raise ValueError(
+                f"QuantConfig.{role} is set ({config.describe()}), but {caller} quantizes "
+                "linear layers only; the KV cache is quantized by batquant.quantize_model"
+            )
 
 
 def _train(
@@ -318,6 +313,7 @@ def _train(
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * step / total))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    activation_side = InputQuantizer(transform, act_clip, cfg.activation)
     batches = [torch.cat(x[b * spec.batch_size : (b + 1) * spec.batch_size])
                for b in range(per_epoch)]  # fmt: skip
     losses = []
@@ -325,8 +321,8 @@ def _train(
         for b, xb in enumerate(batches):
             with torch.no_grad():
                 target = torch.addmm(bias, xb, weight.T)
-            xq = _activation_side(xb, transform, act_clip, cfg.activation)
-            wq = _weight_side(weight, transform, weight_clip, cfg.weight)
+            xq = activation_side(xb)
+            wq = weight_side(weight, transform, weight_clip, cfg.weight)
             loss = torch.nn.functional.mse_loss(torch.addmm(bias, xq, wq.T), target)
             value = loss.item()
             if not math.isfinite(value):
@@ -366,7 +362,7 @@ def quantize_linear(
     config : str or QuantConfig
         ``"W4A4"`` (default), ``"W4A8"`` or a :class:`~batquant.config.QuantConfig`.
     calib : CalibSpec, optional
-        The paper's defaults when omitted; ignored by training-free methods.
+        The paper's defaults when omitted; a training-free method rejects one.
     seed : int
 
     Returns

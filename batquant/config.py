@@ -3,8 +3,11 @@
 - :class:`TensorQuant`: the MX format and policies of one tensor role
   (weight, activation, and later K and V).
 - :class:`QuantConfig`: one :class:`TensorQuant` per role, with the named
-  presets ``W4A4`` (MXFP4 weights and activations) and ``W4A8`` (MXFP4
-  weights, MXFP8 E4M3 activations) in :data:`CONFIGS`.
+  presets of the paper in :data:`CONFIGS`: ``W4A4KV16`` and ``W4A8KV16``
+  (MXFP4 weights; MXFP4 or MXFP8 E4M3 activations; the KV cache in full
+  precision), ``W4A8KV8`` and ``W4A8KV4`` (K and V in MXFP8 E4M3 or MXFP4, in
+  blocks along head_dim).  ``W4A4`` and ``W4A8`` are the KV16 configs under
+  their layer-level names.
 - :class:`CalibSpec`: the optimiser and schedule of layer calibration, with
   the BATQuant paper's defaults (appendix A.5: AdamW, lr 2e-3, cosine decay,
   5 epochs, batch 4).
@@ -99,6 +102,27 @@ class TensorQuant:
             overflow=self.overflow,
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready values (inverse of :meth:`from_dict`)."""
+        return {
+            "fmt": self.fmt,
+            "block_size": self.block_size,
+            "scale_rule": self.scale_rule.value,
+            "rounding": self.rounding.value,
+            "overflow": self.overflow.value,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "TensorQuant") -> TensorQuant:
+        """Build from :meth:`to_dict`'s output; unknown keys are errors naming ``where``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{where} must be an object; got {type(data).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        return cls(**data)
+
     def describe(self) -> str:
         """A short human-readable form, e.g. ``mxfp4/32``."""
         extra = [
@@ -119,7 +143,10 @@ class QuantConfig:
     weight, activation : TensorQuant or None
         The linear layer's weight (blocked along in_features) and input.
     key, value : TensorQuant or None
-        The KV cache (used by the model integration; not by a single linear).
+        The KV cache, blocked along head_dim: keys after RoPE (and the
+        method's P_k), values after P_v.  Only :func:`batquant.quantize_model`
+        can honour them; :func:`batquant.calibrate` and
+        :func:`batquant.quantize_linear` reject a config that sets them.
     name : str
         Shown in reports.
     """
@@ -147,16 +174,58 @@ class QuantConfig:
         """The name, or the roles' formats when the config is unnamed."""
         if self.name:
             return self.name
-        w = self.weight.describe() if self.weight else "fp"
-        a = self.activation.describe() if self.activation else "fp"
-        return f"W[{w}] A[{a}]"
+        parts = [f"{label}[{q.describe() if q else 'fp'}]" for label, q in (
+            ("W", self.weight), ("A", self.activation), ("K", self.key), ("V", self.value))]
+        return " ".join(parts)
+
+    @property
+    def quantizes_kv(self) -> bool:
+        """Whether the key or the value cache is quantized."""
+        return self.key is not None or self.value is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (inverse of :meth:`from_dict`)."""
+        out: dict[str, Any] = {"name": self.name}
+        for role in ROLES:
+            q = getattr(self, role)
+            out[role] = None if q is None else q.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QuantConfig:
+        """Build from :meth:`to_dict`'s output; unknown keys are errors naming them."""
+        if not isinstance(data, dict):
+            raise ValueError(f"QuantConfig must be an object; got {type(data).__name__}")
+        unknown = sorted(set(data) - {"name", *ROLES})
+        if unknown:
+            raise ValueError(f"QuantConfig: unknown field(s) {', '.join(unknown)}")
+        roles = {
+            role: None if data.get(role) is None
+            else TensorQuant.from_dict(data[role], f"QuantConfig.{role}")
+            for role in ROLES
+        }  # fmt: skip
+        return cls(**roles, name=data.get("name", ""))
 
 
-#: The named configurations of the paper's experiments.
+#: The tensor roles of a QuantConfig, in order.
+ROLES = ("weight", "activation", "key", "value")
+
+
+def _preset(name: str, act: str, kv: str | None) -> QuantConfig:
+    kv_quant = None if kv is None else TensorQuant(kv)
+    return QuantConfig(TensorQuant("mxfp4"), TensorQuant(act), kv_quant, kv_quant, name=name)
+
+
+#: The named configurations of the paper's experiments (section 4.1.3).
 CONFIGS: MappingProxyType[str, QuantConfig] = MappingProxyType(
     {
-        "W4A4": QuantConfig(TensorQuant("mxfp4"), TensorQuant("mxfp4"), name="W4A4"),
-        "W4A8": QuantConfig(TensorQuant("mxfp4"), TensorQuant("mxfp8_e4m3"), name="W4A8"),
+        "W4A4KV16": _preset("W4A4KV16", "mxfp4", None),
+        "W4A8KV16": _preset("W4A8KV16", "mxfp8_e4m3", None),
+        "W4A8KV8": _preset("W4A8KV8", "mxfp8_e4m3", "mxfp8_e4m3"),
+        "W4A8KV4": _preset("W4A8KV4", "mxfp8_e4m3", "mxfp4"),
+        # the layer-level names: a single linear has no KV cache
+        "W4A4": _preset("W4A4", "mxfp4", None),
+        "W4A8": _preset("W4A8", "mxfp8_e4m3", None),
     }
 )
 

@@ -21,6 +21,21 @@ name                     transform                       clipping  calibrated
 ``batquant-smooth``      diagonal x GPK (our extension)  block     yes
 =======================  ==============================  ========  ==========
 
+Each method also says how to build the per-head transforms of the KV cache
+(``build_kv_transform``, over head_dim): P_k on keys after RoPE (its inverse
+transpose on queries) and P_v fused into v_proj's rows and o_proj's columns.
+They exist only where the config quantizes K or V:
+
+=======================  ==================================================
+name                     P_k and P_v (one per KV head, over head_dim)
+=======================  ==================================================
+``rtn``, ``smoothquant``  none
+``quarot``               randomized Hadamard over head_dim (fixed)
+``brq``                  Hadamard per 32-block (fixed)
+``flatquant``            a learnable dense head_dim x head_dim matrix
+``batquant``, variants   the method's block transform over head_dim
+=======================  ==================================================
+
 ``batquant-smooth`` is not in the paper: it puts a learnable per-channel
 diagonal, initialised as SmoothQuant's with alpha 0.5, before GPK.  The
 product is still block-diagonal and aligned to the MX blocks (each block is
@@ -67,14 +82,16 @@ class TransformContext:
     Attributes
     ----------
     size : int
-        in_features N of the group.
+        in_features N of the group (head_dim for a KV transform).
     block_size : int
         The activation quantization block (block transforms align to it).
     seed : int
     act_absmax : torch.Tensor
-        Per input channel max |x| over the calibration tokens, float32 [N].
+        Per input channel max |x| over the calibration tokens, float32 [N]
+        (ones for a KV transform, which no method initialises from statistics).
     weight_absmax : torch.Tensor
-        Per input channel max |W| over every output row of the group, float32 [N].
+        Per input channel max |W| over every output row of the group, float32 [N]
+        (ones for a KV transform).
     """
 
     size: int
@@ -85,6 +102,10 @@ class TransformContext:
 
 
 TransformFactory = Callable[[TransformContext], Transform | None]
+
+
+def _none(ctx: TransformContext) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,8 @@ class Method:
     calibrated : bool
         Whether :func:`batquant.calibrate` optimises the parameters; the
         others are training-free.
+    build_kv_transform : callable
+        ``TransformContext -> Transform | None`` over head_dim, for P_k and P_v.
     """
 
     name: str
@@ -109,6 +132,7 @@ class Method:
     build_transform: TransformFactory
     clip: ClipGroups | None
     calibrated: bool
+    build_kv_transform: TransformFactory = _none
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -159,10 +183,6 @@ def get_method(method: str | Method) -> Method:
     raise ValueError(f"method must be one of {known}; got {method!r}")
 
 
-def _none(ctx: TransformContext) -> None:
-    return None
-
-
 def _smoothquant(ctx: TransformContext) -> Transform:
     smooth = SmoothScale(ctx.size, alpha=0.5)
     smooth.init_from_stats(ctx.act_absmax, ctx.weight_absmax)
@@ -203,6 +223,11 @@ def _block_affine(ctx: TransformContext) -> Transform:
     return BlockAffine(ctx.size, block_size=ctx.block_size, init=BLOCK_INIT, seed=ctx.seed)
 
 
+def _dense(ctx: TransformContext) -> Transform:
+    """FlatQuant's KV-cache transform: one learnable dense matrix over the whole size."""
+    return BlockAffine(ctx.size, block_size=ctx.size, init=FLATQUANT_INIT, seed=ctx.seed)
+
+
 def _gpk_factors(block_size: int) -> tuple[int, int]:
     """g1 x g2 = g with g2 the largest power of two whose g1 = g / g2 is at least 2 g2.
 
@@ -219,19 +244,22 @@ for _method in (
     Method("smoothquant", "SmoothQuant diagonal smoothing, alpha 0.5", _smoothquant, None,
            calibrated=False),
     Method("quarot", "QuaRot randomized Hadamard rotation over N", _quarot, None,
-           calibrated=False),
-    Method("brq", "BRQ fixed Hadamard rotation per 32-block", _brq, None, calibrated=False),
+           calibrated=False, build_kv_transform=_quarot),
+    Method("brq", "BRQ fixed Hadamard rotation per 32-block", _brq, None, calibrated=False,
+           build_kv_transform=_brq),
     Method("flatquant", "FlatQuant learnable diagonal x Kronecker affine over N, "
-           "per-tensor/per-row clipping", _flatquant, ClipGroups.ROW, calibrated=True),
+           "per-tensor/per-row clipping", _flatquant, ClipGroups.ROW, calibrated=True,
+           build_kv_transform=_dense),
     Method("batquant", "BATQuant: GPK block affine + block-wise clipping", _gpk,
-           ClipGroups.BLOCK, calibrated=True),
+           ClipGroups.BLOCK, calibrated=True, build_kv_transform=_gpk),
     Method("batquant-full", "BATQuant ablation: full 32x32 affine per block", _block_affine,
-           ClipGroups.BLOCK, calibrated=True),
+           ClipGroups.BLOCK, calibrated=True, build_kv_transform=_block_affine),
     Method("batquant-naive", "BATQuant ablation: naive Kronecker B_i kron A_i per block",
-           _naive, ClipGroups.BLOCK, calibrated=True),
+           _naive, ClipGroups.BLOCK, calibrated=True, build_kv_transform=_naive),
     Method("batquant-globalclip", "BATQuant ablation: GPK with per-tensor/per-row clipping",
-           _gpk, ClipGroups.ROW, calibrated=True),
+           _gpk, ClipGroups.ROW, calibrated=True, build_kv_transform=_gpk),
     Method("batquant-smooth", "BATQuant + a learnable SmoothQuant-initialised diagonal "
-           "(not in the paper)", _smooth_gpk, ClipGroups.BLOCK, calibrated=True),
+           "(not in the paper)", _smooth_gpk, ClipGroups.BLOCK, calibrated=True,
+           build_kv_transform=_gpk),
 ):  # fmt: skip
     register(_method)

@@ -50,12 +50,17 @@ def test_brq_composes_transform_then_quantizers_exactly() -> None:
     assert torch.equal(group.quantized_linears()[0](x), nn.functional.linear(xq, wq))
 
 
+def fast(method: str) -> CalibSpec | None:
+    """FAST for a calibrated method; None for a training-free one, which rejects a spec."""
+    return FAST if batquant.METHODS[method].calibrated else None
+
+
 @pytest.mark.parametrize("method", sorted(batquant.METHODS))
 def test_every_method_is_equivalent_without_quantization(method: str) -> None:
     """With both quantizers off, x P (W P^-T)^T must give the layer's own output."""
     lin = make_linear()
     x = llm_like_activations(64, 64, seed=3)
-    qlin = batquant.quantize_linear(lin, x, method=method, config=NO_QUANT, calib=FAST)
+    qlin = batquant.quantize_linear(lin, x, method=method, config=NO_QUANT, calib=fast(method))
     with torch.no_grad():
         assert relative_mse(lin(x), qlin(x)) < 1e-10  # 1e-5 relative in norm
 
@@ -64,7 +69,8 @@ def test_every_method_is_equivalent_without_quantization(method: str) -> None:
 def test_every_method_runs_through_quantize_linear(method: str) -> None:
     lin = make_linear()
     x = llm_like_activations(64, 64, seed=4)
-    qlin = batquant.quantize_linear(lin, x, method=method, config="W4A4", calib=FAST, seed=1)
+    qlin = batquant.quantize_linear(lin, x, method=method, config="W4A4", calib=fast(method),
+                                    seed=1)  # fmt: skip
     y = qlin(x[:5].to(torch.bfloat16))
     assert y.dtype == torch.bfloat16
     assert y.shape == (5, 48)
@@ -200,3 +206,13 @@ def test_quantized_linear_follows_a_dtype_change() -> None:
     assert y.dtype == torch.float32
     with torch.no_grad():
         assert 0 < relative_mse(lin(x), y) < 0.5
+
+
+def test_fields_a_call_cannot_honour_are_errors() -> None:
+    lin = make_linear()
+    x = torch.randn(16, 64)
+    with pytest.raises(ValueError, match="spec: method 'rtn' is training-free"):
+        batquant.quantize_linear(lin, x, method="rtn", calib=FAST)
+    kv = batquant.get_config("W4A8KV8")
+    with pytest.raises(ValueError, match=r"QuantConfig.key is set .*quantize_model"):
+        batquant.quantize_linear(lin, x, method="batquant", config=kv, calib=FAST)

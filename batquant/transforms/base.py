@@ -131,7 +131,8 @@ def init_factors(
     except ValueError as exc:
         raise ValueError(f"init='hadamard' needs a Hadamard matrix of order {n}: {exc}") from None
     h = (h.T if transpose else h) / torch.sqrt(torch.tensor(float(n), dtype=torch.float64))
-    return h.expand(*batch, n, n).clone()
+    # contiguous: a transposed layout would make the parameter unsaveable by safetensors
+    return h.expand(*batch, n, n).contiguous()
 
 
 def inverse_float64(m: Tensor) -> Tensor:
