@@ -1,13 +1,24 @@
-"""The quantized linear layer that calibration produces.
+"""The quantized linear layers that calibration trains and produces.
 
-:class:`QuantizedLinear` computes the quantized forward of one linear: the
-activation-side transform, the activation clipping, the activation's MX fake
-quantization, and a matmul with the weight whose transform, clipping and
-fake quantization were applied offline (BATQuant paper, Algorithm 2, lines
-11-15).
+- :class:`InputQuantizer`: the activation side of a group of linears that
+  share one input (the transform, the clipping and the MX fake
+  quantization), computed once per input and shared by the group.
+- :class:`CalibratingLinear`: a linear under calibration; its weight side
+  (``W P^{-T}``, clipping, fake quantization) is recomputed on every call, so
+  gradients reach the transform and the clipping.
+- :class:`QuantizedLinear`: the result, with the weight side applied once,
+  offline (BATQuant paper, Algorithm 2, lines 11-15); the activation side
+  runs online.
+
+:func:`set_quantization` switches the clipping and the fake quantization of
+every quantizer in a module off (or on again) while the transforms stay: with
+it off, a quantized model must compute what the original does, up to
+rounding (the invariance the tests check).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,6 +26,163 @@ from torch import nn
 from batquant.clipping import LearnableClip
 from batquant.config import TensorQuant
 from batquant.transforms import Transform
+
+if TYPE_CHECKING:
+    from batquant.heads import HeadTransforms
+
+
+class InputQuantizer(nn.Module):
+    """``x -> Q_a(clip(T(x)))``: the activation side of one group of linears.
+
+    Parameters
+    ----------
+    transform : Transform or None
+    clip : LearnableClip or None
+    quant : TensorQuant or None
+        None keeps the activation in full precision.
+
+    The linears of a group (q/k/v, gate/up) call it with the same tensor; the
+    result of the last call is reused while the input is the same object, at
+    the same version, under the same grad mode, so the group pays for one
+    activation side, not three.
+    """
+
+    def __init__(
+        self,
+        transform: Transform | None,
+        clip: LearnableClip | None,
+        quant: TensorQuant | None,
+    ) -> None:
+        super().__init__()
+        self.transform = transform
+        self.clip = clip
+        self.quant = quant
+        #: False: skip clipping and fake quantization (the transform stays).
+        self.quantize = True
+        self._last: tuple[torch.Tensor, int, bool, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The quantized activation, in the quantizer's dtype, for ``x`` of shape [..., N]."""
+        last = self._last
+        grad = torch.is_grad_enabled()
+        if last is not None and last[0] is x and last[1] == x._version and last[2] == grad:
+            return last[3]
+        h = x.to(self.dtype)
+        if self.transform is not None:
+            h = self.transform(h)
+        if self.quantize:
+            if self.clip is not None:
+                h = self.clip(h)
+            if self.quant is not None:
+                h = self.quant.fake_quantize(h)
+        self._last = (x, x._version, grad, h)
+        return h
+
+    def forget(self) -> None:
+        """Drop the reused result (and the graph it holds)."""
+        self._last = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the activation side computes in (its parameters', float32 without any)."""
+        for p in self.parameters():
+            return p.dtype
+        for b in self.buffers():
+            return b.dtype
+        return torch.float32
+
+    def extra_repr(self) -> str:
+        return f"quant={self.quant.describe() if self.quant else 'fp'}, quantize={self.quantize}"
+
+
+def weight_side(
+    weight: torch.Tensor,
+    transform: Transform | None,
+    clip: LearnableClip | None,
+    quant: TensorQuant | None,
+    quantize: bool = True,
+) -> torch.Tensor:
+    """``Q_w(clip_w(W P^{-T}))`` (BATQuant paper, Algorithm 2, lines 4-6)."""
+    w = weight if transform is None else transform.weight_transform(weight)
+    if not quantize:
+        return w
+    if clip is not None:
+        w = clip(w)
+    return w if quant is None else quant.fake_quantize(w)
+
+
+class CalibratingLinear(nn.Module):
+    """A linear under calibration: ``Q_a(clip(T(x))) @ Q_w(clip_w(W' P^{-T}))^T + b'``.
+
+    Parameters
+    ----------
+    linear : nn.Linear
+        The full-precision layer; its weight and bias are copied (float32).
+    input_quantizer : InputQuantizer
+        Shared by the group; held by reference (the owner registers it).
+    weight_clip : LearnableClip or None
+        One pair per row (and per K-block) of this linear.
+    weight_quant : TensorQuant or None
+    out_heads, in_heads : HeadTransforms or None
+        A per-head transform fused into the output rows (v_proj: ``W' = P^T W``,
+        ``b' = b P`` per KV head) or into the input columns (o_proj:
+        ``W' = W P^{-T}`` per query head); also held by reference.
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+    def __init__(
+        self,
+        linear: nn.Linear,
+        input_quantizer: InputQuantizer,
+        weight_clip: LearnableClip | None,
+        weight_quant: TensorQuant | None,
+        *,
+        out_heads: HeadTransforms | None = None,
+        in_heads: HeadTransforms | None = None,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("weight", linear.weight.detach().to(torch.float32).clone())
+        bias = linear.bias
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+        # references, not submodules: the layer that owns the group registers them once
+        object.__setattr__(self, "input_quantizer", input_quantizer)
+        object.__setattr__(self, "out_heads", out_heads)
+        object.__setattr__(self, "in_heads", in_heads)
+        self.weight_clip = weight_clip
+        self.weight_quant = weight_quant
+
+    input_quantizer: InputQuantizer
+    out_heads: HeadTransforms | None
+    in_heads: HeadTransforms | None
+
+    def fused_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight and bias with the per-head transforms fused in (differentiable)."""
+        w, b = self.weight, self.bias
+        if self.out_heads is not None:
+            w, b = self.out_heads.fuse_rows(w, b)
+        if self.in_heads is not None:
+            w = self.in_heads.fuse_columns(w)
+        return w, b
+
+    def quantized_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``Q_w(clip_w(W' P^{-T}))`` and the bias."""
+        w, b = self.fused_weight()
+        iq = self.input_quantizer
+        return weight_side(w, iq.transform, self.weight_clip, self.weight_quant, iq.quantize), b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, b = self.quantized_weight()
+        h = self.input_quantizer(x)
+        return nn.functional.linear(h, w, b).to(x.dtype)
+
+    def freeze(self, description: str = "") -> QuantizedLinear:
+        """The :class:`QuantizedLinear` with this weight side applied once, without grad."""
+        with torch.no_grad():
+            w, b = self.quantized_weight()
+        return QuantizedLinear(w.detach().clone(), None if b is None else b.detach().clone(),
+                               self.input_quantizer, description=description)  # fmt: skip
 
 
 class QuantizedLinear(nn.Module):
@@ -25,42 +193,57 @@ class QuantizedLinear(nn.Module):
     weight : torch.Tensor
         ``Q_w(clip_w(W P^{-T}))``, float32 [out_features, in_features].
     bias : torch.Tensor or None
-    transform : Transform or None
-        Applied to the input online (shared by the linears of a group).
-    act_clip : LearnableClip or None
-    act_quant : TensorQuant or None
-        The activation's MX fake quantization; None keeps activations in float32.
+    input_quantizer : InputQuantizer
+        The activation side (shared by the linears of a group).
     description : str
         Shown by ``repr``.
+    own_input : bool
+        Register ``input_quantizer`` as a submodule (a linear on its own);
+        False when the layer that holds the group registers it once.
 
     The input may have any float dtype and any leading dimensions; it is
-    computed in the layer's dtype (float32 as built; ``.to(dtype)`` moves
-    the weight, the transform and the clipping together) and the output is
+    computed in the layer's dtype (float32 as built) and the output is
     returned in the input's dtype.
     """
 
     weight: torch.Tensor
     bias: torch.Tensor | None
+    input_quantizer: InputQuantizer
 
     def __init__(
         self,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
+        input_quantizer: InputQuantizer,
         *,
-        transform: Transform | None,
-        act_clip: LearnableClip | None,
-        act_quant: TensorQuant | None,
         description: str = "",
+        own_input: bool = False,
     ) -> None:
         super().__init__()
         if weight.ndim != 2:
             raise ValueError(f"weight must be 2-D [out, in]; got shape {tuple(weight.shape)}")
         self.register_buffer("weight", weight.to(torch.float32))
         self.register_buffer("bias", None if bias is None else bias.to(torch.float32))
-        self.transform = transform
-        self.act_clip = act_clip
-        self.act_quant = act_quant
+        if own_input:
+            self.input_quantizer = input_quantizer
+        else:
+            object.__setattr__(self, "input_quantizer", input_quantizer)
         self.description = description
+
+    @property
+    def transform(self) -> Transform | None:
+        """The activation-side transform (shared by the group)."""
+        return self.input_quantizer.transform
+
+    @property
+    def act_clip(self) -> LearnableClip | None:
+        """The activation clipping."""
+        return self.input_quantizer.clip
+
+    @property
+    def act_quant(self) -> TensorQuant | None:
+        """The activation's MX fake quantization."""
+        return self.input_quantizer.quant
 
     @property
     def in_features(self) -> int:
@@ -85,15 +268,21 @@ class QuantizedLinear(nn.Module):
             raise ValueError(
                 f"QuantizedLinear: input is on {x.device} but the layer is on {self.weight.device}"
             )
-        h = x.to(self.weight.dtype)
-        if self.transform is not None:
-            h = self.transform(h)
-        if self.act_clip is not None:
-            h = self.act_clip(h)
-        if self.act_quant is not None:
-            h = self.act_quant.fake_quantize(h)
+        h = self.input_quantizer(x).to(self.weight.dtype)
         return nn.functional.linear(h, self.weight, self.bias).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, {self.description}")  # fmt: skip
+
+
+def set_quantization(module: nn.Module, enabled: bool) -> None:
+    """Switch clipping and fake quantization of every quantizer in ``module`` on or off.
+
+    The transforms stay.  Covers activations, weights of :class:`CalibratingLinear`
+    and the KV cache (:class:`batquant.heads.KVQuantizer`); the fused weights of
+    a :class:`QuantizedLinear` are already quantized and stay as they are.
+    """
+    for sub in module.modules():
+        if hasattr(sub, "quantize") and isinstance(sub.quantize, bool):
+            sub.quantize = enabled
