@@ -7,13 +7,20 @@
 - :func:`calibrate` / :func:`quantize_linear`: layer-wise calibration.
 - :data:`METHODS`: the registry (rtn, smoothquant, quarot, brq, flatquant,
   batquant and its ablations).
+- :func:`quantize_model`: whole transformers causal LMs (Qwen3, Llama, and
+  any family with an adapter in :mod:`batquant.models`), with KV-cache
+  quantization, sequential calibration, resume and progress;
+  :func:`perplexity`, :func:`save_quantized` and :func:`load_quantized`.
 """
 
 from batquant.calibration import CalibratedGroup, calibrate, quantize_linear
 from batquant.clipping import ClipGroups, LearnableClip
 from batquant.config import CONFIGS, CalibSpec, QuantConfig, TensorQuant, get_config
+from batquant.eval import perplexity
 from batquant.layer import QuantizedLinear
 from batquant.methods import METHODS, Method, TransformContext, get_method, register
+from batquant.pipeline import quantize_model
+from batquant.saving import load_quantized, save_quantized
 
 __all__ = [
     "CONFIGS",
@@ -30,6 +37,10 @@ __all__ = [
     "calibrate",
     "get_config",
     "get_method",
+    "load_quantized",
+    "perplexity",
     "quantize_linear",
+    "quantize_model",
     "register",
+    "save_quantized",
 ]

@@ -1,0 +1,262 @@
+"""The ``batquant`` command line: calibrate a local checkpoint, evaluate perplexity.
+
+::
+
+    batquant calibrate --model DIR --method batquant --config W4A4KV16 --calib FILE.txt
+                       --out DIR [--samples 128] [--seq-len 2048] [--epochs 5]
+                       [--device cpu|cuda] [--resume] [--force]
+    batquant eval --model DIR [--quantized DIR ...] --ppl FILE.txt [--seq-len 2048]
+
+Every problem the user can fix (a missing or corrupt checkpoint, an
+architecture without an adapter, dimensions the MX blocks do not divide, an
+output folder that exists, too little calibration text, NaN or Inf during
+calibration) prints one line, ``batquant: error: ...``, on stderr and exits
+with status 2.  Nothing the user gave is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+CALIBRATE_EXAMPLE = """\
+example:
+  batquant calibrate --model ./Qwen3-0.6B --method batquant --config W4A4KV16 \\
+      --calib calib.txt --out ./qwen3-w4a4 --samples 128 --seq-len 2048
+  batquant calibrate ... --out ./qwen3-w4a4 --resume    # continue an interrupted run
+"""
+EVAL_EXAMPLE = """\
+example:
+  batquant eval --model ./Qwen3-0.6B --quantized ./qwen3-w4a4 --ppl wiki.test.txt
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error convention of this CLI."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``batquant``."""
+    from batquant.config import CONFIGS
+    from batquant.methods import METHODS
+
+    parser = _Parser(
+        prog="batquant",
+        description="Calibrate transformers causal LMs for MX hardware (BATQuant and the "
+        "baselines) and measure their perplexity.",
+        epilog=CALIBRATE_EXAMPLE + EVAL_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)  # fmt: skip
+    cal = sub.add_parser(
+        "calibrate",
+        help="calibrate and quantize a local checkpoint, write the quantized model",
+        description="Calibrate every decoder layer of a local checkpoint with a method and "
+        "write the quantized model (batquant.json + quantized.safetensors) to --out.",
+        epilog=CALIBRATE_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cal.add_argument("--model", required=True, metavar="DIR",
+                     help="local checkpoint folder (config.json + safetensors, or one .gguf)")
+    cal.add_argument("--method", default="batquant", metavar="NAME",
+                     help=f"one of {', '.join(METHODS)} (default: %(default)s)")
+    cal.add_argument("--config", default="W4A4KV16", metavar="NAME",
+                     help=f"one of {', '.join(CONFIGS)} (default: %(default)s)")
+    cal.add_argument("--calib", required=True, metavar="FILE.txt", help="calibration text")
+    cal.add_argument("--out", required=True, metavar="DIR", help="new output folder")
+    cal.add_argument("--samples", type=int, default=128, help="windows (default: %(default)s)")
+    cal.add_argument("--seq-len", type=int, default=2048, help="tokens per window "
+                     "(default: %(default)s)")  # fmt: skip
+    cal.add_argument("--epochs", type=int, default=None,
+                     help="epochs per layer (default: the paper's 5; calibrated methods only)")
+    cal.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    cal.add_argument("--objective", default="layer", choices=("layer", "linear"),
+                     help="decoder-layer output MSE (the paper's eq. 5) or per-linear MSE "
+                     "(Algorithm 2) (default: %(default)s)")
+    cal.add_argument("--propagate", default="full_precision",
+                     choices=("full_precision", "quantized"),
+                     help="what the next layer calibrates on (default: %(default)s)")
+    cal.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    cal.add_argument("--resume", action="store_true",
+                     help="continue the unfinished run in --out")
+    cal.add_argument("--force", action="store_true", help="replace an existing --out")
+    cal.add_argument("--quiet", action="store_true", help="no progress bars")
+    cal.set_defaults(func=cmd_calibrate)
+
+    ev = sub.add_parser(
+        "eval",
+        help="perplexity of the full-precision model and of quantized ones",
+        description="Perplexity (non-overlapping windows of --seq-len, as FlatQuant and "
+        "QuaRot compute it) of --model and of every --quantized folder, as a table with "
+        "the recovery against full precision (100 x PPL_fp / PPL).",
+        epilog=EVAL_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("--model", required=True, metavar="DIR", help="local checkpoint folder")
+    ev.add_argument("--quantized", action="append", default=[], metavar="DIR",
+                    help="an output folder of 'batquant calibrate' (repeatable)")
+    ev.add_argument("--ppl", required=True, metavar="FILE.txt", help="evaluation text")
+    ev.add_argument("--seq-len", type=int, default=2048, help="default: %(default)s")
+    ev.add_argument("--json", metavar="FILE", help="also write the table as JSON (new file)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=cmd_eval)
+    return parser
+
+
+def _prepare_out(out: Path, model: Path, resume: bool, force: bool) -> Path:
+    """Check --out; return the run folder inside it (activation cache and checkpoints)."""
+    run = out / ".calibration"
+    if out.resolve() == model.resolve() or model.resolve() in out.resolve().parents:
+        raise ValueError(f"--out {out} is inside --model; choose a new folder")
+    if resume:
+        if not (run / "run.json").is_file():
+            raise ValueError(f"--resume: {out} holds no unfinished run")
+        return run
+    if out.exists():
+        if not force:
+            raise ValueError(f"--out {out} exists; pass --force to replace it, or --resume "
+                             "to continue its unfinished run")  # fmt: skip
+        if not out.is_dir():
+            raise ValueError(f"--out {out} exists and is not a folder")
+        if run.exists():
+            shutil.rmtree(run)
+    return run
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Run ``batquant calibrate``."""
+    from batquant.config import CalibSpec, get_config
+    from batquant.loading import (
+        calibration_windows,
+        load_model,
+        load_tokenizer,
+        read_token_ids,
+    )
+    from batquant.methods import get_method
+    from batquant.pipeline import quantize_model
+    from batquant.saving import save_quantized
+
+    method = get_method(args.method)
+    config = get_config(args.config)
+    if args.epochs is not None and not method.calibrated:
+        raise ValueError(f"--epochs: method {method.name!r} is training-free; leave --epochs out")
+    calib = None
+    if method.calibrated:
+        epochs = CalibSpec().epochs if args.epochs is None else args.epochs
+        calib = CalibSpec(epochs=epochs, samples=args.samples)
+    out, model_dir = Path(args.out), Path(args.model)
+    run = _prepare_out(out, model_dir, args.resume, args.force)
+    _check_architecture(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    ids = read_token_ids(tokenizer, args.calib)
+    windows = calibration_windows(ids, args.samples, args.seq_len, args.seed,
+                                  source=f"--calib {args.calib}")  # fmt: skip
+    model = load_model(model_dir)
+    started = time.perf_counter()
+    qmodel: Any = quantize_model(
+        model, windows, method=method, config=config, calib=calib, seed=args.seed,
+        cache_dir=run, progress=not args.quiet, device=args.device,
+        objective=args.objective, propagate=args.propagate, inplace=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    qmodel.batquant_info["source"] = {"model": str(model_dir), "calib": str(args.calib),
+                                      "seconds": round(seconds, 1)}  # fmt: skip
+    save_quantized(qmodel, out, force=True)
+    log = run / "calibration.jsonl"
+    if log.is_file():
+        shutil.copyfile(log, out / "calibration.jsonl")
+    shutil.rmtree(run)
+    print(f"wrote {out} ({method.name}, {config.describe()}, {seconds:.0f} s)")
+    return 0
+
+
+def _check_architecture(model_dir: Path) -> None:
+    """Fail before loading weights when no adapter knows the checkpoint's architecture."""
+    from batquant.loading import architecture
+    from batquant.models import ADAPTERS
+
+    name = architecture(model_dir)
+    if name and name not in ADAPTERS:
+        known = ", ".join(sorted(ADAPTERS))
+        raise ValueError(f"{model_dir}: architecture {name!r} has no adapter; supported: {known}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run ``batquant eval``: the perplexity table."""
+    from batquant.eval import perplexity
+    from batquant.loading import load_model, load_tokenizer, read_token_ids
+    from batquant.saving import load_quantized, read_settings
+
+    if args.json is not None and Path(args.json).exists():
+        raise ValueError(f"--json {args.json} exists; choose a new file")
+    model_dir = Path(args.model)
+    for q in args.quantized:
+        read_settings(q)  # fail on a bad folder before the long full-precision run
+    _check_architecture(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    ids = read_token_ids(tokenizer, args.ppl)
+    if ids.numel() < args.seq_len:
+        raise ValueError(f"--ppl {args.ppl} has {ids.numel()} tokens, fewer than one window "
+                         f"of --seq-len {args.seq_len}")  # fmt: skip
+    model = load_model(model_dir)
+    fp = perplexity(model, ids, seq_len=args.seq_len, progress=not args.quiet)
+    rows: list[dict[str, object]] = [{"method": "full precision", "config": "-", "ppl": fp}]
+    for q in args.quantized:
+        qmodel: Any = load_quantized(q, model)
+        info = qmodel.batquant_info
+        rows.append({"method": info["method"], "config": info["config"].get("name") or "custom",
+                     "ppl": perplexity(qmodel, ids, seq_len=args.seq_len,
+                                       progress=not args.quiet), "folder": str(q)})  # fmt: skip
+        del qmodel
+    print(format_table(rows, seq_len=args.seq_len, tokens=int(ids.numel())))
+    if args.json is not None:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def format_table(rows: list[dict[str, object]], *, seq_len: int, tokens: int) -> str:
+    """Method, config, PPL and recovery (100 x PPL_fp / PPL) against the first row."""
+    fp = float(rows[0]["ppl"])  # type: ignore[arg-type]
+    lines = [f"perplexity, {tokens} tokens in windows of {seq_len}",
+             f"{'method':<22} {'config':<10} {'PPL':>10} {'recovery':>9}"]  # fmt: skip
+    for r in rows:
+        ppl = float(r["ppl"])  # type: ignore[arg-type]
+        lines.append(f"{r['method']!s:<22} {r['config']!s:<10} {ppl:>10.3f} "
+                     f"{100 * fp / ppl:>8.1f}%")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``batquant`` command line; 2 and one line on stderr for bad input."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_USAGE)
+    if getattr(args, "quiet", False):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    try:
+        return int(args.func(args))
+    except (ValueError, TypeError, OSError) as exc:
+        # batquant's errors are written for the user; OSError covers paths and a full disk
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"batquant: error: {text}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        print("batquant: interrupted; continue with --resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,131 @@
+"""Local checkpoints and text files, as the command line and the benchmarks read them.
+
+- :func:`load_model` / :func:`load_tokenizer`: a transformers checkpoint from a
+  local folder, offline (``config.json`` + safetensors, or one ``.gguf`` file,
+  which transformers dequantizes to float32 when ``gguf`` is installed).
+- :func:`read_token_ids`: a UTF-8 text file as one 1-D array of token ids.
+- :func:`calibration_windows`: ``samples`` non-overlapping windows of
+  ``seq_len`` tokens, picked by a seeded permutation.
+
+Every failure is a ``ValueError`` naming the folder or file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _gguf_file(folder: Path) -> str | None:
+    """The one ``.gguf`` file of a folder without ``config.json``, or None."""
+    if (folder / "config.json").is_file():
+        return None
+    found = sorted(p.name for p in folder.glob("*.gguf"))
+    if len(found) > 1:
+        raise ValueError(f"{folder}: holds several .gguf files ({', '.join(found)}); keep one")
+    return found[0] if found else None
+
+
+def _check_folder(folder: str | os.PathLike[str]) -> Path:
+    path = Path(folder)
+    if not path.is_dir():
+        raise ValueError(f"{path}: no such checkpoint folder")
+    if not (path / "config.json").is_file() and _gguf_file(path) is None:
+        raise ValueError(f"{path}: not a checkpoint (no config.json and no .gguf file)")
+    return path
+
+
+def architecture(folder: str | os.PathLike[str]) -> str:
+    """The architecture a checkpoint folder declares (``config.json``'s ``architectures``).
+
+    Returns ``""`` for a GGUF folder (its architecture is known only after loading).
+    """
+    path = _check_folder(folder)
+    if (path / "config.json").is_file():
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path / 'config.json'}: unreadable ({exc})") from None
+        names = config.get("architectures") or []
+        return str(names[0]) if names else ""
+    return ""
+
+
+def load_model(folder: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32) -> Any:
+    """A causal LM from a local folder, offline, in ``dtype``.
+
+    Raises
+    ------
+    ValueError
+        A missing folder, a folder that is no checkpoint, or one that transformers
+        cannot load (a corrupt or truncated weight file), naming the folder.
+    """
+    from transformers import AutoModelForCausalLM
+
+    path = _check_folder(folder)
+    gguf = _gguf_file(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, dtype=dtype,
+            **({"gguf_file": gguf} if gguf else {}),
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - transformers raises many types for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: cannot load the checkpoint ({first})") from None
+    return model.eval()
+
+
+def load_tokenizer(folder: str | os.PathLike[str]) -> Any:
+    """The tokenizer saved with a local checkpoint, offline."""
+    from transformers import AutoTokenizer
+
+    path = _check_folder(folder)
+    gguf = _gguf_file(path)
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True,
+                                             **({"gguf_file": gguf} if gguf else {}))  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - as load_model
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: cannot load the tokenizer ({first})") from None
+
+
+def read_token_ids(tokenizer: Any, text_file: str | os.PathLike[str]) -> torch.Tensor:
+    """The whole UTF-8 file tokenized once, as a 1-D int64 tensor (no special tokens added)."""
+    path = Path(text_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such text file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable as UTF-8 text ({exc})") from None
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError(f"{path}: holds no text")
+    return torch.tensor(ids, dtype=torch.int64)
+
+
+def calibration_windows(ids: torch.Tensor, samples: int, seq_len: int, seed: int,
+                        source: str = "the calibration text") -> torch.Tensor:  # fmt: skip
+    """``[samples, seq_len]`` distinct non-overlapping windows of ``ids``, chosen by ``seed``.
+
+    Raises
+    ------
+    ValueError
+        When ``ids`` holds fewer than ``samples * seq_len`` tokens, with both counts.
+    """
+    for name, value in (("samples", samples), ("seq_len", seq_len)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int; got {value!r}")
+    available = ids.numel() // seq_len
+    if available < samples:
+        raise ValueError(
+            f"{source} has {ids.numel()} tokens, too few for {samples} samples x {seq_len} "
+            f"tokens = {samples * seq_len}; give more text or fewer samples / a shorter seq_len"
+        )
+    windows = ids[: available * seq_len].view(available, seq_len)
+    order = torch.randperm(available, generator=torch.Generator().manual_seed(seed))
+    return windows[order[:samples].sort().values].clone()
