@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-quality lint typecheck pytest conform-nightly clean lock lock-upgrade lock-torch
+.PHONY: demo test bench bench-quality bench-model lint typecheck pytest conform-nightly clean \
+	lock lock-upgrade lock-torch
 
 # Every install goes through the lock: two fresh machines get the same versions.
 # pyproject.toml keeps ranges for library users; requirements.lock pins ours.
@@ -42,8 +43,10 @@ lock-upgrade: $(STAMP)
 lock-torch:
 	sed -i -E 's/^(torch==[0-9.]+)\+[a-z0-9]+/\1/' $(LOCK)
 
+# The codec, then the main job: the embedded tiny Qwen3 calibrated by five methods.
 demo: $(STAMP)
 	$(BIN)/python -m mxref.demo
+	$(BIN)/python -m batquant.demo
 
 test: $(STAMP) lint typecheck pytest
 
@@ -63,10 +66,21 @@ conform-nightly: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py && $(BIN)/python benchmarks/bench_gemm.py
 	$(BIN)/python benchmarks/bench_mx_torch.py && $(BIN)/python benchmarks/bench_transforms.py
+	$(BIN)/python benchmarks/bench_calibration.py
 
 # Layer-level quality of every batquant method on LLM-like synthetic activations.
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/bench_quality.py
+
+# Every method's perplexity on SmolLM2-135M (fetched into $$BATQUANT_CACHE, default
+# ~/.cache/batquant); long, and never part of make test.
+GGUF_STAMP := $(VENV)/.installed-gguf
+$(GGUF_STAMP): $(STAMP)
+	$(BIN)/pip install $(PIN) --no-build-isolation -e ".[batquant,dev,gguf]"
+	touch $(GGUF_STAMP)
+
+bench-model: $(GGUF_STAMP)
+	$(BIN)/python benchmarks/bench_model.py $(BENCH_MODEL_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -376,7 +376,9 @@ class _Runner:
         layer.to(self.device)
         stats = self._full_precision_pass(index, layer, inputs, targets, kwargs)
         work = build_layer(layer, self.plan, index, stats)
+        train_started = time.perf_counter()
         losses = self._train(index, layer, work, inputs, targets, kwargs, log)
+        train_seconds = time.perf_counter() - train_started
         frozen = freeze_layer(work, self.description)
         with torch.no_grad():
             x0 = inputs.batch(self.batches[0], self.device)
@@ -395,7 +397,8 @@ class _Runner:
         return {"layer": index, "steps": len(losses),
                 "first_loss": losses[0] if losses else None,
                 "last_loss": losses[-1] if losses else None,
-                "relative_mse": rel, "seconds": round(seconds, 3)}  # fmt: skip
+                "relative_mse": rel, "train_seconds": round(train_seconds, 3),
+                "seconds": round(seconds, 3)}  # fmt: skip
 
     def _full_precision_pass(self, index: int, layer: nn.Module, inputs: ActivationCache,
                              targets: ActivationCache, kwargs: dict[str, Any],
