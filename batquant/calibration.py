@@ -28,7 +28,7 @@ from torch import nn
 from batquant.clipping import ClipGroups, LearnableClip
 from batquant.config import CalibSpec, QuantConfig, TensorQuant, get_config
 from batquant.layer import InputQuantizer, QuantizedLinear, weight_side
-from batquant.methods import Method, TransformContext, get_method
+from batquant.methods import FIT_ROWS, Method, TransformContext, get_method
 from batquant.transforms import Transform
 
 
@@ -137,6 +137,12 @@ def _as_samples(inputs: torch.Tensor, n: int, spec: CalibSpec, name: str) -> lis
     return list(torch.tensor_split(x, min(spec.samples, x.shape[0])))
 
 
+def fit_rows(rows: torch.Tensor, limit: int = FIT_ROWS) -> torch.Tensor:
+    """At most ``limit`` rows of ``[tokens, N]``, evenly strided (all of them when fewer)."""
+    stride = max(1, -(-rows.shape[0] // limit))
+    return rows[::stride][:limit]
+
+
 def _check_finite(samples: list[torch.Tensor], spec: CalibSpec, name: str) -> None:
     for sample, x in enumerate(samples):
         if bool(torch.isfinite(x).all()):
@@ -242,6 +248,7 @@ def calibrate(
         seed=seed,
         act_absmax=torch.stack([s.abs().amax(dim=0) for s in x]).amax(dim=0),
         weight_absmax=weight.abs().amax(dim=0),
+        inputs=fit_rows(torch.cat(x)) if meth.needs_inputs else None,
     )
     try:
         transform = meth.build_transform(ctx)

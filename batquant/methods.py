@@ -19,6 +19,8 @@ name                     transform                       clipping  calibrated
 ``batquant-naive``       B_i kron A_i per block          block     yes
 ``batquant-globalclip``  GPK                             global    yes
 ``batquant-smooth``      diagonal x GPK (our extension)  block     yes
+``torq``                 Schur-Horn balance x max-entropy  none    no (fitted)
+                         block rotation (reconstruction)
 =======================  ==============================  ========  ==========
 
 Each method also says how to build the per-head transforms of the KV cache
@@ -31,7 +33,7 @@ name                     P_k and P_v (one per KV head, over head_dim)
 =======================  ==================================================
 ``rtn``, ``smoothquant``  none
 ``quarot``               randomized Hadamard over head_dim (fixed)
-``brq``                  Hadamard per 32-block (fixed)
+``brq``, ``torq``        Hadamard per 32-block (fixed)
 ``flatquant``            a learnable dense head_dim x head_dim matrix
 ``batquant``, variants   the method's block transform over head_dim
 =======================  ==================================================
@@ -60,7 +62,9 @@ from batquant.transforms import (
     ComposedTransform,
     GlobalHadamard,
     GlobalKronecker,
+    MaxEntropyBlockRotation,
     NaiveKronecker,
+    SchurHornBalance,
     SmoothScale,
     Transform,
 )
@@ -92,6 +96,11 @@ class TransformContext:
     weight_absmax : torch.Tensor
         Per input channel max |W| over every output row of the group, float32 [N]
         (ones for a KV transform).
+    inputs : torch.Tensor or None
+        Calibration inputs ``[rows, N]`` (at most :data:`FIT_ROWS` rows), for the
+        methods that fit a transform to data without training
+        (``Method.needs_inputs``); None when the structure is rebuilt to load a
+        saved state.
     """
 
     size: int
@@ -99,9 +108,13 @@ class TransformContext:
     seed: int
     act_absmax: torch.Tensor
     weight_absmax: torch.Tensor
+    inputs: torch.Tensor | None = None
 
 
 TransformFactory = Callable[[TransformContext], Transform | None]
+
+#: Most calibration rows a data-fitted transform sees (TransformContext.inputs).
+FIT_ROWS = 4096
 
 
 def _none(ctx: TransformContext) -> None:
@@ -125,6 +138,9 @@ class Method:
         others are training-free.
     build_kv_transform : callable
         ``TransformContext -> Transform | None`` over head_dim, for P_k and P_v.
+    needs_inputs : bool
+        Whether ``build_transform`` fits the transform to calibration inputs
+        (``TransformContext.inputs``); the callers then collect them.
     """
 
     name: str
@@ -133,6 +149,7 @@ class Method:
     clip: ClipGroups | None
     calibrated: bool
     build_kv_transform: TransformFactory = _none
+    needs_inputs: bool = False
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -223,6 +240,17 @@ def _block_affine(ctx: TransformContext) -> Transform:
     return BlockAffine(ctx.size, block_size=ctx.block_size, init=BLOCK_INIT, seed=ctx.seed)
 
 
+def _torq(ctx: TransformContext) -> Transform:
+    """TORQ (our reconstruction): Schur-Horn inter-block balance, then max-entropy R per block."""
+    balance = SchurHornBalance(ctx.size, ctx.block_size)
+    micro = MaxEntropyBlockRotation(ctx.size, ctx.block_size)
+    if ctx.inputs is not None:
+        balance.fit(ctx.inputs)
+        with torch.no_grad():
+            micro.fit(balance(ctx.inputs.to(balance.dtype)), seed=ctx.seed)
+    return ComposedTransform(balance, micro)
+
+
 def _dense(ctx: TransformContext) -> Transform:
     """FlatQuant's KV-cache transform: one learnable dense matrix over the whole size."""
     return BlockAffine(ctx.size, block_size=ctx.size, init=FLATQUANT_INIT, seed=ctx.seed)
@@ -261,5 +289,8 @@ for _method in (
     Method("batquant-smooth", "BATQuant + a learnable SmoothQuant-initialised diagonal "
            "(not in the paper)", _smooth_gpk, ClipGroups.BLOCK, calibrated=True,
            build_kv_transform=_gpk),
+    Method("torq", "TORQ (our reconstruction): Schur-Horn inter-block balance + max-entropy "
+           "intra-block rotation, training-free", _torq, None, calibrated=False,
+           build_kv_transform=_brq, needs_inputs=True),
 ):  # fmt: skip
     register(_method)

@@ -123,6 +123,7 @@ def build_layer(
     plan: LayerPlan,
     layer_index: int,
     act_absmax: dict[str, torch.Tensor] | None = None,
+    fit_inputs: dict[str, torch.Tensor] | None = None,
 ) -> nn.Module:
     """A copy of ``layer`` with every linear under calibration, on the layer's device.
 
@@ -137,6 +138,9 @@ def build_layer(
         Per group, the max |x| of each input channel over the calibration data
         (methods that initialise from statistics use it; ones when omitted, as
         when a saved model is rebuilt before its state is loaded).
+    fit_inputs : dict, optional
+        Per group, calibration inputs ``[rows, N]`` for methods that fit their
+        transform to data (``Method.needs_inputs``).
 
     Returns
     -------
@@ -174,6 +178,7 @@ def build_layer(
             seed=site_seed(plan.seed, layer_index, 16 + site),
             act_absmax=(torch.ones(n) if stats is None else stats).to(weight_absmax.device),
             weight_absmax=weight_absmax,
+            inputs=(fit_inputs or {}).get(group.name),
         )
         try:
             transform = plan.method.build_transform(ctx)
@@ -260,6 +265,7 @@ def restore_layer(layer: nn.Module, plan: LayerPlan, layer_index: int,
     """
     description = f"{plan.method.name}, {plan.config.describe()}"
     frozen = freeze_layer(build_layer(layer, plan, layer_index), description)
+    frozen.to(next(iter(layer.parameters())).dtype)  # a bf16 model's layers were saved in bf16
     try:
         frozen.load_state_dict(state, strict=True)
     except RuntimeError as exc:

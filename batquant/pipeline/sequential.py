@@ -53,7 +53,7 @@ from batquant import attention
 from batquant.config import CalibSpec, QuantConfig, get_config
 from batquant.heads import HeadTransforms
 from batquant.layer import CalibratingLinear
-from batquant.methods import Method, get_method
+from batquant.methods import FIT_ROWS, Method, get_method
 from batquant.models import ModelAdapter, get_adapter
 from batquant.pipeline.build import (
     OWNER,
@@ -326,12 +326,10 @@ class _Runner:
             return summaries
         if folder is None:
             inputs = ActivationCache()
-            kwargs = capture_layer_inputs(self.model, self.adapter, self.ids, inputs,
-                                          device=self.device)  # fmt: skip
+            kwargs = capture_layer_inputs(self.model, self.adapter, self.ids, inputs)
         elif start == 0:
             inputs = folder.inputs(0)
-            kwargs = capture_layer_inputs(self.model, self.adapter, self.ids, inputs,
-                                          device=self.device)  # fmt: skip
+            kwargs = capture_layer_inputs(self.model, self.adapter, self.ids, inputs)
             folder.save_kwargs(kwargs)
         else:
             inputs = folder.inputs(start)
@@ -372,10 +370,12 @@ class _Runner:
                log: _RunLog) -> dict[str, Any]:  # fmt: skip
         started = time.perf_counter()
         layer = self.layers[index]
-        home = next(iter(layer.parameters())).device
-        layer.to(self.device)
-        stats = self._full_precision_pass(index, layer, inputs, targets, kwargs)
-        work = build_layer(layer, self.plan, index, stats)
+        # calibrated in float32 on the compute device; back home in its own dtype after
+        first = next(iter(layer.parameters()))
+        home_device, home_dtype = first.device, first.dtype
+        layer.to(self.device, torch.float32)
+        stats, fit = self._full_precision_pass(index, layer, inputs, targets, kwargs)
+        work = build_layer(layer, self.plan, index, stats, fit)
         train_started = time.perf_counter()
         losses = self._train(index, layer, work, inputs, targets, kwargs, log)
         train_seconds = time.perf_counter() - train_started
@@ -391,8 +391,8 @@ class _Runner:
                 for i, row in zip(batch, out, strict=True):
                     nxt.put(i, row)
         forget(frozen)
-        layer.to(home)
-        self.layers[index] = frozen.to(home)
+        layer.to(home_device, home_dtype)
+        self.layers[index] = frozen.to(home_device, home_dtype)
         seconds = time.perf_counter() - started
         return {"layer": index, "steps": len(losses),
                 "first_loss": losses[0] if losses else None,
@@ -402,14 +402,21 @@ class _Runner:
 
     def _full_precision_pass(self, index: int, layer: nn.Module, inputs: ActivationCache,
                              targets: ActivationCache, kwargs: dict[str, Any],
-                             ) -> dict[str, torch.Tensor]:  # fmt: skip
-        """Store the layer's outputs; return each group's per-channel max |input|."""
+                             ) -> tuple[dict[str, torch.Tensor],
+                                        dict[str, torch.Tensor]]:  # fmt: skip
+        """Store the layer's outputs; return each group's per-channel max |input|, and
+        (for methods that fit to data) each group's strided sample of input rows."""
         stats: dict[str, torch.Tensor] = {}
+        rows: dict[str, list[torch.Tensor]] = {}
+        stride = max(1, -(-self.ids.numel() // FIT_ROWS))
         hooks = []
         for group in self.adapter.groups:
             def record(module: nn.Module, args: tuple[Any, ...], name: str = group.name) -> None:
-                amax = args[0].detach().abs().flatten(0, -2).amax(0).float()
+                flat = args[0].detach().flatten(0, -2).float()
+                amax = flat.abs().amax(0)
                 stats[name] = amax if name not in stats else torch.maximum(stats[name], amax)
+                if self.plan.method.needs_inputs:
+                    rows.setdefault(name, []).append(flat[::stride].cpu())
 
             first = layer.get_submodule(group.linears[0])
             hooks.append(first.register_forward_pre_hook(record))
@@ -426,7 +433,7 @@ class _Runner:
         finally:
             for h in hooks:
                 h.remove()
-        return stats
+        return stats, {name: torch.cat(r)[:FIT_ROWS] for name, r in rows.items()}
 
     def _train(self, index: int, fp_layer: nn.Module, work: nn.Module, inputs: ActivationCache,
                targets: ActivationCache, kwargs: dict[str, Any],

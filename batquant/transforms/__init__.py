@@ -17,6 +17,8 @@ class                  ``P``                                 method
 :class:`GlobalHadamard`  ``D H_N / sqrt(N)``                 QuaRot
 :class:`SmoothScale`   ``diag(1 / s)``                       SmoothQuant
 :class:`ComposedTransform`  ``P_1 P_2 ...``                  FlatQuant (diag x kron)
+:class:`SchurHornBalance`  ``Q_p`` across blocks per position  TORQ (macro)
+:class:`MaxEntropyBlockRotation`  ``I kron R``, R fitted       TORQ (micro)
 =====================  ====================================  ==================
 
 Inverses are computed in float64, and every inverted factor passes a
@@ -29,6 +31,7 @@ from batquant.transforms.composed import ComposedTransform
 from batquant.transforms.hadamard import BlockHadamard, GlobalHadamard
 from batquant.transforms.kronecker import GlobalKronecker
 from batquant.transforms.matrices import hadamard_matrix
+from batquant.transforms.rotations import MaxEntropyBlockRotation, SchurHornBalance
 from batquant.transforms.smooth import SmoothScale
 
 __all__ = [
@@ -39,7 +42,9 @@ __all__ = [
     "ComposedTransform",
     "GlobalHadamard",
     "GlobalKronecker",
+    "MaxEntropyBlockRotation",
     "NaiveKronecker",
+    "SchurHornBalance",
     "SmoothScale",
     "Transform",
     "TransformInit",

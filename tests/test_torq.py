@@ -1,0 +1,121 @@
+"""TORQ's rotations: Schur-Horn balancing, the max-entropy block rotation, the method."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import batquant
+from batquant.synthetic import llm_like_activations
+from batquant.transforms import MaxEntropyBlockRotation, SchurHornBalance
+from batquant.transforms.rotations import code_entropy, schur_horn_rotation
+
+
+def random_second_moment(n: int, seed: int, rank: int | None = None) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, rank or n)) * rng.lognormal(0, 2, (n, 1))
+    return a @ a.T
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 33, 128])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_schur_horn_rotation_is_orthogonal_and_equalises_the_diagonal(n, seed):
+    s = random_second_moment(n, seed)
+    q = schur_horn_rotation(s)
+    assert np.abs(q.T @ q - np.eye(n)).max() <= 1e-12
+    d = np.diag(q.T @ s @ q)
+    assert np.abs(d - np.trace(s) / n).max() <= 1e-10 * np.trace(s) / n
+
+
+def test_schur_horn_rotation_handles_rank_deficient_and_already_equal_inputs():
+    s = random_second_moment(16, 3, rank=2)  # most directions carry no energy
+    q = schur_horn_rotation(s)
+    d = np.diag(q.T @ s @ q)
+    assert np.abs(d - d.mean()).max() <= 1e-10 * d.mean()
+    assert np.array_equal(schur_horn_rotation(np.eye(5) * 3.0), np.eye(5))  # nothing to do
+
+
+def test_balance_equalises_block_energies_on_its_calibration_data():
+    x = llm_like_activations(2048, 512, seed=0)
+    t = SchurHornBalance(512).fit(x)
+    before = (x.double().view(-1, 16, 32) ** 2).mean(dim=(0, 2))
+    after = t.block_energies(x)
+    assert float(before.max() / before.min()) > 10  # really unbalanced to start with
+    assert float((after.max() - after.min()) / after.mean()) <= 1e-6
+    p = t.materialize()
+    assert float((p.T @ p - torch.eye(512)).abs().max()) <= 1e-6
+
+
+def test_the_shared_rotation_balances_only_the_pooled_energy():
+    x = llm_like_activations(1024, 256, seed=1)
+    per_position = SchurHornBalance(256).fit(x).block_energies(x)
+    shared = SchurHornBalance(256, shared=True).fit(x).block_energies(x)
+    spread = lambda e: float((e.max() - e.min()) / e.mean())  # noqa: E731
+    assert spread(per_position) <= 1e-6
+    assert spread(shared) <= 1e-6  # pooled block energy is what the shared one equalises
+    pos_energy = SchurHornBalance(256, shared=True).fit(x)(x).double().view(-1, 8, 32) ** 2
+    per_block_position = pos_energy.mean(0)  # [block, position]
+    assert float((per_block_position.std(0) / per_block_position.mean(0)).max()) > 1e-3
+
+
+@pytest.mark.parametrize("cls", [SchurHornBalance, MaxEntropyBlockRotation])
+def test_rotations_follow_the_transform_interface(cls):
+    x = llm_like_activations(512, 128, seed=2)
+    t = cls(128).fit(x)
+    p = t.materialize()
+    assert float((p.T @ p - torch.eye(128)).abs().max()) <= 1e-6
+    scale = float(x.abs().max())
+    assert torch.allclose(t(x), x @ p, atol=1e-6 * scale)
+    w = torch.randn(48, 128)
+    assert torch.allclose(t.weight_transform(w), w @ p, atol=1e-5)  # P^{-T} = P
+    y = x @ w.T
+    assert torch.allclose(t(x) @ t.weight_transform(w).T, y, atol=1e-5 * float(y.abs().max()))
+    assert torch.allclose(t.inverse()(t(x)), x, atol=1e-6 * scale)
+    assert t.num_params == 0  # training-free: nothing for an optimiser
+
+
+def test_max_entropy_rotation_raises_code_usage_entropy():
+    x = llm_like_activations(2048, 256, seed=3)
+    y = SchurHornBalance(256).fit(x)(x)
+    blocks = y.view(-1, 32)
+    identity = float(code_entropy(blocks))
+    hadamard = float(code_entropy(blocks @ MaxEntropyBlockRotation.start(32).float()))
+    r = MaxEntropyBlockRotation(256).fit(y)
+    fitted = float(code_entropy(r(y).view(-1, 32)))
+    assert fitted >= max(identity, hadamard)
+    assert fitted > identity + 0.1
+    again = MaxEntropyBlockRotation(256).fit(y)
+    assert torch.equal(again.rotation, r.rotation)  # deterministic
+
+
+def test_code_entropy_counts_magnitude_codes():
+    levels = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+    block = torch.cat([levels, -levels, levels, -levels])  # every magnitude 4 times
+    assert float(code_entropy(block[None])) == pytest.approx(3.0, abs=1e-12)
+    assert float(code_entropy(torch.zeros(4, 32))) == 0.0
+
+
+def test_torq_is_a_registered_training_free_method():
+    m = batquant.METHODS["torq"]
+    assert not m.calibrated
+    assert m.needs_inputs
+    lin = torch.nn.Linear(256, 64)
+    x = llm_like_activations(1024, 256, seed=4)
+    a = batquant.quantize_linear(lin, x, method="torq")
+    b = batquant.quantize_linear(lin, x, method="torq")
+    assert torch.equal(a(x), b(x))
+    with pytest.raises(ValueError, match="training-free"):
+        batquant.quantize_linear(lin, x, method="torq", calib=batquant.CalibSpec())
+
+
+def test_torq_through_the_whole_model_saves_and_loads_bit_identically(tmp_path):
+    from tests.conftest import tiny_qwen3, token_ids
+
+    model = tiny_qwen3()
+    ids = token_ids(8, 32)
+    q = batquant.quantize_model(model, ids, method="torq", config="W4A8KV4", progress=False)
+    batquant.save_quantized(q, tmp_path / "torq")
+    loaded = batquant.load_quantized(tmp_path / "torq", model)
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, q(ids).logits)
