@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-quality bench-model lint typecheck pytest conform-nightly clean \
+.PHONY: demo test bench bench-quality bench-model bench-torq lint typecheck pytest conform-nightly clean \
 	lock lock-upgrade lock-torch
 
 # Every install goes through the lock: two fresh machines get the same versions.
@@ -51,7 +51,7 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check mxref batquant spec_tests tests benchmarks
+	$(BIN)/ruff check mxref batquant spec_tests tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -81,6 +81,11 @@ $(GGUF_STAMP): $(STAMP)
 
 bench-model: $(GGUF_STAMP)
 	$(BIN)/python benchmarks/bench_model.py $(BENCH_MODEL_ARGS)
+
+# TORQ's two effects (block-energy spread, code entropy) on real activations,
+# and the layer-level table on SmolLM2 (after make bench-model fetched it).
+bench-torq: $(GGUF_STAMP)
+	$(BIN)/python benchmarks/bench_torq.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

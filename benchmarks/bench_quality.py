@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> dict[tuple[str, str], dict[str, float]]:
               f"{'params':>10}")  # fmt: skip
         for name in args.methods:
             t0 = time.perf_counter()
-            group = batquant.calibrate(linear, x_cal, spec, method=name, config=config,
+            # a training-free method rejects a CalibSpec rather than ignore it
+            method_spec = spec if batquant.METHODS[name].calibrated else None
+            group = batquant.calibrate(linear, x_cal, method_spec, method=name, config=config,
                                        seed=args.seed)  # fmt: skip
             seconds = time.perf_counter() - t0
             qlin = group.quantized_linears()[0]

@@ -47,6 +47,18 @@ def test_balance_equalises_block_energies_on_its_calibration_data():
     assert float((p.T @ p - torch.eye(512)).abs().max()) <= 1e-6
 
 
+@pytest.mark.parametrize(("size", "seed"), [(64, 0), (256, 1), (512, 2)])
+def test_balance_from_a_random_covariance_equalises_block_energies(size, seed):
+    s = random_second_moment(size, seed)
+    t = SchurHornBalance(size).fit_covariance(torch.from_numpy(s))
+    p = t.materialize().double()
+    assert float((p.T @ p - torch.eye(size, dtype=torch.float64)).abs().max()) <= 1e-6
+    energies = torch.diagonal(p.T @ torch.from_numpy(s) @ p).view(-1, 32).sum(dim=1)
+    assert float((energies.max() - energies.min()) / energies.mean()) <= 1e-6
+    with pytest.raises(ValueError, match="covariance must be a finite"):
+        t.fit_covariance(np.zeros((3, 3)))
+
+
 def test_the_shared_rotation_balances_only_the_pooled_energy():
     x = llm_like_activations(1024, 256, seed=1)
     per_position = SchurHornBalance(256).fit(x).block_energies(x)

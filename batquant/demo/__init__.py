@@ -22,7 +22,7 @@ from batquant.methods import get_method
 from batquant.pipeline import quantize_model
 
 #: The methods the demo compares, in the order of the table.
-DEMO_METHODS = ("rtn", "quarot", "brq", "flatquant", "batquant")
+DEMO_METHODS = ("rtn", "quarot", "brq", "flatquant", "batquant", "torq")
 
 
 def model_dir() -> Path:

@@ -170,7 +170,26 @@ class SchurHornBalance(Transform):
 
     def fit(self, inputs: Tensor) -> SchurHornBalance:
         """Compute every ``Q_p`` from ``inputs`` (``[..., N]``); return ``self``."""
-        moments = self.second_moments(inputs)
+        return self._fit_moments(self.second_moments(inputs))
+
+    def fit_covariance(self, covariance: Tensor | np.ndarray) -> SchurHornBalance:
+        """Compute every ``Q_p`` from an ``[N, N]`` second moment (or covariance); return ``self``.
+
+        ``Q_p`` depends only on the ``k x k`` sub-matrix of the channels
+        ``{b g + p}``; the rotated data's per-channel energies are
+        ``diag(P^T S P)``, equal within every position, so every block's sum is
+        ``trace(S) / k``.
+        """
+        s = np.asarray(covariance.detach().cpu() if isinstance(covariance, Tensor) else covariance,
+                       dtype=np.float64)  # fmt: skip
+        if s.shape != (self.size, self.size) or not np.isfinite(s).all():
+            raise ValueError(f"covariance must be a finite [{self.size}, {self.size}] matrix; "
+                             f"got shape {s.shape}")  # fmt: skip
+        g = self.block_size
+        moments = np.stack([s[p::g, p::g] for p in range(g)])
+        return self._fit_moments(moments.mean(axis=0, keepdims=True) if self.shared else moments)
+
+    def _fit_moments(self, moments: np.ndarray) -> SchurHornBalance:
         q = np.stack([schur_horn_rotation(m) for m in moments])
         with torch.no_grad():
             self.rotations.copy_(torch.from_numpy(q))
