@@ -19,6 +19,22 @@ def test_paper_defaults() -> None:
         spec.lr = 1.0  # type: ignore[misc]
 
 
+def test_kv_presets_and_json_round_trip() -> None:
+    kv4 = get_config("W4A8KV4")
+    assert kv4.key == kv4.value == TensorQuant("mxfp4")
+    assert kv4.activation == TensorQuant("mxfp8_e4m3")
+    assert get_config("W4A8KV8").key == TensorQuant("mxfp8_e4m3")
+    assert get_config("W4A4KV16").key is None
+    assert not get_config("W4A4KV16").quantizes_kv
+    custom = QuantConfig(TensorQuant("mxfp6_e2m3", scale_rule="rceil"), None,
+                         TensorQuant("mxfp8_e5m2", block_size=16), None)  # fmt: skip
+    assert QuantConfig.from_dict(custom.to_dict()) == custom
+    with pytest.raises(ValueError, match=r"QuantConfig: unknown field\(s\) keys"):
+        QuantConfig.from_dict({**custom.to_dict(), "keys": None})
+    with pytest.raises(ValueError, match=r"QuantConfig.key: unknown field\(s\) bits"):
+        QuantConfig.from_dict({**custom.to_dict(), "key": {"fmt": "mxfp4", "bits": 4}})
+
+
 def test_presets() -> None:
     w4a4, w4a8 = get_config("W4A4"), get_config("w4a8")
     assert (w4a4.weight.fmt, w4a4.activation.fmt) == ("mxfp4", "mxfp4")
@@ -64,7 +80,7 @@ def test_bad_fields_are_named(build, field: str) -> None:
 def test_registry_names_and_errors() -> None:
     assert set(batquant.METHODS) == {
         "rtn", "smoothquant", "quarot", "brq", "flatquant", "batquant", "batquant-full",
-        "batquant-naive", "batquant-globalclip", "batquant-smooth",
+        "batquant-naive", "batquant-globalclip", "batquant-smooth", "torq",
     }  # fmt: skip
     assert batquant.get_method(" BATQuant ").name == "batquant"
     with pytest.raises(ValueError, match="method must be one of 'rtn'.*got 'gptq'"):
