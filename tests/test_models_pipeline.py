@@ -454,3 +454,19 @@ def test_a_new_family_needs_only_its_adapter(calib_ids):
         from batquant.models import _ADAPTERS
 
         del _ADAPTERS["MistralForCausalLM"]
+
+
+def test_bf16_and_eager_models_calibrate_in_float32_and_reload_bit_identically(tmp_path):
+    model = tiny_qwen3(layers=1).to(torch.bfloat16)
+    model.config._attn_implementation = "eager"
+    ids = token_ids(4, 16)
+    q = batquant.quantize_model(model, ids, method="batquant", config="W4A8KV8", calib=FAST,
+                                progress=False)  # fmt: skip
+    layer = q.model.layers[0]
+    assert layer.self_attn.q_proj.weight.dtype == torch.bfloat16  # back in the model's dtype
+    assert q.config._attn_implementation == "batquant_eager"
+    out = logits(q, ids)
+    assert out.dtype == torch.bfloat16
+    assert torch.isfinite(out.float()).all()
+    batquant.save_quantized(q, tmp_path / "bf16")
+    assert torch.equal(logits(batquant.load_quantized(tmp_path / "bf16", model), ids), out)

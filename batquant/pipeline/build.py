@@ -36,7 +36,7 @@ from batquant.calibration import make_clip
 from batquant.clipping import LearnableClip
 from batquant.config import CalibSpec, QuantConfig, TensorQuant
 from batquant.heads import HeadTransforms, KVQuantizer
-from batquant.layer import CalibratingLinear, InputQuantizer, QuantizedLinear
+from batquant.layer import CalibratingLinear, InputQuantizer
 from batquant.methods import Method, TransformContext
 from batquant.models import HeadGeometry, ModelAdapter
 
@@ -273,8 +273,3 @@ def restore_layer(layer: nn.Module, plan: LayerPlan, layer_index: int,
         detail = lines[1] if len(lines) > 1 else lines[0]
         raise ValueError(f"{where}: layer {layer_index} does not fit the model: {detail}") from None
     return frozen
-
-
-def quantized_linears(layer: nn.Module) -> list[tuple[str, QuantizedLinear]]:
-    """The frozen linears of a quantized layer, by path."""
-    return [(n, m) for n, m in layer.named_modules() if isinstance(m, QuantizedLinear)]

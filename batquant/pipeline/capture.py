@@ -67,8 +67,6 @@ def capture_layer_inputs(
     adapter: ModelAdapter,
     calib_ids: torch.Tensor,
     cache: ActivationCache,
-    *,
-    device: torch.device,
 ) -> dict[str, Any]:
     """Store the first layer's input of every sample in ``cache``; return the layer kwargs.
 
@@ -80,9 +78,9 @@ def capture_layer_inputs(
     calib_ids : torch.Tensor
         ``[samples, seq_len]`` token ids.
     cache : ActivationCache
-        Receives one ``[seq_len, hidden]`` tensor per sample.
-    device : torch.device
-        Where the backbone runs (the model stays where it is otherwise).
+        Receives one ``[seq_len, hidden]`` tensor per sample (float32).
+
+    The backbone runs where the model is.
 
     Returns
     -------
@@ -90,6 +88,7 @@ def capture_layer_inputs(
         The keyword arguments the backbone passes to every layer, on CPU.
     """
     backbone = model.get_submodule(adapter.backbone)
+    device = next(iter(model.parameters())).device
     stand_in = _FirstLayerInputs()
     kwargs: dict[str, Any] = {}
     with _layers_replaced(model, adapter.layers, stand_in), torch.no_grad():
@@ -115,10 +114,12 @@ def _to_cpu(value: Any) -> Any:
 
 
 def kwargs_to(kwargs: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """The captured layer kwargs with every tensor moved to ``device``."""
+    """The captured layer kwargs on ``device``, floating tensors in float32 (as calibration)."""
 
     def move(value: Any) -> Any:
         if isinstance(value, torch.Tensor):
+            if value.is_floating_point():
+                return value.to(device=device, dtype=torch.float32)
             return value.to(device)
         if isinstance(value, tuple | list):
             return type(value)(move(v) for v in value)

@@ -35,10 +35,8 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -56,7 +54,6 @@ from batquant.layer import CalibratingLinear
 from batquant.methods import FIT_ROWS, Method, get_method
 from batquant.models import ModelAdapter, get_adapter
 from batquant.pipeline.build import (
-    OWNER,
     VALUE_HEADS,
     LayerPlan,
     build_layer,
@@ -557,18 +554,3 @@ def print_summary(summaries: list[dict[str, Any]], method: str, config: str,
                      f"{num(s['last_loss'], 11, '.4g')}  {num(s['relative_mse'], 9, '.3g')}  "
                      f"{s['seconds']:>8.1f}")  # fmt: skip
     print("\n".join(lines), file=file or sys.stderr)
-
-
-def iter_quantized_layers(model: nn.Module) -> Iterator[tuple[int, nn.Module]]:
-    """``(index, layer)`` of every decoder layer that holds batquant quantizers."""
-    layers = get_adapter(model).decoder_layers(model)
-    for index, layer in enumerate(layers):
-        if hasattr(layer, OWNER):
-            yield index, layer
-
-
-def remove_run(cache_dir: str | os.PathLike[str]) -> None:
-    """Delete a run folder written by :func:`quantize_model` (its checkpoints and caches)."""
-    path = Path(cache_dir)
-    if (path / "run.json").is_file() or (path / "layers").is_dir():
-        shutil.rmtree(path)
