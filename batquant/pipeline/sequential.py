@@ -491,7 +491,7 @@ class _Runner:
                      ) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
         """Algorithm 2: each quantized linear against the full-precision one, on FP inputs."""
         seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        with torch.no_grad(), _recording(fp_layer, self.adapter, seen):
+        with torch.no_grad(), _Recording(fp_layer, self.adapter, seen):
             run_layer(fp_layer, x, kwargs)
         value_heads = owned_part(work, VALUE_HEADS)
         assert value_heads is None or isinstance(value_heads, HeadTransforms)
@@ -513,7 +513,7 @@ class _Runner:
         return total, parts
 
 
-class _recording:
+class _Recording:
     """Record each adapter linear's (input, output) during a forward of ``layer``."""
 
     def __init__(self, layer: nn.Module, adapter: ModelAdapter,
@@ -521,7 +521,7 @@ class _recording:
         self.layer, self.adapter, self.seen = layer, adapter, seen
         self.hooks: list[Any] = []
 
-    def __enter__(self) -> _recording:
+    def __enter__(self) -> _Recording:
         for group in self.adapter.groups:
             for path in group.linears:
                 def hook(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor,
