@@ -43,7 +43,7 @@ lock-upgrade: $(STAMP)
 lock-torch:
 	sed -i -E 's/^(torch==[0-9.]+)\+[a-z0-9]+/\1/' $(LOCK)
 
-# The codec, then the main job: the embedded tiny Qwen3 calibrated by five methods.
+# The codec, then the main job: the embedded tiny Qwen3 calibrated by six methods.
 demo: $(STAMP)
 	$(BIN)/python -m mxref.demo
 	$(BIN)/python -m batquant.demo

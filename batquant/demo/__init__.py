@@ -1,9 +1,9 @@
-"""The embedded demo: a tiny Qwen3 trained on Python's documentation, calibrated by every method.
+"""The embedded demo: a tiny Qwen3 trained on Python's documentation, calibrated by six methods.
 
 ``python -m batquant.demo`` (``make demo``) loads the shipped checkpoint
 (``tiny_qwen3/``: 5 layers, hidden 256, 8 heads x 64 = 512, 4 KV heads,
 byte-level BPE of 4096 tokens), calibrates it under W4A4KV16 with rtn,
-quarot, brq, flatquant and batquant on the shipped calibration text, and
+quarot, brq, flatquant, batquant and torq on the shipped calibration text, and
 prints the perplexity of each on the held-out pydoc topics it never saw.
 ``scripts/train_tiny_qwen3.py`` is how the checkpoint was made.
 """

@@ -1,4 +1,4 @@
-"""``python -m batquant.demo``: calibrate the embedded tiny Qwen3 with five methods, print PPL."""
+"""``python -m batquant.demo``: calibrate the embedded tiny Qwen3 with six methods, print PPL."""
 
 from batquant.demo import format_rows, run_demo
 
