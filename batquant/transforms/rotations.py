@@ -83,12 +83,10 @@ def schur_horn_rotation(second_moment: np.ndarray, tol: float = 1e-12) -> np.nda
         if partner[j] == 0.0:
             break  # nothing left on the other side: rounding only
         a, b, off = s[i, i] - c, s[j, j] - c, s[i, j]
-        # (b) t^2 + 2 off t + a = 0, a b < 0: two real roots; the smaller |t|
-        disc = math.sqrt(off * off - a * b)
-        t = (-off + disc) / b if off >= 0 else (-off - disc) / b
-        root2 = a / (b * t) if t != 0 else (-off - disc) / b
-        if abs(root2) < abs(t):
-            t = root2
+        # b t^2 + 2 off t + a = 0 with a b < 0: two real roots (the stable pair
+        # q / b and a / q); the smaller |t| is the smaller rotation
+        m = -(off + math.copysign(math.sqrt(off * off - a * b), off))
+        t = min(m / b, a / m, key=abs)
         cos = 1.0 / math.sqrt(1.0 + t * t)
         sin = t * cos
         # columns i and j of the Givens matrix: (cos e_i + sin e_j), (-sin e_i + cos e_j)
