@@ -259,6 +259,19 @@ def _entropy(codes: Tensor, levels: int) -> Tensor:
     return -(torch.where(p > 0, p * torch.log2(p), 0.0)).sum(dim=-1)
 
 
+def _quantization_error(blocks: Tensor, fmt: str) -> Tensor:
+    """Summed squared MX quantization error of ``[..., rows, g]`` blocks, one per leading index.
+
+    The blocks are quantized as float32, as the layers quantize them; the
+    error is summed in float64.
+    """
+    from batquant.mx_torch import quantize_dequantize
+
+    values = blocks.to(torch.float32)
+    error = quantize_dequantize(values, fmt, block_size=blocks.shape[-1]).double() - values.double()
+    return (error**2).sum(dim=(-2, -1))
+
+
 def code_entropy(blocks: Tensor, fmt: str = "mxfp4") -> Tensor:
     """Shannon entropy (bits) of the MX magnitude codes of ``blocks``, one per leading index.
 
@@ -285,8 +298,19 @@ def code_entropy(blocks: Tensor, fmt: str = "mxfp4") -> Tensor:
 class MaxEntropyBlockRotation(Transform):
     """TORQ's intra-block rotation: ``P = I_k kron R``, one ``g x g`` orthogonal ``R``.
 
-    Built as the normalised Hadamard matrix (the identity when none exists for
-    ``g``); :meth:`fit` searches ``R`` on calibration inputs.
+    :meth:`fit` refines ``R`` on calibration inputs, starting from ``init``.
+
+    Parameters
+    ----------
+    size : int
+        N, a multiple of ``block_size``.
+    block_size : int
+        g, the MX block (32).
+    init : {"hadamard", "identity", "best"}
+        Where the search starts: the normalised Hadamard matrix (the identity
+        when none exists for ``g``), the identity, or whichever of the two
+        gives the calibration blocks the higher code entropy (decided by
+        :meth:`fit`; the rotation is the Hadamard until then).
 
     Attributes
     ----------
@@ -296,40 +320,58 @@ class MaxEntropyBlockRotation(Transform):
 
     rotation: Tensor
 
+    INITS = ("hadamard", "identity", "best")
+
     def __init__(
         self,
         size: int,
         block_size: int = 32,
         *,
+        init: str = "hadamard",
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__(check_size(size, block_size))
+        if init not in self.INITS:
+            raise ValueError(f"init must be one of {self.INITS}; got {init!r}")
         self.block_size = block_size
         self.num_blocks = size // block_size
-        r = self.start(block_size).to(dtype=check_dtype(dtype), device=device)
-        self.register_buffer("rotation", r)
+        self.init = init
+        eye = torch.eye(block_size, dtype=torch.float64)
+        start = eye if init == "identity" else self.start(block_size)
+        self.register_buffer("rotation", start.to(dtype=check_dtype(dtype), device=device))
 
     @staticmethod
     def start(g: int) -> Tensor:
-        """The initial ``R``: ``H_g / sqrt(g)`` where a Hadamard matrix exists, else ``I``."""
+        """The normalised Hadamard ``H_g / sqrt(g)`` where one exists, else ``I``."""
         try:
             return hadamard_matrix(g).double() / math.sqrt(g)
         except ValueError:
             return torch.eye(g, dtype=torch.float64)
 
-    def fit(self, inputs: Tensor, *, fmt: str = "mxfp4", iterations: int = 10, pairs: int = 8,
-            rows: int = 4096, seed: int = 0) -> MaxEntropyBlockRotation:  # fmt: skip
-        """Search ``R`` that maximises :func:`code_entropy` of the calibration blocks.
+    def fit(
+        self,
+        inputs: Tensor,
+        *,
+        fmt: str = "mxfp4",
+        iterations: int = 10,
+        pairs: int = 8,
+        rows: int = 4096,
+        seed: int = 0,
+        guard: bool = True,
+    ) -> MaxEntropyBlockRotation:
+        """Refine ``R`` so that the calibration blocks use the MX codes more evenly.
 
-        Greedy Givens sweeps, no gradients: start from the better of the
-        identity and the Hadamard; then, for up to ``iterations`` rounds, take
-        the ``2 pairs`` lanes whose code histograms are farthest from uniform,
-        pair them in order of imbalance, and for each pair try the rotation
-        angles ``m pi / 16`` (``m = 1..7``, both signs folded by the period of
-        ``pi / 2`` of a two-lane rotation's effect on a block's code multiset
-        up to swaps), keeping an angle only where the entropy of all blocks
-        rises.  A round that improves nothing ends the search.
+        Greedy Givens sweeps, no gradients.  Starting from ``init``, for up to
+        ``iterations`` rounds: take the ``2 pairs`` lanes whose code histograms
+        are farthest from uniform, pair them in order of imbalance, and for
+        each pair try the rotation angles ``m pi / 16`` (``m = 1..7``; a
+        two-lane rotation's effect on a block's code multiset has period
+        ``pi / 2`` up to swaps and signs).  An angle is a candidate where the
+        entropy of all blocks' codes (:func:`code_entropy`) rises and, with
+        ``guard``, the blocks' MX quantization error does not (entropy alone
+        also rises when values saturate at the largest code); the candidate of
+        highest entropy is kept.  A round that keeps nothing ends the search.
 
         Parameters
         ----------
@@ -341,6 +383,9 @@ class MaxEntropyBlockRotation(Transform):
         rows : int
             At most this many blocks, drawn with ``seed``, enter the search.
         seed : int
+        guard : bool
+            Keep only steps that do not raise the quantization error (ours;
+            ``False`` follows the entropy alone).
 
         Returns
         -------
@@ -352,10 +397,13 @@ class MaxEntropyBlockRotation(Transform):
         if blocks.shape[0] > rows:
             pick = torch.randperm(blocks.shape[0], generator=torch.Generator().manual_seed(seed))
             blocks = blocks[pick[:rows].sort().values]
-        candidates = torch.stack([torch.eye(g, dtype=torch.float64), self.start(g)])
-        scores = code_entropy(blocks[None] @ candidates, fmt)
-        r = candidates[int(torch.argmax(scores))]
-        best = float(scores.max())
+        if self.init == "best":
+            candidates = torch.stack([torch.eye(g, dtype=torch.float64), self.start(g)])
+            r = candidates[int(torch.argmax(code_entropy(blocks[None] @ candidates, fmt)))]
+        else:
+            r = self.rotation.detach().to("cpu", torch.float64)
+        best = float(code_entropy(blocks @ r, fmt))
+        best_error = float(_quantization_error(blocks[None] @ r, fmt)) if guard else math.inf
         angles = torch.arange(1, 8, dtype=torch.float64) * math.pi / 16
         for _ in range(iterations):
             improved = False
@@ -365,10 +413,18 @@ class MaxEntropyBlockRotation(Transform):
                 col_i, col_j = trial[:, :, i].clone(), trial[:, :, j].clone()
                 trial[:, :, i] = cos[:, None] * col_i + sin[:, None] * col_j
                 trial[:, :, j] = -sin[:, None] * col_i + cos[:, None] * col_j
-                scores = code_entropy(blocks[None] @ trial, fmt)
-                k = int(torch.argmax(scores))
-                if float(scores[k]) > best + 1e-12:
-                    best, r, improved = float(scores[k]), trial[k], True
+                rotated = blocks[None] @ trial
+                scores = code_entropy(rotated, fmt)
+                ok = scores > best + 1e-12
+                if guard:
+                    errors = _quantization_error(rotated, fmt)
+                    ok &= errors <= best_error
+                if not bool(ok.any()):
+                    continue
+                k = int(torch.argmax(torch.where(ok, scores, -math.inf)))
+                best, r, improved = float(scores[k]), trial[k], True
+                if guard:
+                    best_error = float(errors[k])
             if not improved:
                 break
         with torch.no_grad():
@@ -403,11 +459,11 @@ class MaxEntropyBlockRotation(Transform):
 
     def inverse(self) -> MaxEntropyBlockRotation:
         """``P^{-1} = I kron R^T``."""
-        out = MaxEntropyBlockRotation(self.size, self.block_size, dtype=self.dtype,
-                                      device=self.device)  # fmt: skip
+        out = MaxEntropyBlockRotation(self.size, self.block_size, init=self.init,
+                                      dtype=self.dtype, device=self.device)  # fmt: skip
         with torch.no_grad():
             out.rotation.copy_(self.rotation.T)
         return out
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, block_size={self.block_size}"
+        return f"size={self.size}, block_size={self.block_size}, init={self.init!r}"
