@@ -19,8 +19,11 @@ name                     transform                       clipping  calibrated
 ``batquant-naive``       B_i kron A_i per block          block     yes
 ``batquant-globalclip``  GPK                             global    yes
 ``batquant-smooth``      diagonal x GPK (our extension)  block     yes
-``torq``                 Schur-Horn balance x max-entropy  none    no (fitted)
+``torq``                 block Hadamard x Schur-Horn     none      no (fitted)
+                         balance x guarded max-entropy
                          block rotation (reconstruction)
+``torq-abstract``        Schur-Horn balance x max-       none      no (fitted)
+                         entropy block rotation
 =======================  ==============================  ========  ==========
 
 Each method also says how to build the per-head transforms of the KV cache
@@ -33,7 +36,7 @@ name                     P_k and P_v (one per KV head, over head_dim)
 =======================  ==================================================
 ``rtn``, ``smoothquant``  none
 ``quarot``               randomized Hadamard over head_dim (fixed)
-``brq``, ``torq``        Hadamard per 32-block (fixed)
+``brq``, ``torq``, ...   Hadamard per 32-block (fixed)
 ``flatquant``            a learnable dense head_dim x head_dim matrix
 ``batquant``, variants   the method's block transform over head_dim
 =======================  ==================================================
@@ -241,13 +244,32 @@ def _block_affine(ctx: TransformContext) -> Transform:
 
 
 def _torq(ctx: TransformContext) -> Transform:
-    """TORQ (our reconstruction): Schur-Horn inter-block balance, then max-entropy R per block."""
+    """TORQ (our reconstruction): block Hadamard, Schur-Horn balance, guarded max-entropy R.
+
+    The micro level's data-free start (BRQ's block Hadamard) comes first, so
+    that the macro level balances the Hadamard-mixed lanes; the max-entropy
+    refinement then starts from the identity and keeps only Givens steps that
+    do not raise the calibration blocks' MX error (both ours; docs/methods/torq.md).
+    """
+    start = BlockHadamard(ctx.size, block_size=ctx.block_size)
     balance = SchurHornBalance(ctx.size, ctx.block_size)
-    micro = MaxEntropyBlockRotation(ctx.size, ctx.block_size)
+    micro = MaxEntropyBlockRotation(ctx.size, ctx.block_size, init="identity")
+    if ctx.inputs is not None:
+        with torch.no_grad():
+            mixed = start(ctx.inputs.to(start.dtype))
+            balance.fit(mixed)
+            micro.fit(balance(mixed), seed=ctx.seed, guard=True)
+    return ComposedTransform(start, balance, micro)
+
+
+def _torq_abstract(ctx: TransformContext) -> Transform:
+    """TORQ in the abstract's order: Schur-Horn balance, then max-entropy R (entropy alone)."""
+    balance = SchurHornBalance(ctx.size, ctx.block_size)
+    micro = MaxEntropyBlockRotation(ctx.size, ctx.block_size, init="best")
     if ctx.inputs is not None:
         balance.fit(ctx.inputs)
         with torch.no_grad():
-            micro.fit(balance(ctx.inputs.to(balance.dtype)), seed=ctx.seed)
+            micro.fit(balance(ctx.inputs.to(balance.dtype)), seed=ctx.seed, guard=False)
     return ComposedTransform(balance, micro)
 
 
@@ -289,8 +311,11 @@ for _method in (
     Method("batquant-smooth", "BATQuant + a learnable SmoothQuant-initialised diagonal "
            "(not in the paper)", _smooth_gpk, ClipGroups.BLOCK, calibrated=True,
            build_kv_transform=_gpk),
-    Method("torq", "TORQ (our reconstruction): Schur-Horn inter-block balance + max-entropy "
-           "intra-block rotation, training-free", _torq, None, calibrated=False,
-           build_kv_transform=_brq, needs_inputs=True),
+    Method("torq", "TORQ (our reconstruction): block Hadamard, Schur-Horn inter-block balance, "
+           "error-guarded max-entropy intra-block rotation, training-free", _torq, None,
+           calibrated=False, build_kv_transform=_brq, needs_inputs=True),
+    Method("torq-abstract", "TORQ ablation in the abstract's order: Schur-Horn balance, then "
+           "max-entropy rotation by entropy alone, training-free", _torq_abstract, None,
+           calibrated=False, build_kv_transform=_brq, needs_inputs=True),
 ):  # fmt: skip
     register(_method)
