@@ -8,15 +8,20 @@ and the last decoder layer, on the demo's calibration text, and reports per
 site:
 
 - the spread of block energies (max / min of each 32-block's mean square)
-  before and after TORQ's Schur-Horn inter-block rotation, on the
-  calibration tokens it was fitted on and on held-out tokens;
+  before and after ``torq``'s transform, on the calibration tokens it was
+  fitted on and on held-out tokens;
 - the Shannon entropy (bits, of 3) of the MXFP4 magnitude codes the blocks
-  quantize to: unrotated, after BRQ's block Hadamard, after the Schur-Horn
-  rotation alone, and after TORQ's both levels.
+  quantize to: unrotated, after BRQ's block Hadamard, after ``torq``'s
+  Hadamard and Schur-Horn levels, after all of ``torq``, and after
+  ``torq-abstract`` (balance, then the entropy-only search).
 
-Then, on SmolLM2's middle layer, ``quantize_linear`` with rtn, quarot, brq,
-flatquant, batquant and torq at W4A4 on q_proj and down_proj: relative
-output MSE on held-out tokens after calibrating on 2048 tokens, and the
+The transforms are the registered methods' own (``build_transform`` on the
+site's first 4096 calibration rows, as the pipeline fits them).
+
+Then, on SmolLM2: ``quantize_linear`` at W4A4 with the training-free methods
+(QuaRot and TORQ over several seeds) on q/o/up/down of five layers, relative
+output MSE on held-out tokens, and their sum; and on the middle layer's
+q_proj and down_proj, every method including the calibrated ones, with the
 calibration time of each.
 """
 
@@ -33,8 +38,9 @@ from torch import nn
 import batquant
 from batquant.demo import model_dir
 from batquant.loading import calibration_windows, load_model, load_tokenizer, read_token_ids
+from batquant.methods import FIT_ROWS, TransformContext
 from batquant.models import get_adapter
-from batquant.transforms import BlockHadamard, MaxEntropyBlockRotation, SchurHornBalance
+from batquant.transforms import BlockHadamard, ComposedTransform, Transform
 from batquant.transforms.rotations import code_entropy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,6 +76,16 @@ def spread(x: torch.Tensor) -> float:
     return float(energy.max() / energy.min())
 
 
+def fitted(method: str, x: torch.Tensor, seed: int = 0) -> Transform:
+    """``method``'s transform fitted on the first :data:`FIT_ROWS` rows of ``x``."""
+    ones = torch.ones(x.shape[1])
+    ctx = TransformContext(size=x.shape[1], block_size=32, seed=seed, act_absmax=ones,
+                           weight_absmax=ones, inputs=x[:FIT_ROWS])  # fmt: skip
+    transform = batquant.METHODS[method].build_transform(ctx)
+    assert transform is not None
+    return transform
+
+
 def effects(name: str, model: nn.Module, calib: torch.Tensor, heldout: torch.Tensor) -> None:
     n = len(get_adapter(model).decoder_layers(model))
     layers = sorted({0, n // 2, n - 1})
@@ -77,21 +93,64 @@ def effects(name: str, model: nn.Module, calib: torch.Tensor, heldout: torch.Ten
     test = capture(model, heldout, layers)
     print(f"\n{name}: block-energy spread (max/min) and MXFP4 code entropy (bits of 3)")
     print(f"{'site':<9} {'spread before':>13} {'after (cal)':>11} {'after (held)':>12} "
-          f"{'H none':>7} {'H brq':>6} {'H balance':>9} {'H torq':>7}")  # fmt: skip
+          f"{'H none':>7} {'H brq':>6} {'H H+bal':>7} {'H torq':>7} "
+          f"{'H abstract':>10}")  # fmt: skip
     for key, x in fit.items():
         size = x.shape[1]
-        balance = SchurHornBalance(size).fit(x)
-        micro = MaxEntropyBlockRotation(size).fit(balance(x))
+        torq, abstract = fitted("torq", x), fitted("torq-abstract", x)
+        hadamard, balance, _ = torq.transforms
+        levels = (nn.Identity(), BlockHadamard(size), ComposedTransform(hadamard, balance), torq,
+                  abstract)  # fmt: skip
         y = test[key]
-        h = {
-            "none": code_entropy(y.view(-1, 32)),
-            "brq": code_entropy(BlockHadamard(size)(y).view(-1, 32)),
-            "balance": code_entropy(balance(y).view(-1, 32)),
-            "torq": code_entropy(micro(balance(y)).view(-1, 32)),
-        }
-        print(f"{key:<9} {spread(y):>13.3g} {spread(balance(x)):>11.7f} "
-              f"{spread(balance(y)):>12.3g} {float(h['none']):>7.3f} {float(h['brq']):>6.3f} "
-              f"{float(h['balance']):>9.3f} {float(h['torq']):>7.3f}", flush=True)  # fmt: skip
+        with torch.no_grad():
+            h = [float(code_entropy(t(y).view(-1, 32))) for t in levels]
+            print(f"{key:<9} {spread(y):>13.3g} {spread(torq(x[:FIT_ROWS])):>11.7f} "
+                  f"{spread(torq(y)):>12.3g} {h[0]:>7.3f} {h[1]:>6.3f} {h[2]:>7.3f} "
+                  f"{h[3]:>7.3f} {h[4]:>10.3f}", flush=True)  # fmt: skip
+
+
+def linear_inputs(model: nn.Module, linear: nn.Linear, ids: torch.Tensor) -> torch.Tensor:
+    store: list[torch.Tensor] = []
+    h = linear.register_forward_pre_hook(lambda m, a: store.append(a[0].detach().flatten(0, -2)))
+    with torch.no_grad():
+        for row in ids:
+            model(row[None], use_cache=False)
+    h.remove()
+    return torch.cat(store)
+
+
+def relative_error(linear: nn.Linear, x_cal: torch.Tensor, x_held: torch.Tensor, method: str,
+                   seed: int = 0) -> float:  # fmt: skip
+    q = batquant.quantize_linear(linear, x_cal, method=method, config="W4A4", seed=seed)
+    with torch.no_grad():
+        ref = linear(x_held)
+        return float(((q(x_held) - ref) ** 2).mean() / (ref**2).mean())
+
+
+#: The training-free columns of the site table: (method, seed).
+SITE_RUNS = (("rtn", 0), *(("quarot", s) for s in range(4)), ("brq", 0),
+             *(("torq", s) for s in range(4)), ("torq-abstract", 0))  # fmt: skip
+SITE_PATHS = ("self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj")
+
+
+def site_table(model: nn.Module, calib: torch.Tensor, heldout: torch.Tensor) -> None:
+    decoder = get_adapter(model).decoder_layers(model)
+    n = len(decoder)
+    layers = sorted({0, n // 4, n // 2, 3 * n // 4, n - 1})
+    print(f"\nSmolLM2, W4A4, relative output MSE on held-out tokens, layers {layers}")
+    heads = [f"{m}@{s}" if m in ("quarot", "torq") else m for m, s in SITE_RUNS]
+    print(f"{'site':<14}" + "".join(f"{h:>14}" for h in heads), flush=True)
+    total = [0.0] * len(SITE_RUNS)
+    for i in layers:
+        for path in SITE_PATHS:
+            linear = decoder[i].get_submodule(path)
+            x_cal = linear_inputs(model, linear, calib)
+            x_held = linear_inputs(model, linear, heldout)
+            errors = [relative_error(linear, x_cal, x_held, m, s) for m, s in SITE_RUNS]
+            total = [t + e for t, e in zip(total, errors, strict=True)]
+            site = f"L{i}.{path.rsplit('.', 1)[-1]}"
+            print(f"{site:<14}" + "".join(f"{e:>14.5f}" for e in errors), flush=True)
+    print(f"{'sum':<14}" + "".join(f"{t:>14.4f}" for t in total), flush=True)
 
 
 def layer_table(model: nn.Module, calib: torch.Tensor, heldout: torch.Tensor) -> None:
@@ -102,26 +161,14 @@ def layer_table(model: nn.Module, calib: torch.Tensor, heldout: torch.Tensor) ->
           "(calibration: 2048 tokens, the paper's defaults for calibrated methods)")
     for path in ("self_attn.q_proj", "mlp.down_proj"):
         linear = layer.get_submodule(path)
-        inputs: dict[str, list[torch.Tensor]] = {"cal": [], "held": []}
-        for key, ids in (("cal", calib), ("held", heldout)):
-            store = inputs[key]
-            h = linear.register_forward_pre_hook(
-                lambda m, a, store=store: store.append(a[0].detach().flatten(0, -2)))
-            with torch.no_grad():
-                for row in ids:
-                    model(row[None], use_cache=False)
-            h.remove()
-        x_cal, x_held = torch.cat(inputs["cal"]), torch.cat(inputs["held"])
-        with torch.no_grad():
-            ref = linear(x_held)
+        x_cal = linear_inputs(model, linear, calib)
+        x_held = linear_inputs(model, linear, heldout)
         print(f"{path} ({linear.in_features} -> {linear.out_features}):")
-        for method in ("rtn", "quarot", "brq", "flatquant", "batquant", "torq"):
+        for method in ("rtn", "quarot", "brq", "flatquant", "batquant", "torq", "torq-abstract"):
             started = time.perf_counter()
-            q = batquant.quantize_linear(linear, x_cal, method=method, config="W4A4")
+            err = relative_error(linear, x_cal, x_held, method)
             seconds = time.perf_counter() - started
-            with torch.no_grad():
-                err = float(((q(x_held) - ref) ** 2).mean() / (ref**2).mean())
-            print(f"  {method:<10} {err:.5f}   calibration {seconds:6.1f} s", flush=True)
+            print(f"  {method:<14} {err:.5f}   calibration {seconds:6.1f} s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                                       args.samples, 256, seed=1)  # fmt: skip
         effects(name, model, calib, heldout)
         if folder != demo:
+            site_table(model, calib, heldout)
             layer_table(model, calib, heldout)
     return 0
 
