@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from types import MappingProxyType
 from typing import Any
 
 from mxref.formats import DEFAULT_BLOCK_SIZE, get_format
 from mxref.policies import Overflow, Rounding, ScaleRule
+from mxref.registry import Registry
 
 
 def _check_int(owner: str, name: str, value: object, minimum: int) -> None:
@@ -217,16 +217,19 @@ def _preset(name: str, act: str, kv: str | None) -> QuantConfig:
 
 
 #: The named configurations of the paper's experiments (section 4.1.3).
-CONFIGS: MappingProxyType[str, QuantConfig] = MappingProxyType(
-    {
-        "W4A4KV16": _preset("W4A4KV16", "mxfp4", None),
-        "W4A8KV16": _preset("W4A8KV16", "mxfp8_e4m3", None),
-        "W4A8KV8": _preset("W4A8KV8", "mxfp8_e4m3", "mxfp8_e4m3"),
-        "W4A8KV4": _preset("W4A8KV4", "mxfp8_e4m3", "mxfp4"),
+CONFIGS: Registry[QuantConfig] = Registry(
+    "config",
+    QuantConfig,
+    (
+        _preset("W4A4KV16", "mxfp4", None),
+        _preset("W4A8KV16", "mxfp8_e4m3", None),
+        _preset("W4A8KV8", "mxfp8_e4m3", "mxfp8_e4m3"),
+        _preset("W4A8KV4", "mxfp8_e4m3", "mxfp4"),
         # the layer-level names: a single linear has no KV cache
-        "W4A4": _preset("W4A4", "mxfp4", None),
-        "W4A8": _preset("W4A8", "mxfp8_e4m3", None),
-    }
+        _preset("W4A4", "mxfp4", None),
+        _preset("W4A8", "mxfp8_e4m3", None),
+    ),
+    unknown="{kind} must be a QuantConfig or one of {known}; got {name}",
 )
 
 
@@ -238,14 +241,10 @@ def get_config(config: str | QuantConfig) -> QuantConfig:
     ValueError
         Naming ``config`` and listing the known names.
     """
-    if isinstance(config, QuantConfig):
-        return config
-    if isinstance(config, str):
-        for name, value in CONFIGS.items():
-            if name.lower() == config.strip().lower():
-                return value
-    known = ", ".join(map(repr, CONFIGS))
-    raise ValueError(f"config must be a QuantConfig or one of {known}; got {config!r}")
+    if not isinstance(config, str | QuantConfig):
+        known = ", ".join(map(repr, CONFIGS))
+        raise ValueError(f"config must be a QuantConfig or one of {known}; got {config!r}")
+    return CONFIGS.resolve(config)
 
 
 @dataclass(frozen=True)

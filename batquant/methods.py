@@ -53,7 +53,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import torch
 
@@ -71,6 +70,7 @@ from batquant.transforms import (
     SmoothScale,
     Transform,
 )
+from mxref.registry import Registry
 
 #: initialisation of every learnable block transform: the block Hadamard
 #: (BRQ's rotation, exactly representable by GPK since H_32 = H_4 kron H_8),
@@ -155,9 +155,8 @@ class Method:
     needs_inputs: bool = False
 
 
-_REGISTRY: dict[str, Method] = {}
-#: Read-only view of every registered method, by name.
-METHODS: MappingProxyType[str, Method] = MappingProxyType(_REGISTRY)
+#: Every registered method, by name.
+METHODS: Registry[Method] = Registry("method", Method)
 
 
 def register(method: Method, *, replace: bool = False) -> Method:
@@ -181,10 +180,7 @@ def register(method: Method, *, replace: bool = False) -> Method:
     """
     if not isinstance(method, Method):
         raise TypeError(f"method must be a Method; got {type(method).__name__}")
-    if method.name in _REGISTRY and not replace:
-        raise ValueError(f"method {method.name!r} is already registered; pass replace=True")
-    _REGISTRY[method.name] = method
-    return method
+    return METHODS.register(method, replace=replace)
 
 
 def get_method(method: str | Method) -> Method:
@@ -195,12 +191,10 @@ def get_method(method: str | Method) -> Method:
     ValueError
         Naming ``method`` and listing the registered names.
     """
-    if isinstance(method, Method):
-        return method
-    if isinstance(method, str) and method.strip().lower() in _REGISTRY:
-        return _REGISTRY[method.strip().lower()]
-    known = ", ".join(map(repr, _REGISTRY))
-    raise ValueError(f"method must be one of {known}; got {method!r}")
+    if not isinstance(method, str | Method):
+        known = ", ".join(map(repr, METHODS))
+        raise ValueError(f"method must be one of {known}; got {method!r}")
+    return METHODS.resolve(method)
 
 
 def _smoothquant(ctx: TransformContext) -> Transform:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mxref.policies import Policy
+from mxref.registry import Registry
 
 
 class AlignRounding(Policy):
@@ -108,6 +109,7 @@ AccumModel = Exact | BlockFP32 | FixedPoint
 class Profile:
     """A named accumulation model with its provenance."""
 
+    name: str
     model: AccumModel
     verified: bool
     source: str
@@ -115,23 +117,29 @@ class Profile:
 
 #: Named profiles.  The fixed-point ones come from community measurements, not
 #: vendor documentation, and are marked unverified.
-PROFILES: dict[str, Profile] = {
-    "exact": Profile(Exact(), True, "definition: infinitely precise DotGeneral"),
-    "block_fp32": Profile(BlockFP32(), True, "definition: per-block Dot, fp32 accumulate"),
-    "b200-f8f6f4": Profile(
-        FixedPoint(width=25, group=32),
-        False,
-        "unverified: ~25 mantissa bits measured for tcgen05 kind::f8f6f4 on B200 "
-        "(deepseek-ai/DeepGEMM issue #176); alignment and truncation assumed",
+PROFILES: Registry[Profile] = Registry(
+    "accumulation profile",
+    Profile,
+    (
+        Profile("exact", Exact(), True, "definition: infinitely precise DotGeneral"),
+        Profile("block_fp32", BlockFP32(), True, "definition: per-block Dot, fp32 accumulate"),
+        Profile(
+            "b200-f8f6f4",
+            FixedPoint(width=25, group=32),
+            False,
+            "unverified: ~25 mantissa bits measured for tcgen05 kind::f8f6f4 on B200 "
+            "(deepseek-ai/DeepGEMM issue #176); alignment and truncation assumed",
+        ),
+        Profile(
+            "hopper-fp8",
+            FixedPoint(width=14, group=32),
+            False,
+            "unverified: ~13-14 bits kept after aligning 32 products on Hopper FP8 MMA "
+            "(DeepSeek-V3 report; thu-ml/SageAttention#287; deepseek-ai/DeepGEMM#37); "
+            "Hopper has no MX instructions, so this only models its FP8 accumulation",
+        ),
     ),
-    "hopper-fp8": Profile(
-        FixedPoint(width=14, group=32),
-        False,
-        "unverified: ~13-14 bits kept after aligning 32 products on Hopper FP8 MMA "
-        "(DeepSeek-V3 report; thu-ml/SageAttention#287; deepseek-ai/DeepGEMM#37); "
-        "Hopper has no MX instructions, so this only models its FP8 accumulation",
-    ),
-}
+)
 
 
 def parse_accum(spec: str | AccumModel) -> AccumModel:
@@ -156,7 +164,7 @@ def parse_accum(spec: str | AccumModel) -> AccumModel:
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"accum must be a string or an accumulation model; got {spec!r}")
-    forms = "exact, block_fp32, fixed_point:W:G[:rne|:truncate], " + ", ".join(PROFILES)
+    forms = ", ".join(PROFILES) + ", fixed_point:W:G[:rne|:truncate]"
     text = spec.strip().lower()
     ftz = text.endswith(":ftz")
     if ftz:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
 
+from mxref.registry import Registry
+
 
 class Specials(Enum):
     """Which codes of an element format are not finite numbers.
@@ -195,9 +197,10 @@ SCALE_MAX_EXPONENT = 127
 #: Block size of every concrete MX format.  Spec: OCP MX v1.0 section 5.2, Table 1.
 DEFAULT_BLOCK_SIZE = 32
 
-FORMATS: dict[str, ElementFormat] = {
-    f.name: f
-    for f in (
+FORMATS: Registry[ElementFormat] = Registry(
+    "format",
+    ElementFormat,
+    (
         ElementFormat("mxfp4", ebits=2, mbits=1, bias=1, specials=Specials.NONE),
         ElementFormat("mxfp6_e2m3", ebits=2, mbits=3, bias=1, specials=Specials.NONE),
         ElementFormat("mxfp6_e3m2", ebits=3, mbits=2, bias=3, specials=Specials.NONE),
@@ -211,8 +214,19 @@ FORMATS: dict[str, ElementFormat] = {
             specials=Specials.NONE,
             sign=SignEncoding.TWOS_COMPLEMENT,
         ),
-    )
+    ),
+    unknown="unknown {kind} {name}; known formats: {known}",
+)
+#: Other libraries' names for the element formats (ml_dtypes, torch, torchao).
+FORMAT_ALIASES: dict[str, tuple[str, ...]] = {
+    "mxfp4": ("float4_e2m1fn", "fp4_e2m1", "e2m1"),
+    "mxfp6_e2m3": ("float6_e2m3fn", "fp6_e2m3", "e2m3"),
+    "mxfp6_e3m2": ("float6_e3m2fn", "fp6_e3m2", "e3m2"),
+    "mxfp8_e4m3": ("float8_e4m3fn", "fp8_e4m3", "e4m3"),
+    "mxfp8_e5m2": ("float8_e5m2", "fp8_e5m2", "e5m2"),
 }
+for _name, _aliases in FORMAT_ALIASES.items():
+    FORMATS.register(FORMATS[_name], aliases=_aliases, replace=True)
 
 
 def get_format(fmt: str | ElementFormat) -> ElementFormat:
@@ -223,7 +237,9 @@ def get_format(fmt: str | ElementFormat) -> ElementFormat:
     fmt : str or ElementFormat
         A public name (``"mxfp4"``, ``"mxfp6_e2m3"``, ``"mxfp6_e3m2"``,
         ``"mxfp8_e4m3"``, ``"mxfp8_e5m2"``, ``"mxint8"``), case-insensitive, or
-        a format object, which is returned as is.
+        a format object, which is returned as is.  ml_dtypes/torch names
+        are aliases (``"float4_e2m1fn"``, ``"float8_e4m3fn"``, ...;
+        :data:`FORMAT_ALIASES`).
 
     Returns
     -------
@@ -236,12 +252,6 @@ def get_format(fmt: str | ElementFormat) -> ElementFormat:
 
     Spec: OCP MX v1.0 section 5.2, Table 1.
     """
-    if isinstance(fmt, ElementFormat):
-        return fmt
-    if not isinstance(fmt, str):
+    if not isinstance(fmt, str | ElementFormat):
         raise TypeError(f"fmt must be a format name or ElementFormat, got {type(fmt).__name__}")
-    try:
-        return FORMATS[fmt.strip().lower()]
-    except KeyError:
-        known = ", ".join(FORMATS)
-        raise ValueError(f"unknown format {fmt!r}; known formats: {known}") from None
+    return FORMATS.resolve(fmt)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mxref.policies import Overflow, Rounding, ScaleRule
+from mxref.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,10 @@ class Preset:
     source: str = ""
 
 
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in (
+PRESETS: Registry[Preset] = Registry(
+    "preset",
+    Preset,
+    (
         Preset(
             "ocp",
             ScaleRule.FLOOR,
@@ -98,8 +100,8 @@ PRESETS: dict[str, Preset] = {
             "(bits(amax / max) + 0x7FFFFF) & 0x7F800000 on a float32 quotient, so a "
             "subnormal scale becomes 2**-126; E2M1 RNE saturating",
         ),
-    )
-}
+    ),
+)
 
 
 def get_preset(preset: str | Preset) -> Preset:
@@ -110,8 +112,4 @@ def get_preset(preset: str | Preset) -> Preset:
     ValueError
         Listing the known presets.
     """
-    if isinstance(preset, Preset):
-        return preset
-    if isinstance(preset, str) and preset.strip().lower() in PRESETS:
-        return PRESETS[preset.strip().lower()]
-    raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}; got {preset!r}")
+    return PRESETS.resolve(preset)
