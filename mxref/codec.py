@@ -27,7 +27,7 @@ from mxref.kernels.array import (
 )
 from mxref.kernels.element import decode_table
 from mxref.kernels.params import decode_params, element_params, scale_params
-from mxref.policies import Overflow, Rounding, ScaleRule
+from mxref.policies import ROUNDING_CODES, Overflow, Rounding, ScaleRule
 from mxref.presets import Preset
 
 #: output dtype -> the dtype the kernels decode into; float16 and bfloat16 are
@@ -83,7 +83,7 @@ def _run_quantize(
     scales = np.empty(scales_shape(shape, ax, bs), np.uint8)
     if work.size == 0:
         return _Quantized(arr, values, codes, scales, fmt, ax)
-    args = (ip, fp, sp, rnd.code, key)
+    args = (ip, fp, sp, ROUNDING_CODES[rnd], key)
     if inner == 1 and n % bs == 0:
         rows = work.size // bs
         flat_scales = scales.reshape(-1)

@@ -2,13 +2,16 @@
 
 Each policy is an enum whose values are the strings the API and the CLI
 accept.  The defaults are the spec's: FLOOR scale, round-to-nearest-even,
-saturation.  Every member carries a small integer ``code`` that the numba
-kernels receive, because kernels take plain integers, not enums.
+saturation.  :data:`SCALE_RULE_CODES` and :data:`ROUNDING_CODES` give the
+small integers the numba kernels receive instead (kernels take plain
+integers, not enums).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 from typing import TypeVar
 
 _E = TypeVar("_E", bound="Policy")
@@ -35,11 +38,6 @@ class Policy(StrEnum):
                     return member
         choices = ", ".join(repr(m.value) for m in cls)
         raise ValueError(f"{argname} must be one of {choices}; got {value!r}")
-
-    @property
-    def code(self) -> int:
-        """Small integer passed to the kernels (the member's position)."""
-        return list(type(self)).index(self)
 
 
 class ScaleRule(Policy):
@@ -90,3 +88,26 @@ class Overflow(Policy):
     SATURATE = "saturate"
     #: As IEEE casts do: NaN for E4M3, Inf for E5M2; formats with neither saturate.
     IEEE = "ieee"
+
+
+# The integers the numba kernels receive for a policy (kernels take plain
+# integers, never enums).  An explicit table, not the member's position, so
+# that adding or reordering a member cannot silently change what a kernel
+# does; the kernels import their constants from here.
+
+#: ScaleRule -> kernel code (mxref.kernels.scale).
+SCALE_RULE_CODES: Mapping[ScaleRule, int] = MappingProxyType({
+    ScaleRule.FLOOR: 0,
+    ScaleRule.CEIL: 1,
+    ScaleRule.EVEN: 2,
+    ScaleRule.RCEIL: 3,
+    ScaleRule.FLOOR_LOG2_FP32: 4,
+    ScaleRule.RCEIL_FP32_DIV: 5,
+})  # fmt: skip
+#: Rounding -> kernel code (mxref.kernels.element and block).
+ROUNDING_CODES: Mapping[Rounding, int] = MappingProxyType({
+    Rounding.RNE: 0,
+    Rounding.AWAY: 1,
+    Rounding.ZERO: 2,
+    Rounding.STOCHASTIC: 3,
+})  # fmt: skip

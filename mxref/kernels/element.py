@@ -26,9 +26,13 @@ import numpy as np
 from numba import njit
 
 from mxref.kernels.bits import bits_float, float_bits, float_like, host_mbits, sign_bit, uint_like
+from mxref.policies import ROUNDING_CODES, Rounding
 
-# rounding codes, in Rounding order
-RNE, AWAY, ZERO, STOCHASTIC = 0, 1, 2, 3
+# rounding codes (plain module ints: numba folds them as compile-time constants)
+RNE = ROUNDING_CODES[Rounding.RNE]
+AWAY = ROUNDING_CODES[Rounding.AWAY]
+ZERO = ROUNDING_CODES[Rounding.ZERO]
+STOCHASTIC = ROUNDING_CODES[Rounding.STOCHASTIC]
 
 # indices into the integer parameter tuple (built by mxref.kernels.params)
 IP_PMIN_BITS = 0  # host bits of 2**emin

@@ -12,7 +12,7 @@ import numpy as np
 
 from mxref.formats import ElementFormat, SignEncoding, Specials
 from mxref.kernels import element as el
-from mxref.policies import Overflow, Rounding, ScaleRule
+from mxref.policies import SCALE_RULE_CODES, Overflow, Rounding, ScaleRule
 
 #: host float dtype -> (mantissa bits, exponent bits, bias)
 HOST_LAYOUT = {
@@ -94,7 +94,7 @@ def scale_params(
         np.int64(fmt.emax),
         np.int64(fmt.mbits),
         np.int64(fmt.max_significand_mantissa),
-        np.int64(rule.code),
+        np.int64(SCALE_RULE_CODES[rule]),
         np.int64(divisor_min_exponent + 127),
     )
 

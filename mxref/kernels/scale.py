@@ -14,8 +14,15 @@ import math
 import numpy as np
 from numba import njit
 
-# rule codes, in ScaleRule order
-FLOOR, CEIL, EVEN, RCEIL, FLOOR_LOG2_FP32, RCEIL_FP32_DIV = 0, 1, 2, 3, 4, 5
+from mxref.policies import SCALE_RULE_CODES, ScaleRule
+
+# rule codes (plain module ints: numba folds them as compile-time constants)
+FLOOR = SCALE_RULE_CODES[ScaleRule.FLOOR]
+CEIL = SCALE_RULE_CODES[ScaleRule.CEIL]
+EVEN = SCALE_RULE_CODES[ScaleRule.EVEN]
+RCEIL = SCALE_RULE_CODES[ScaleRule.RCEIL]
+FLOOR_LOG2_FP32 = SCALE_RULE_CODES[ScaleRule.FLOOR_LOG2_FP32]
+RCEIL_FP32_DIV = SCALE_RULE_CODES[ScaleRule.RCEIL_FP32_DIV]
 
 
 @njit(cache=True)
