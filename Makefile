@@ -58,6 +58,8 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	@echo "the spec battery again, on mxref's torch codec twin"
+	$(BIN)/python -m pytest -q -p no:cacheprovider spec_tests --mx-backend mxref.torch:quantize
 
 # The spec battery with the "nightly" hypothesis profile (2000 randomized examples per test).
 conform-nightly: $(STAMP)
@@ -65,7 +67,7 @@ conform-nightly: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py && $(BIN)/python benchmarks/bench_gemm.py
-	$(BIN)/python benchmarks/bench_mx_torch.py && $(BIN)/python benchmarks/bench_transforms.py
+	$(BIN)/python benchmarks/bench_torch_codec.py && $(BIN)/python benchmarks/bench_transforms.py
 	$(BIN)/python benchmarks/bench_calibration.py
 
 # Layer-level quality of every batquant method on LLM-like synthetic activations.

@@ -1,6 +1,6 @@
 """batquant: BATQuant calibration for MX formats, built on mxref.
 
-- :mod:`batquant.mx_torch`: MX fake quantization in torch, bit-exact with mxref.
+- MX fake quantization comes from :mod:`mxref.torch` (bit-exact with mxref).
 - :mod:`batquant.transforms`: block-wise affine (GPK and ablations) and the
   baselines' transforms, as ``nn.Module`` objects with one interface.
 - :mod:`batquant.clipping`: block-wise learnable clipping.

@@ -86,11 +86,11 @@ class TensorQuant:
         """Quantize-dequantize ``x`` (a torch tensor) along its last dimension.
 
         Differentiable: straight-through for rounding, zero gradient where an
-        element saturates (see :mod:`batquant.mx_torch`).
+        element saturates (see :mod:`mxref.torch`).
 
         Spec: OCP MX v1.0 sections 5.1 and 6.3.
         """
-        from batquant.mx_torch import quantize_dequantize
+        from mxref.torch import quantize_dequantize
 
         return quantize_dequantize(
             x,

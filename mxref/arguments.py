@@ -1,7 +1,7 @@
 """Argument checks shared by every entry point that takes mxref's quantize arguments.
 
 :mod:`mxref.codec` (numpy and torch inputs, numba kernels) and
-:mod:`batquant.mx_torch` (torch kernels) accept the same arguments with the
+:mod:`mxref.torch` (torch kernels) accept the same arguments with the
 same rules and messages; both call these functions.
 """
 

@@ -1,4 +1,4 @@
-"""batquant.mx_torch against mxref, bit for bit, plus its gradient and argument checks.
+"""mxref.torch against mxref, bit for bit, plus its gradient and argument checks.
 
 Every comparison is on integer views of the results (NaN payloads and signed
 zeros included), never with a float tolerance.
@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mxref
-from batquant.mx_torch import encode, quantize_dequantize
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.presets import PRESETS
 from mxref.testing.cases import encode_blocks
 from mxref.testing.strategies import mx_input
+from mxref.torch import encode, quantize_dequantize
 
 FORMATS = list(mxref.FORMATS)
 RULES = [r.value for r in ScaleRule]

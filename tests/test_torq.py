@@ -102,7 +102,7 @@ def test_max_entropy_rotation_raises_code_usage_entropy():
 
 
 def quantization_error(y: torch.Tensor) -> float:
-    from batquant.mx_torch import quantize_dequantize
+    from mxref.torch import quantize_dequantize
 
     return float(((quantize_dequantize(y, "mxfp4") - y).double() ** 2).sum())
 

@@ -238,12 +238,12 @@ def magnitude_codes(blocks: Tensor, fmt: str = "mxfp4") -> Tensor:
     """The MX magnitude code (sign dropped) of every element of ``blocks`` ``[..., g]``.
 
     Each row of ``g`` is one block, quantized with the spec's FLOOR scale and
-    RNE (:func:`batquant.mx_torch.encode`).
+    RNE (:func:`mxref.torch.encode`).
 
     Spec: OCP MX v1.0 section 6.3.
     """
-    from batquant.mx_torch import encode
     from mxref.formats import get_format
+    from mxref.torch import encode
 
     g = blocks.shape[-1]
     codes, _ = encode(blocks.to(torch.float32).reshape(-1, g), fmt, block_size=g)
@@ -265,7 +265,7 @@ def _quantization_error(blocks: Tensor, fmt: str) -> Tensor:
     The blocks are quantized as float32, as the layers quantize them; the
     error is summed in float64.
     """
-    from batquant.mx_torch import quantize_dequantize
+    from mxref.torch import quantize_dequantize
 
     values = blocks.to(torch.float32)
     error = quantize_dequantize(values, fmt, block_size=blocks.shape[-1]).double() - values.double()

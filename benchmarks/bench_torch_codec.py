@@ -1,20 +1,20 @@
-"""Throughput of batquant.mx_torch against torchao's MX cast, with same-run baselines.
+"""Throughput of mxref.torch against torchao's MX cast, with same-run baselines.
 
-Run ``python benchmarks/bench_mx_torch.py``.  On a 4096 x 4096 float32
+Run ``python benchmarks/bench_torch_codec.py``.  On a 4096 x 4096 float32
 standard-normal tensor (numpy seed 0, as in ``bench_codec.py``), with torch
 limited to 2 threads, it reports elements per second for mxfp4 and
 mxfp8_e4m3 (each figure the better of two medians of repeated calls, timed
 in opposite orders over the cases) of
 
-- ``mx_torch.quantize_dequantize`` (the fake quantization a calibration loop
-  calls) and, for information, ``mx_torch.encode``;
+- ``mxref.torch.quantize_dequantize`` (the fake quantization a calibration loop
+  calls) and, for information, ``mxref.torch.encode``;
 - torchao 0.18's ``MXTensor.to_mx(x, elem_dtype, 32).dequantize(torch.float32)``:
   the same round trip in torchao, the baseline of the speed target;
 - ``dst.copy_(x)`` on the same tensor: the memory-bandwidth yardstick, measured
   in this run because the machine's speed drifts between runs.
 
-It checks that mx_torch equals ``mxref.quantize_dequantize`` bit for bit on
-the array, and reports whether torchao's round trip equals mx_torch's with
+It checks that mxref.torch equals ``mxref.quantize_dequantize`` bit for bit on
+the array, and reports whether torchao's round trip equals mxref.torch's with
 ``preset="torchao"`` (FLOOR, RNE, saturation, torchao's 2**-126 divisor
 floor).  The last lines are PASS/FAIL for the target: quantize_dequantize at
 least 1x torchao's round trip.  With CUDA, the same figures are printed for
@@ -35,7 +35,7 @@ import torch
 from timing import cpu_model, median_seconds  # beside this script
 
 import mxref
-from batquant.mx_torch import encode, quantize_dequantize
+from mxref.torch import encode, quantize_dequantize
 
 FORMATS = ("mxfp4", "mxfp8_e4m3")
 TORCH_THREADS = 2
@@ -88,12 +88,12 @@ def measure(x: torch.Tensor, reps: int, torchao: tuple[Any, str] | str, label: s
         ours = quantize_dequantize(x, name)
         ref = mxref.quantize_dequantize(x.cpu(), name)
         checks.append(
-            f"{name}: mx_torch.quantize_dequantize differs from mxref in "
+            f"{name}: mxref.torch.quantize_dequantize differs from mxref in "
             f"{differing(ours, ref)} of {count} elements"
         )
         cases += [
-            (name, "mx_torch.quantize_dequantize", lambda f=name: quantize_dequantize(x, f)),
-            (name, "mx_torch.encode", lambda f=name: encode(x, f)),
+            (name, "mxref.torch.quantize_dequantize", lambda f=name: quantize_dequantize(x, f)),
+            (name, "mxref.torch.encode", lambda f=name: encode(x, f)),
         ]
         if isinstance(torchao, str):
             cases.append((name, "torchao to_mx + dequantize", None))
@@ -106,7 +106,7 @@ def measure(x: torch.Tensor, reps: int, torchao: tuple[Any, str] | str, label: s
         cases.append((name, "torchao to_mx + dequantize", roundtrip))
         preset = quantize_dequantize(x, name, preset="torchao")
         checks.append(
-            f"{name}: torchao's round trip differs from mx_torch preset='torchao' in "
+            f"{name}: torchao's round trip differs from mxref.torch preset='torchao' in "
             f"{differing(roundtrip(), preset)} of {count} elements"
         )
 
@@ -153,7 +153,7 @@ def measure(x: torch.Tensor, reps: int, torchao: tuple[Any, str] | str, label: s
     seconds_of = {(name, op): seconds for name, op, seconds in rows}
     verdicts = []
     for name in FORMATS:
-        ours = seconds_of[(name, "mx_torch.quantize_dequantize")]
+        ours = seconds_of[(name, "mxref.torch.quantize_dequantize")]
         theirs = seconds_of[(name, "torchao to_mx + dequantize")]
         if ours is None or theirs is None:
             verdicts.append(f"SKIP  {label} {name}: torchao unavailable")
@@ -161,7 +161,7 @@ def measure(x: torch.Tensor, reps: int, torchao: tuple[Any, str] | str, label: s
         ratio = theirs / ours
         verdicts.append(
             f"{'PASS' if ratio >= SPEED_TARGET else 'FAIL'}  {label} {name} "
-            f"mx_torch.quantize_dequantize: {ratio:.2f}x torchao to_mx + dequantize "
+            f"mxref.torch.quantize_dequantize: {ratio:.2f}x torchao to_mx + dequantize "
             f"(target >= {SPEED_TARGET}x)"
         )
     return verdicts
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     torchao = load_torchao()
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32))
 
-    print(f"mx_torch benchmark: {n} x {n} float32 standard normal (seed 0), block 32, last axis")
+    print(f"mxref.torch benchmark: {n} x {n} float32 standard normal (seed 0), block 32, last axis")
     print(f"cpu: {cpu_model()}; Python {platform.python_version()}")
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads)", end="")
     print(f", torchao {torchao[1]}" if not isinstance(torchao, str) else f"; torchao: {torchao}")

@@ -1,0 +1,79 @@
+"""mxref's third codec twin, in torch: the same bits as the numba kernels and the oracle.
+
+:func:`encode` and :func:`quantize_dequantize` take torch tensors on any
+device and give :func:`mxref.quantize`'s and :func:`mxref.quantize_dequantize`'s
+bits (:mod:`mxref.torch.codec` says how).  :func:`quantize` is the same codec
+behind :func:`mxref.quantize`'s signature, returning an :class:`~mxref.MXArray`,
+so that the conformance battery can run on it::
+
+    pytest spec_tests --mx-backend mxref.torch:quantize
+
+Needs torch (the ``torch`` extra); ``import mxref`` never imports this package.
+
+Spec: OCP MX v1.0 sections 5.1, 5.4.1 and 6.3.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from mxref.arguments import check_axis, check_block_size
+from mxref.array import MXArray
+from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format
+from mxref.policies import Overflow, Rounding, ScaleRule
+from mxref.presets import Preset
+from mxref.torch.codec import encode, quantize_dequantize
+
+__all__ = ["encode", "quantize", "quantize_dequantize"]
+
+
+def quantize(
+    x: Any,
+    fmt: str | ElementFormat,
+    *,
+    axis: int = -1,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    scale_rule: str | ScaleRule | None = None,
+    rounding: str | Rounding | None = None,
+    overflow: str | Overflow | None = None,
+    seed: int | None = None,
+    preset: str | Preset | None = None,
+) -> MXArray:
+    """:func:`mxref.quantize` computed by the torch codec (:func:`encode`) on the CPU.
+
+    Parameters
+    ----------
+    x : array_like or torch.Tensor
+        float16, bfloat16 (a torch tensor, or an ml_dtypes array), float32 or
+        float64 values, at least 1-d.
+    fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset
+        As for :func:`mxref.quantize`.
+
+    Returns
+    -------
+    MXArray
+        Its codes and scales equal ``mxref.quantize(x, ...)``'s byte for byte.
+
+    Spec: OCP MX v1.0 sections 5.4.1 and 6.3.
+    """
+    t = _as_tensor(x)
+    codes, scales = encode(
+        t, fmt, axis=axis, block_size=block_size, scale_rule=scale_rule, rounding=rounding,
+        overflow=overflow, seed=seed, preset=preset,
+    )  # fmt: skip
+    return MXArray(codes.cpu().numpy(), scales.cpu().numpy(), get_format(fmt),
+                   check_axis(axis, t.dim()), check_block_size(block_size))  # fmt: skip
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    """``x`` as a CPU tensor of its own float dtype (bfloat16 arrays through their bits)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    arr = np.asarray(x)
+    if arr.dtype.name == "bfloat16":  # ml_dtypes: torch cannot wrap it, its bits can
+        bits = np.ascontiguousarray(arr).view(np.uint16).astype(np.int16, copy=False)
+        return torch.from_numpy(bits.copy()).view(torch.bfloat16)
+    return torch.from_numpy(np.array(arr, copy=True))
