@@ -61,11 +61,9 @@ Where the output came from (``Mismatch.source``)
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -73,7 +71,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mxref.dtypes import BFLOAT16
-from mxref.files import InputError, PathLike, check_new, parse_shape, write_new_text
+from mxref.files import InputError, PathLike, parse_shape, write_new_text
 
 #: Default number of elements compared at a time.  Each chunk needs about 90
 #: bytes of temporaries per element; 1 << 18 (about 23 MiB) is as fast as 1 << 20
@@ -926,88 +924,3 @@ def write_report_json(path: PathLike, report: CompareReport, *, force: bool = Fa
         does not exist.
     """
     write_new_text(path, report.to_json(), force=force)
-
-
-# --------------------------------------------------------------------------
-# command line
-# --------------------------------------------------------------------------
-def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``mxref compare`` arguments to ``parser``.
-
-    Also sets ``func=run_compare`` as the parser's default, as the other
-    subcommands of :mod:`mxref.cli` do.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The ``compare`` subparser.
-    """
-    parser.add_argument(
-        "--dtype",
-        metavar="{" + ",".join(LAYOUTS) + "}",
-        help="element type; required for raw .bin, checked against .npy",
-    )
-    parser.add_argument("--shape", help="shape of raw .bin inputs, e.g. 4,64")
-    parser.add_argument(
-        "--max-ulp",
-        type=int,
-        default=0,
-        metavar="N",
-        help="largest ULP distance that passes (default: %(default)s, bit-exact)",
-    )
-    parser.add_argument(
-        "--show",
-        type=int,
-        default=DEFAULT_SHOW,
-        metavar="N",
-        help="how many mismatches to describe (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--k", type=int, metavar="K", help="GEMM reduction length, to name K-blocks (2-D only)"
-    )
-    parser.add_argument(
-        "--block-size", type=int, metavar="BS", help="MX block size along K (with --k)"
-    )
-    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
-    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
-    parser.add_argument("reference", metavar="REFERENCE", help="mxref's output (.npy or .bin)")
-    parser.add_argument("actual", metavar="ACTUAL", help="the output to check (.npy or .bin)")
-    parser.set_defaults(func=run_compare)
-
-
-def run_compare(args: argparse.Namespace) -> int:
-    """Run ``mxref compare``: compare, print a summary, optionally write JSON.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        As parsed with :func:`add_compare_arguments`.
-
-    Returns
-    -------
-    int
-        0 when every element pair passes, 1 when some do not.
-
-    Raises
-    ------
-    InputError
-        For bad input; :func:`mxref.cli.main` reports it as one line and
-        exits with status 2.
-    """
-    if args.json is not None:
-        # before the compare, which may take long on large files
-        check_new([args.json], force=args.force)
-    report = compare_files(
-        args.reference,
-        args.actual,
-        dtype=args.dtype,
-        shape=args.shape,
-        max_ulp=args.max_ulp,
-        show=args.show,
-        k=args.k,
-        block_size=args.block_size,
-    )
-    sys.stdout.write(format_report(report))
-    if args.json is not None:
-        write_report_json(args.json, report, force=args.force)
-    return report.exit_status

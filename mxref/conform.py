@@ -83,7 +83,6 @@ each clause to checks.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import fnmatch
 import functools
@@ -93,7 +92,6 @@ import math
 import re
 import shlex
 import subprocess
-import sys
 import tempfile
 import tomllib
 import zlib
@@ -105,12 +103,12 @@ from typing import Any
 import numpy as np
 
 from mxref.array import MXArray
-from mxref.files import InputError, PathLike, check_new, write_new_text
+from mxref.files import InputError, PathLike, write_new_text
 from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, ElementFormat, Specials, get_format
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.ref.array import quantize_array
 from mxref.ref.element import decode_element, pow2
-from mxref.testing.backend import codes_and_scales, load_backend
+from mxref.testing.backend import codes_and_scales
 
 #: Version tag of the ``--command`` exchange files.
 PROTOCOL = "mxref-conform-1"
@@ -2255,150 +2253,3 @@ def write_report_json(path: PathLike, report: ConformReport, *, force: bool = Fa
         does not exist.
     """
     write_new_text(path, report.to_json(), force=force)
-
-
-# --------------------------------------------------------------------------
-# command line
-# --------------------------------------------------------------------------
-def add_conform_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``mxref conform`` arguments to ``parser`` and set ``func=run_conform``.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The ``conform`` subparser.
-    """
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument(
-        "--backend",
-        metavar="MODULE:FUNCTION",
-        help="Python quantize with mxref.quantize's signature",
-    )
-    which.add_argument(
-        "--command",
-        metavar="'SIM --in {in} --out {out}'",
-        help="external program speaking the .npz exchange protocol (docs/conformance.md)",
-    )
-    parser.add_argument(
-        "--pack", metavar="MODULE:FUNCTION", help="pack with mxref.pack's signature (packing area)"
-    )
-    parser.add_argument(
-        "--matmul",
-        metavar="MODULE:FUNCTION",
-        help="matmul with mxref.matmul's signature (GEMM area)",
-    )
-    parser.add_argument(
-        "--dequantize",
-        metavar="MODULE:FUNCTION",
-        help="dequantize with mxref.dequantize's signature (golden decode files)",
-    )
-    parser.add_argument(
-        "--accum",
-        default="exact",
-        metavar="MODEL",
-        help="accumulation model of --matmul (default: %(default)s)",
-    )
-    gold = parser.add_mutually_exclusive_group()
-    gold.add_argument(
-        "--golden",
-        metavar="DIR",
-        help="golden files to verify (default: the ones shipped with mxref)",
-    )
-    gold.add_argument("--no-golden", action="store_true", help="do not verify golden files")
-    parser.add_argument(
-        "--deviations", metavar="FILE", help="known deviations, JSON or TOML: check id -> reason"
-    )
-    parser.add_argument(
-        "--level",
-        type=int,
-        default=1,
-        choices=(1, 2),
-        help="1: quick (default); 2: many more cases",
-    )
-    parser.add_argument(
-        "--format", default="all", metavar="LIST", help="formats, comma-separated (default: all)"
-    )
-    parser.add_argument(
-        "--scale-rule",
-        default="floor",
-        metavar="LIST",
-        help="scale rules to test, comma-separated or 'all' (default: floor)",
-    )
-    parser.add_argument(
-        "--rounding",
-        default="rne",
-        metavar="LIST",
-        help="roundings, or 'all' = rne,away,zero (default: rne)",
-    )
-    parser.add_argument(
-        "--overflow",
-        default="saturate",
-        metavar="LIST",
-        help="overflow policies, or 'all' (default: saturate)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random battery seed (default: 0)")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help="limit per --command run (default: %(default)g)",
-    )
-    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
-    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
-    parser.set_defaults(func=run_conform)
-
-
-def run_conform(args: argparse.Namespace) -> int:
-    """Run ``mxref conform``: run the battery, print the summary, optionally write JSON.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        As parsed with :func:`add_conform_arguments`.
-
-    Returns
-    -------
-    int
-        0 when every check passes (declared deviations excluded), 1 otherwise.
-
-    Raises
-    ------
-    InputError, ValueError
-        For bad input; :func:`mxref.cli.main` reports it as one line and
-        exits with status 2.
-    """
-    if args.json is not None:
-        check_new([args.json], force=args.force)  # before the run, which takes a while
-    deviations = load_deviations(args.deviations) if args.deviations is not None else None
-    golden: Path | None = None
-    if args.golden is not None:
-        golden = Path(args.golden)
-        if not golden.is_dir():
-            raise InputError(f"{golden}: --golden must be a directory of golden files")
-    elif not args.no_golden:
-        from mxref.golden import shipped_golden_dir
-
-        golden = shipped_golden_dir()
-    report = run_conformance(
-        load_backend(args.backend) if args.backend is not None else None,
-        command=args.command,
-        pack=load_backend(args.pack) if args.pack is not None else None,
-        matmul=load_backend(args.matmul) if args.matmul is not None else None,
-        accum=args.accum,
-        dequantize=load_backend(args.dequantize) if args.dequantize is not None else None,
-        golden=golden,
-        deviations=deviations,
-        level=args.level,
-        formats=args.format,
-        scale_rules=args.scale_rule,
-        roundings=args.rounding,
-        overflows=args.overflow,
-        seed=args.seed,
-        timeout=args.timeout,
-        name=args.backend if args.backend is not None else None,
-    )
-    sys.stdout.write(format_report(report))
-    if args.json is not None:
-        write_report_json(args.json, report, force=args.force)
-    return report.exit_status

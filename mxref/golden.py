@@ -29,7 +29,6 @@ Spec: OCP MX v1.0 sections 5 (encodings), 5.1 (decoding), 6.2 (Dot) and 6.3
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.resources
 import json
@@ -80,7 +79,6 @@ __all__ = [
     "GoldenCase",
     "GoldenFile",
     "VerifyReport",
-    "add_golden_arguments",
     "append_regression",
     "file_names",
     "generate",
@@ -1935,87 +1933,3 @@ def mxref_backend() -> dict[str, Callable[..., Any]]:
         "matmul": mxref.matmul,
         "dequantize": mxref.dequantize,
     }
-
-
-# --- command line ------------------------------------------------------------------------------
-
-
-def add_golden_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``mxref golden generate`` and ``mxref golden verify`` to the ``golden`` subparser.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The ``golden`` subparser of :mod:`mxref.cli`.
-    """
-    sub = parser.add_subparsers(dest="golden_command", required=True, metavar="ACTION")
-    gen = sub.add_parser(
-        "generate",
-        help="write the golden files and their MANIFEST from the oracle",
-        description="Write every golden file and the MANIFEST into --dir, from the exact "
-        "oracle only; the bytes are the same on every run.",
-    )
-    gen.add_argument(
-        "--dir",
-        help="golden directory (default: the one shipped with mxref, which needs --force)",
-    )
-    gen.add_argument("--force", action="store_true", help="replace existing files")
-    gen.set_defaults(func=cmd_generate)
-    ver = sub.add_parser(
-        "verify",
-        help="check the golden files against the MANIFEST and run an implementation on them",
-        description="Check every golden file against the MANIFEST, then run mxref (or the "
-        "quantize named by --backend) on every case, comparing bits exactly.  Exit status 0 "
-        "when everything run passes, 1 when a case fails or a file does not match the "
-        "MANIFEST, 2 for bad input.",
-    )
-    ver.add_argument("--dir", help="golden directory (default: the one shipped with mxref)")
-    ver.add_argument(
-        "--backend",
-        metavar="MODULE:FUNCTION",
-        help="a quantize with mxref.quantize's signature; packing, GEMM and decode cases "
-        "are then reported 'not provided' (default: mxref itself, every operation)",
-    )
-    ver.add_argument("--json", metavar="REPORT.json", help="also write the report as JSON")
-    ver.set_defaults(func=cmd_verify)
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    """Run ``mxref golden generate``.
-
-    Returns
-    -------
-    int
-        0 on success.
-    """
-    result = generate(args.dir or shipped_golden_dir(), force=args.force)
-    print(
-        f"wrote {len(result.files)} files ({result.total_bytes} bytes) to {result.directory} "
-        f"in {result.seconds:.1f} s"
-    )
-    for name in result.stale:
-        print(f"note: {name} is not a generated file; verify will report it as extra")
-    return 0
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    """Run ``mxref golden verify``.
-
-    Returns
-    -------
-    int
-        0 when the report is ok, 1 otherwise.
-    """
-    from mxref.testing.backend import load_backend
-
-    if args.json is not None:
-        check_new([args.json], force=True)  # a report is rewritten, but its folder must exist
-    directory = args.dir or shipped_golden_dir()
-    if args.backend:
-        report = verify(directory, quantize=load_backend(args.backend), backend_name=args.backend)
-    else:
-        report = verify(directory, **mxref_backend(), backend_name="mxref")
-    print(report.summary())
-    if args.json is not None:
-        Path(args.json).write_text(report.to_json(), encoding="utf-8")
-    return 0 if report.ok else 1

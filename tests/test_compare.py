@@ -14,16 +14,16 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from mxref.cli.compare import add_arguments as add_compare_arguments
+from mxref.cli.compare import run as run_compare
 from mxref.compare import (
     LAYOUTS,
     CompareReport,
-    add_compare_arguments,
     bucket_label,
     compare_arrays,
     compare_files,
     decode_bits,
     format_report,
-    run_compare,
 )
 from mxref.files import InputError
 

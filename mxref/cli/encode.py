@@ -1,0 +1,150 @@
+"""``mxref encode``: quantize a tensor file to MX codes and scales."""
+
+from __future__ import annotations
+
+import argparse
+
+from mxref.cli.help import ExamplesFormatter, examples
+from mxref.codec import quantize
+from mxref.files import (
+    DTYPES,
+    SCALE_LAYOUTS,
+    InputError,
+    check_new,
+    packed_paths,
+    parse_dtype,
+    parse_shape,
+    read_tensor,
+    write_mx,
+)
+from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, get_format
+from mxref.policies import Overflow, Rounding, ScaleRule
+
+
+def _choices(enum: type[ScaleRule] | type[Rounding] | type[Overflow]) -> str:
+    return "{" + ",".join(m.value for m in enum) + "}"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the subcommand to ``sub`` (the ``mxref`` subparsers); return its parser."""
+    enc = sub.add_parser(
+        "encode",
+        help="quantize a tensor to MX codes and scales",
+        description="Quantize IN (.npy, .safetensors or raw .bin) and write OUT: "
+        ".npz, or packed .bin (with NAME.scales.bin and a NAME.json sidecar).",
+        formatter_class=ExamplesFormatter,
+        epilog=examples(
+            "mxref encode --format mxfp4 x.npy x.npz",
+            "mxref encode --format mxfp8_e4m3 --scale-rule rceil --dtype bfloat16 "
+            "--shape 128,4096 dump.bin out.bin",
+            "mxref encode --format mxfp4 --rounding stochastic --seed 7 --axis 0 w.npy w.npz",
+        ),
+    )
+    enc.add_argument(
+        "--format", required=True, metavar="{" + ",".join(FORMATS) + "}", help="element format"
+    )
+    enc.add_argument(
+        "--scale-rule",
+        default=ScaleRule.FLOOR.value,
+        metavar=_choices(ScaleRule),
+        help="how the shared exponent is chosen (default: %(default)s, the spec's)",
+    )
+    enc.add_argument(
+        "--rounding",
+        default=Rounding.RNE.value,
+        metavar=_choices(Rounding),
+        help="element rounding (default: %(default)s, the spec's)",
+    )
+    enc.add_argument(
+        "--overflow",
+        default=Overflow.SATURATE.value,
+        metavar=_choices(Overflow),
+        help="what values above max normal become (default: %(default)s, the spec's)",
+    )
+    enc.add_argument("--seed", type=int, help="seed for --rounding stochastic (required there)")
+    enc.add_argument("--axis", type=int, default=-1, help="axis cut into blocks (default: -1)")
+    enc.add_argument(
+        "--block-size",
+        type=int,
+        default=DEFAULT_BLOCK_SIZE,
+        help="elements per block (default: %(default)s)",
+    )
+    enc.add_argument(
+        "--dtype",
+        metavar="{" + ",".join(DTYPES) + "}",
+        help="element type of a raw .bin IN (little-endian)",
+    )
+    enc.add_argument("--shape", help="shape of a raw .bin IN, e.g. 4,64")
+    enc.add_argument("--tensor", metavar="NAME", help="which tensor of a .safetensors IN")
+    enc.add_argument(
+        "--scale-layout",
+        metavar="{" + ",".join(SCALE_LAYOUTS) + "}",
+        help="scale byte layout of a packed .bin OUT (default: plain)",
+    )
+    enc.add_argument("--force", action="store_true", help="replace existing output files")
+    enc.add_argument("input", metavar="IN")
+    enc.add_argument("output", metavar="OUT")
+    enc.set_defaults(func=run)
+    return enc
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``mxref encode``: read IN, quantize, write OUT.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        As parsed by :func:`add_parser`'s parser.
+
+    Returns
+    -------
+    int
+        0 on success.
+    """
+    # Check every argument before reading the input, which may be large.
+    fmt = get_format(args.format)
+    rule = ScaleRule.parse(args.scale_rule, "--scale-rule")
+    rounding = Rounding.parse(args.rounding, "--rounding")
+    overflow = Overflow.parse(args.overflow, "--overflow")
+    # quantize checks these too, but words its errors for the Python API
+    if rounding is Rounding.STOCHASTIC and args.seed is None:
+        raise InputError("--rounding stochastic needs --seed N, so that results reproduce")
+    if rounding is not Rounding.STOCHASTIC and args.seed is not None:
+        raise InputError("--seed is only used with --rounding stochastic")
+    if args.block_size < 1:
+        raise InputError(f"--block-size must be >= 1; got {args.block_size}")
+    dtype = None if args.dtype is None else parse_dtype(args.dtype)
+    shape = None if args.shape is None else parse_shape(args.shape)
+    out = args.output
+    suffix = out.rsplit(".", 1)[-1].lower() if "." in out else ""
+    if suffix == "npz":
+        if args.scale_layout is not None:
+            raise InputError("--scale-layout applies only to packed .bin output")
+        check_new([out], force=args.force)
+    elif suffix == "bin":
+        check_new(packed_paths(out), force=args.force)
+    else:
+        raise InputError(f"{out}: OUT must end in .npz or .bin (packed)")
+
+    x = read_tensor(args.input, dtype=dtype, shape=shape, tensor=args.tensor)
+    mx = quantize(
+        x,
+        fmt,
+        axis=args.axis,
+        block_size=args.block_size,
+        scale_rule=rule,
+        rounding=rounding,
+        overflow=overflow,
+        seed=args.seed,
+    )
+    write_mx(
+        out,
+        mx,
+        scale_layout=args.scale_layout,
+        scale_rule=rule,
+        rounding=rounding,
+        overflow=overflow,
+        seed=args.seed,
+        force=args.force,
+    )
+    return 0
