@@ -47,7 +47,7 @@ A *mismatch* is an element pair that fails: a finite pair more than
 ``max_ulp`` apart, a signed-zero mismatch, a NaN mismatch or an Inf mismatch.
 The report lists the first ``show`` of them.  The exit status of
 ``mxref compare`` is 0 when there are none, 1 when there are some, and 2 for
-bad input (:class:`~mxref.files.InputError`, raised to the CLI).
+bad input (:class:`~mxref.io.InputError`, raised to the CLI).
 
 Where the output came from (``Mismatch.source``)
     For a 2-D output ``D`` of shape ``(M, N)`` read as a GEMM ``D = A @ B``,
@@ -71,7 +71,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mxref.dtypes import BFLOAT16
-from mxref.files import InputError, PathLike, parse_shape, write_new_text
+from mxref.io import InputError, PathLike, parse_shape, write_new_text
 
 #: Default number of elements compared at a time.  Each chunk needs about 90
 #: bytes of temporaries per element; 1 << 18 (about 23 MiB) is as fast as 1 << 20

@@ -103,8 +103,8 @@ from typing import Any
 import numpy as np
 
 from mxref.array import MXArray
-from mxref.files import InputError, PathLike, write_new_text
 from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, ElementFormat, Specials, get_format
+from mxref.io import InputError, PathLike, write_new_text
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.ref.array import quantize_array
 from mxref.ref.element import decode_element, pow2

@@ -47,8 +47,8 @@ import numpy as np
 from mxref.accum import parse_accum
 from mxref.array import MXArray
 from mxref.codec import quantize as mxref_quantize
-from mxref.files import InputError, check_new
 from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, ElementFormat, get_format
+from mxref.io import InputError, check_new
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.ref.array import HOST_FORMATS
 from mxref.ref.block import quantize_block

@@ -20,7 +20,7 @@ import pytest
 import mxref
 from mxref import golden
 from mxref.cli import main
-from mxref.files import InputError
+from mxref.io import InputError
 from mxref.testing import cases
 from mxref.testing.backend import codes_and_scales
 

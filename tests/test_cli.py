@@ -1,4 +1,4 @@
-"""The ``mxref`` command line and :mod:`mxref.files`: results equal the API bit
+"""The ``mxref`` command line and :mod:`mxref.io`: results equal the API bit
 for bit, and every user error is one line on stderr with exit status 2."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import mxref
 import mxref.packing
 from mxref.cli import main
-from mxref.files import NPZ_VERSION, PACKED_VERSION, SCALE_LAYOUTS, read_mx, read_tensor
+from mxref.io import NPZ_VERSION, PACKED_VERSION, SCALE_LAYOUTS, read_mx, read_tensor
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:

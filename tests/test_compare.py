@@ -25,7 +25,7 @@ from mxref.compare import (
     decode_bits,
     format_report,
 )
-from mxref.files import InputError
+from mxref.io import InputError
 
 UINT = {"float16": np.uint16, "bfloat16": np.uint16, "float32": np.uint32, "float64": np.uint64}
 FLOAT = {

@@ -34,7 +34,7 @@ from mxref.conform import (
     parse_deviations,
     run_conformance,
 )
-from mxref.files import InputError
+from mxref.io import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "mxref" / "golden_vectors"

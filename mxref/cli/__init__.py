@@ -20,7 +20,7 @@
 ``--dtype`` and ``--shape``) and writes OUT as ``.npz`` or as packed ``.bin``
 plus ``.scales.bin`` and a ``.json`` sidecar.  ``decode`` reads either back and
 writes ``.npy`` or raw ``.bin``.  The file formats are described in
-:mod:`mxref.files`.
+:mod:`mxref.io`.
 
 ``gemm`` reads A (M x K, blocked along K) and B (K x N blocked along axis 0,
 or N x K blocked along axis 1, meaning ``D = A @ B.T``), both results of

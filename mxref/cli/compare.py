@@ -7,7 +7,7 @@ import sys
 
 from mxref.cli.help import ExamplesFormatter, examples
 from mxref.compare import DEFAULT_SHOW, LAYOUTS, compare_files, format_report, write_report_json
-from mxref.files import check_new
+from mxref.io import check_new
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -14,8 +14,8 @@ from mxref.conform import (
     run_conformance,
     write_report_json,
 )
-from mxref.files import InputError, check_new
 from mxref.golden import shipped_golden_dir
+from mxref.io import InputError, check_new
 from mxref.testing.backend import load_backend
 
 

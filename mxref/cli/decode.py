@@ -6,7 +6,7 @@ import argparse
 
 from mxref.cli.help import ExamplesFormatter, examples
 from mxref.codec import dequantize
-from mxref.files import DTYPES, InputError, check_new, parse_dtype, read_mx, write_array
+from mxref.io import DTYPES, InputError, check_new, parse_dtype, read_mx, write_array
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -6,7 +6,8 @@ import argparse
 
 from mxref.cli.help import ExamplesFormatter, examples
 from mxref.codec import quantize
-from mxref.files import (
+from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, get_format
+from mxref.io import (
     DTYPES,
     SCALE_LAYOUTS,
     InputError,
@@ -17,7 +18,6 @@ from mxref.files import (
     read_tensor,
     write_mx,
 )
-from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, get_format
 from mxref.policies import Overflow, Rounding, ScaleRule
 
 

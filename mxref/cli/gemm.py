@@ -6,8 +6,8 @@ import argparse
 
 from mxref.accum import parse_accum
 from mxref.cli.help import ExamplesFormatter, examples
-from mxref.files import InputError, check_new, parse_dtype, read_mx, read_tensor, write_array
 from mxref.gemm import matmul
+from mxref.io import InputError, check_new, parse_dtype, read_mx, read_tensor, write_array
 
 #: Output types ``mxref gemm --out-dtype`` accepts (those :func:`mxref.matmul` rounds to).
 GEMM_OUT_DTYPES = ("float32", "float16", "bfloat16")
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     Raises
     ------
     ValueError, TypeError
-        :class:`~mxref.files.InputError` for bad arguments and files, and
+        :class:`~mxref.io.InputError` for bad arguments and files, and
         :func:`mxref.matmul`'s own errors for operands that do not fit
         together; :func:`mxref.cli.main` reports either as one line.
     """

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from mxref.cli.help import ExamplesFormatter, examples
-from mxref.files import check_new
 from mxref.golden import generate, mxref_backend, shipped_golden_dir, verify
+from mxref.io import check_new
 from mxref.testing.backend import load_backend
 
 
