@@ -21,7 +21,7 @@ import pytest
 
 import mxref
 from mxref.cli import main
-from mxref.conform import (
+from mxref.conformance import (
     AREAS,
     CHECKS,
     CommandBackend,

@@ -1,4 +1,4 @@
-"""``mxref conform``: the conformance battery against an implementation (:mod:`mxref.conform`)."""
+"""``mxref conform``: the conformance battery against an implementation (mxref.conformance)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from mxref.cli.help import ExamplesFormatter, examples
-from mxref.conform import (
+from mxref.conformance import (
     DEFAULT_TIMEOUT,
     format_report,
     load_deviations,

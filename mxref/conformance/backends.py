@@ -1,0 +1,289 @@
+"""The implementation under test: a Python callable or an external ``--command``.
+
+And what counts as a valid answer from either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mxref.array import MXArray
+from mxref.conformance.checks import DEFAULT_TIMEOUT, Config
+from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format
+from mxref.io import InputError
+from mxref.policies import Overflow, Rounding, ScaleRule
+from mxref.testing.backend import codes_and_scales
+
+
+# --------------------------------------------------------------------------
+# backends
+# --------------------------------------------------------------------------
+class BackendError(Exception):
+    """The backend raised, crashed, timed out or wrote malformed output.
+
+    This fails the cases of that run; it is not bad input.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendOutput:
+    """What a backend returned for a batch of rows, validated.
+
+    Attributes
+    ----------
+    codes : np.ndarray
+        Integer codes, ``(rows, block_size)``.
+    scales : np.ndarray
+        Integer scale bytes, ``(rows,)``.
+    packed : np.ndarray or None
+        uint8 ``(rows, bytes_per_row)``, when the backend provides packing.
+    """
+
+    codes: np.ndarray
+    scales: np.ndarray
+    packed: np.ndarray | None = None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:500] or type(exc).__name__
+
+
+def _validated(codes: Any, scales: Any, packed: Any, shape: tuple[int, ...]) -> BackendOutput:
+    codes = np.asarray(codes)
+    scales = np.asarray(scales)
+    if codes.dtype.kind not in "ui":
+        raise BackendError(f"codes must be an integer array; got dtype {codes.dtype}")
+    if codes.shape != shape:
+        raise BackendError(f"codes have shape {codes.shape}; expected {shape}")
+    if scales.dtype.kind not in "ui":
+        raise BackendError(f"scales must be an integer array; got dtype {scales.dtype}")
+    if scales.size != shape[0]:
+        raise BackendError(
+            f"scales have shape {scales.shape}; expected ({shape[0]},), one per block"
+        )
+    if packed is not None:
+        packed = np.asarray(packed)
+        if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[0] != shape[0]:
+            raise BackendError(
+                f"packed must be uint8 of shape ({shape[0]}, bytes_per_row); "
+                f"got {packed.dtype} {packed.shape}"
+            )
+    return BackendOutput(codes.astype(np.int64), scales.reshape(-1).astype(np.int64), packed)
+
+
+class CallableBackend:
+    """A Python callable with :func:`mxref.quantize`'s signature.
+
+    It is called as ``quantize(x, fmt_name, axis=-1, block_size=bs,
+    scale_rule=..., rounding=..., overflow=...)`` (plus ``seed=`` with
+    stochastic rounding) on float32 rows of blocks, and must return an object
+    with ``codes`` and ``scales`` (an MXArray) or a ``(codes, scales)`` tuple.
+
+    Parameters
+    ----------
+    quantize : callable
+    name : str, optional
+        Shown in the report.
+    """
+
+    def __init__(self, quantize: Callable[..., Any], name: str | None = None) -> None:
+        self.quantize = quantize
+        self.name: str = name or str(getattr(quantize, "__qualname__", repr(quantize)))
+
+    def run(self, x: np.ndarray, config: Config) -> BackendOutput:
+        """Quantize rows of blocks under ``config``.
+
+        Raises
+        ------
+        BackendError
+            The callable raised, or returned something malformed.
+        """
+        try:
+            result = self.quantize(x.copy(), config.fmt, **config.kwargs())
+        except Exception as exc:  # the backend's own bug: a result, not a crash of ours
+            raise BackendError(f"raised {type(exc).__name__}: {_one_line(exc)}") from None
+        try:
+            codes, scales = codes_and_scales(result)
+        except TypeError as exc:
+            raise BackendError(str(exc)) from None
+        return _validated(codes, scales, None, x.shape)
+
+
+def _tail(data: bytes, lines: int = 5) -> str:
+    text = data.decode("utf-8", "replace").strip()
+    if not text:
+        return ""
+    return "; stderr: " + " | ".join(text.splitlines()[-lines:])[-800:]
+
+
+class CommandBackend:
+    """An external program speaking the ``--command`` protocol (module docstring).
+
+    Parameters
+    ----------
+    command : str
+        Split with :func:`shlex.split`; must contain ``{in}`` and ``{out}``.
+    timeout : float
+        Seconds per run.
+
+    Raises
+    ------
+    InputError
+        The command is empty, unbalanced or lacks a placeholder.
+    """
+
+    def __init__(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise InputError(f"--command {command!r}: {exc}") from None
+        if not argv:
+            raise InputError("--command is empty")
+        for placeholder in ("{in}", "{out}"):
+            if not any(placeholder in a for a in argv):
+                raise InputError(
+                    f"--command must contain {placeholder}, where the {placeholder[1:-1]}put "
+                    "file's path goes (e.g. 'sim --in {in} --out {out}')"
+                )
+        if not timeout > 0:
+            raise InputError(f"--timeout must be positive; got {timeout}")
+        self.argv = argv
+        self.timeout = timeout
+        self.name = command
+
+    def run(self, x: np.ndarray, config: Config) -> BackendOutput:
+        """Write ``{in}``, run the command, read ``{out}``.
+
+        Raises
+        ------
+        BackendError
+            The command failed, timed out, or wrote no or malformed output.
+        InputError
+            The program does not exist or cannot be executed.
+        """
+        with tempfile.TemporaryDirectory(prefix="mxref-conform-") as tmp:
+            inp, out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+            with inp.open("wb") as f:
+                np.savez(
+                    f,
+                    x=np.ascontiguousarray(x, np.float32),
+                    meta=np.array(json.dumps(config.meta())),
+                )
+            argv = [a.replace("{in}", str(inp)).replace("{out}", str(out)) for a in self.argv]
+            try:
+                proc = subprocess.run(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    timeout=self.timeout,
+                    check=False,
+                )
+            except FileNotFoundError:
+                raise InputError(f"--command: program {argv[0]!r} not found") from None
+            except PermissionError:
+                raise InputError(f"--command: program {argv[0]!r} cannot be executed") from None
+            except subprocess.TimeoutExpired:
+                raise BackendError(f"command timed out after {self.timeout:g} s") from None
+            if proc.returncode != 0:
+                raise BackendError(
+                    f"command exited with status {proc.returncode}{_tail(proc.stderr)}"
+                )
+            if not out.is_file():
+                raise BackendError(
+                    f"command exited with status 0 but wrote no {{out}} file{_tail(proc.stderr)}"
+                )
+            try:
+                with np.load(out, allow_pickle=False) as z:
+                    missing = [k for k in ("codes", "scales") if k not in z.files]
+                    if missing:
+                        raise BackendError(
+                            f"{{out}} has no {' or '.join(repr(m) for m in missing)} array "
+                            f"(it has {sorted(z.files)})"
+                        )
+                    codes, scales = z["codes"], z["scales"]
+                    packed = z["packed"] if "packed" in z.files else None
+            except BackendError:
+                raise
+            except Exception as exc:  # whatever a corrupt file makes numpy raise
+                raise BackendError(f"{{out}} is not a readable .npz: {_one_line(exc)}") from None
+        return _validated(codes, scales, packed, x.shape)
+
+
+Backend = CallableBackend | CommandBackend
+
+
+def as_quantize(backend: Backend) -> Callable[..., MXArray]:
+    """A callable with :func:`mxref.quantize`'s signature running ``backend``.
+
+    For a :class:`CommandBackend` the input is cut into blocks along ``axis``
+    (the last block zero padded, which does not change it), sent as rows and
+    put back; only inputs that are exactly float32 can be sent.
+
+    Parameters
+    ----------
+    backend : CallableBackend or CommandBackend
+
+    Returns
+    -------
+    callable
+        Raises ``ValueError`` when the backend fails.
+    """
+    if isinstance(backend, CallableBackend):
+        return backend.quantize
+
+    def quantize(
+        x: Any,
+        fmt: str | ElementFormat,
+        *,
+        axis: int = -1,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        scale_rule: str | ScaleRule = ScaleRule.FLOOR,
+        rounding: str | Rounding = Rounding.RNE,
+        overflow: str | Overflow = Overflow.SATURATE,
+        seed: int | None = None,
+    ) -> MXArray:
+        arr = np.asarray(x)
+        f32 = arr.astype(np.float32)
+        same = f32.astype(arr.dtype)
+        if not np.array_equal(same, arr, equal_nan=True):
+            raise ValueError("the --command protocol carries float32 inputs only")
+        f = get_format(fmt)
+        ax = axis % arr.ndim
+        moved = np.moveaxis(f32, ax, -1)
+        n = moved.shape[-1]
+        nblk = -(-n // block_size)
+        padded = np.zeros((*moved.shape[:-1], nblk * block_size), np.float32)
+        padded[..., :n] = moved
+        config = Config(
+            f.name,
+            ScaleRule.parse(scale_rule).value,
+            Rounding.parse(rounding).value,
+            Overflow.parse(overflow).value,
+            block_size,
+            seed,
+        )
+        try:
+            out = backend.run(padded.reshape(-1, block_size), config)
+        except BackendError as exc:
+            raise ValueError(str(exc)) from None
+        codes = out.codes.reshape(padded.shape)[..., :n]
+        scales = out.scales.reshape(*moved.shape[:-1], nblk)
+        return MXArray(
+            codes=np.ascontiguousarray(np.moveaxis(codes, -1, ax)).astype(np.uint8),
+            scales=np.ascontiguousarray(np.moveaxis(scales, -1, ax)).astype(np.uint8),
+            fmt=f,
+            axis=ax,
+            block_size=block_size,
+        )
+
+    return quantize

@@ -1,0 +1,363 @@
+"""What a conformance run found: failures, per-check and per-area results.
+
+The report, and its text and JSON forms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mxref.conformance.checks import AREAS, PROTOCOL
+from mxref.io import PathLike, write_new_text
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseFailure:
+    """The first failing case of a check, in hex.
+
+    Attributes
+    ----------
+    check : str
+        The check id.
+    where : str
+        Format, policies, case number and what the case is.
+    inputs, expected, got : dict of str to list of str
+        Hex words: float32 inputs (``"x"``), scale byte and codes
+        (``"scale"``, ``"codes"``), packed bytes, GEMM operands and results.
+    differs : list of str
+        What differs, e.g. ``["scale", "codes at lanes 0, 7"]``.
+    error : str or None
+        Why there is no output to compare: the backend raised, crashed,
+        timed out or wrote malformed output.
+    """
+
+    check: str
+    where: str
+    inputs: dict[str, list[str]]
+    expected: dict[str, list[str]]
+    got: dict[str, list[str]]
+    differs: list[str]
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """Outcome of one check over all its cases.
+
+    Attributes
+    ----------
+    id, area, title, spec : str
+        As in :class:`CheckInfo`.
+    cases, failed : int
+        Cases run and cases that failed.
+    first_failure : CaseFailure or None
+    deviation : str or None
+        The declared reason, when the deviations file names this check.
+    """
+
+    id: str
+    area: str
+    title: str
+    spec: str
+    cases: int
+    failed: int
+    first_failure: CaseFailure | None
+    deviation: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``"pass"``, ``"fail"`` or ``"deviation"`` (failing, but declared)."""
+        if not self.failed:
+            return "pass"
+        return "deviation" if self.deviation is not None else "fail"
+
+
+@dataclasses.dataclass(frozen=True)
+class AreaSummary:
+    """Counts of one spec area.
+
+    Attributes
+    ----------
+    area, title, spec : str
+    checks, passed, failed, deviations : int
+        Checks run, and how many passed, failed, or failed as declared.
+    cases, failed_cases : int
+    first_failure : CaseFailure or None
+        The first failing case of the area's first failing check (a
+        deviation's when nothing else fails).
+    not_run : str or None
+        Why the area was not checked at all (e.g. no ``--matmul`` backend).
+    """
+
+    area: str
+    title: str
+    spec: str
+    checks: int
+    passed: int
+    failed: int
+    deviations: int
+    cases: int
+    failed_cases: int
+    first_failure: CaseFailure | None
+    not_run: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ConformReport:
+    """Result of :func:`run_conformance`.
+
+    Attributes
+    ----------
+    backend : str
+        What was tested, as given.
+    level, seed : int
+    selection : dict of str to list of str
+        The formats and policies run.
+    checks : tuple of CheckResult
+        Every check that ran, in :data:`CHECKS` order, then golden checks.
+    unobserved : tuple of (str, str, bool)
+        Declared deviations that did not occur: (id or pattern, reason,
+        whether any check with a matching id ran at all).
+    not_run : dict of str to str
+        Areas (and ``"golden"``) left out, with the reason.
+    golden : str or None
+        The golden directory verified, if any.
+    """
+
+    backend: str
+    level: int
+    seed: int
+    selection: dict[str, list[str]]
+    checks: tuple[CheckResult, ...]
+    unobserved: tuple[tuple[str, str, bool], ...]
+    not_run: dict[str, str]
+    golden: str | None
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        """Checks that fail and are not declared deviations."""
+        return [c for c in self.checks if c.status == "fail"]
+
+    @property
+    def deviations(self) -> list[CheckResult]:
+        """Checks that fail as declared."""
+        return [c for c in self.checks if c.status == "deviation"]
+
+    @property
+    def passed(self) -> bool:
+        """True when no check fails (declared deviations excluded)."""
+        return not self.failures
+
+    @property
+    def exit_status(self) -> int:
+        """0 when :attr:`passed`, else 1: the status of ``mxref conform``."""
+        return 0 if self.passed else 1
+
+    def areas(self) -> list[AreaSummary]:
+        """Per-area counts (battery and golden checks together), in :data:`AREAS` order.
+
+        Returns
+        -------
+        list of AreaSummary
+        """
+        out = []
+        titles = dict(AREAS)
+        if any(c.area == "golden" for c in self.checks):
+            titles["golden"] = ("golden integrity", "golden_vectors/MANIFEST")
+        for area, (title, spec) in titles.items():
+            mine = [c for c in self.checks if c.area == area]
+            bad = [c for c in mine if c.status == "fail"] or [
+                c for c in mine if c.status == "deviation"
+            ]
+            out.append(
+                AreaSummary(
+                    area=area,
+                    title=title,
+                    spec=spec,
+                    checks=len(mine),
+                    passed=sum(c.status == "pass" for c in mine),
+                    failed=sum(c.status == "fail" for c in mine),
+                    deviations=sum(c.status == "deviation" for c in mine),
+                    cases=sum(c.cases for c in mine),
+                    failed_cases=sum(c.failed for c in mine),
+                    first_failure=bad[0].first_failure if bad else None,
+                    not_run=self.not_run.get(area, "no checks") if not mine else None,
+                )
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready builtins.
+
+        Returns
+        -------
+        dict
+            Every attribute, ``status`` per check, ``areas`` (see
+            :meth:`areas`), ``passed`` and ``exit_status``.
+        """
+        return {
+            "protocol": PROTOCOL,
+            "backend": self.backend,
+            "level": self.level,
+            "seed": self.seed,
+            "selection": self.selection,
+            "golden": self.golden,
+            "areas": [dataclasses.asdict(a) for a in self.areas()],
+            "checks": [{**dataclasses.asdict(c), "status": c.status} for c in self.checks],
+            "declared_not_observed": [
+                {"id": i, "reason": r, "matches_a_check": m} for i, r, m in self.unobserved
+            ],
+            "not_run": self.not_run,
+            "passed": self.passed,
+            "exit_status": self.exit_status,
+        }
+
+    def to_json(self) -> str:
+        """Return :meth:`to_dict` as indented JSON text, ending in a newline."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+
+# --------------------------------------------------------------------------
+# running checks
+# --------------------------------------------------------------------------
+class _Tally:
+    """Cases and the first failure per check id."""
+
+    def __init__(self) -> None:
+        self.cases: dict[str, int] = {}
+        self.failed: dict[str, int] = {}
+        self.first: dict[str, CaseFailure] = {}
+
+    def add(self, check: str, failure: Callable[[], CaseFailure] | None) -> None:
+        self.cases[check] = self.cases.get(check, 0) + 1
+        if failure is not None:
+            self.failed[check] = self.failed.get(check, 0) + 1
+            if check not in self.first:
+                self.first[check] = failure()
+
+
+def _lanes(bad: np.ndarray) -> str:
+    idx = [int(i) for i in np.flatnonzero(bad)]
+    shown = ", ".join(str(i) for i in idx[:12])
+    return f"codes at lanes {shown}{', ...' if len(idx) > 12 else ''}"
+
+
+# --------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------
+def _wrap(label: str, words: list[str], per_line: int) -> list[str]:
+    if not words:
+        return [f"      {label:<9}-"]
+    out = []
+    for i in range(0, len(words), per_line):
+        head = label if i == 0 else ""
+        out.append(f"      {head:<9}{' '.join(words[i : i + per_line])}")
+    return out
+
+
+def format_failure(f: CaseFailure) -> list[str]:
+    """Lines describing one failing case, inputs, expected and got in hex.
+
+    Parameters
+    ----------
+    f : CaseFailure
+
+    Returns
+    -------
+    list of str
+    """
+    lines = [f"    {f.where}"]
+    for name, words in f.inputs.items():
+        lines += _wrap(name, words, 8 if len(words[0]) > 2 else 16)
+    for title, part in (("expected", f.expected), ("got", f.got)):
+        lines.append(f"    {title}:")
+        for name, words in part.items():
+            lines += _wrap(name, words, 8 if words and len(words[0]) > 2 else 16)
+    if f.error is not None:
+        lines.append(f"    error: {f.error}")
+    lines.append(f"    differs: {'; '.join(f.differs)}")
+    return lines
+
+
+def format_report(report: ConformReport) -> str:
+    """Return a human-readable summary of ``report``, ending in a newline.
+
+    Parameters
+    ----------
+    report : ConformReport
+
+    Returns
+    -------
+    str
+    """
+    r = report
+    sel = r.selection
+    lines = [
+        f"mxref conform: {r.backend}",
+        f"level {r.level}, seed {r.seed}; formats {', '.join(sel['format'])}",
+        f"policies: scale_rule {','.join(sel['scale_rule'])}; rounding "
+        f"{','.join(sel['rounding'])}; overflow {','.join(sel['overflow'])}; block_size 32"
+        + (f"; accum {sel['accum'][0]}" if sel["accum"] else ""),
+        f"golden: {r.golden or 'not run (' + r.not_run.get('golden', '') + ')'}",
+        "",
+        f"{'area':<20}{'checks':>7}{'pass':>6}{'fail':>6}{'dev':>5}{'cases':>9}{'failed':>8}",
+    ]
+    for a in r.areas():
+        if a.not_run is not None:
+            lines.append(f"{a.title:<20}{'-':>7}  not run: {a.not_run}")
+            continue
+        lines.append(
+            f"{a.title:<20}{a.checks:>7}{a.passed:>6}{a.failed:>6}{a.deviations:>5}"
+            f"{a.cases:>9}{a.failed_cases:>8}"
+        )
+    for c in r.checks:
+        if c.status == "pass":
+            continue
+        head = "FAIL" if c.status == "fail" else "DEVIATION"
+        lines.append("")
+        lines.append(
+            f"{head} {c.id}: {c.failed} of {c.cases} cases differ ({c.title}; spec {c.spec})"
+        )
+        if c.deviation is not None:
+            lines.append(f"  declared: {c.deviation}")
+        if c.first_failure is not None:
+            lines.append("  first failing case:")
+            lines += format_failure(c.first_failure)
+    for pattern, reason, matched in r.unobserved:
+        lines.append("")
+        why = "the check passed" if matched else "no check with this id ran"
+        lines.append(f"DECLARED BUT NOT OBSERVED {pattern}: {reason} ({why})")
+    lines.append("")
+    total = len(r.checks)
+    cases = sum(c.cases for c in r.checks)
+    dev = len(r.deviations)
+    tail = f" ({dev} declared deviation{'s' if dev != 1 else ''} observed)" if dev else ""
+    if r.passed:
+        lines.append(f"PASS: {total} checks, {cases} cases{tail}")
+    else:
+        lines.append(f"FAIL: {len(r.failures)} of {total} checks failed{tail}")
+    return "\n".join(lines) + "\n"
+
+
+def write_report_json(path: PathLike, report: ConformReport, *, force: bool = False) -> None:
+    """Write ``report`` as JSON (:meth:`ConformReport.to_json`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    report : ConformReport
+    force : bool
+        Replace an existing file.
+
+    Raises
+    ------
+    InputError
+        ``path`` exists (without ``force``), is a directory, or its directory
+        does not exist.
+    """
+    write_new_text(path, report.to_json(), force=force)
