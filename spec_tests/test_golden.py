@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 
 import mxref
-from mxref import golden
 from mxref.cli import main
+from mxref.conformance import golden
+from mxref.conformance.golden.manifest import _manifest_text as manifest_text
 from mxref.io import InputError
+from mxref.ref.packing import pack_row
 from mxref.testing import cases
 from mxref.testing.backend import codes_and_scales
 
@@ -55,7 +57,7 @@ def small_golden(tmp_path: Path) -> Path:
     for name in SMALL_SET:
         shutil.copy(GOLDEN / name, target / name)
     digests = [(name, golden.sha256_file(target / name)) for name in SMALL_SET]
-    (target / golden.MANIFEST).write_text(golden._manifest_text(digests))
+    (target / golden.MANIFEST).write_text(manifest_text(digests))
     return target
 
 
@@ -329,11 +331,11 @@ def test_generate_refuses_to_overwrite_without_force(golden_copy):
 
 
 def test_reference_packer_matches_the_documented_formulas():
-    assert golden.reference_pack([1, 2, 3], 4) == bytes([0x21, 0x03])
-    assert golden.reference_pack([0x3F, 0, 0, 0], 6) == bytes([0x3F, 0, 0])
-    assert golden.reference_pack([0, 0x3F, 0, 0], 6) == bytes([0xC0, 0x0F, 0])
-    assert golden.reference_pack([0, 0, 0, 0x3F], 6) == bytes([0, 0, 0xFC])
-    assert golden.reference_pack([0xAB], 8) == bytes([0xAB])
+    assert pack_row([1, 2, 3], 4) == bytes([0x21, 0x03])
+    assert pack_row([0x3F, 0, 0, 0], 6) == bytes([0x3F, 0, 0])
+    assert pack_row([0, 0x3F, 0, 0], 6) == bytes([0xC0, 0x0F, 0])
+    assert pack_row([0, 0, 0, 0x3F], 6) == bytes([0, 0, 0xFC])
+    assert pack_row([0xAB], 8) == bytes([0xAB])
 
 
 # --- regressions ----------------------------------------------------------------------------

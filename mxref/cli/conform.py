@@ -14,7 +14,7 @@ from mxref.conformance import (
     run_conformance,
     write_report_json,
 )
-from mxref.golden import shipped_golden_dir
+from mxref.conformance.golden import shipped_golden_dir
 from mxref.io import InputError, check_new
 from mxref.testing.backend import load_backend
 

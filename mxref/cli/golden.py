@@ -1,4 +1,4 @@
-"""``mxref golden generate|verify``: the golden vector files (:mod:`mxref.golden`)."""
+"""``mxref golden generate|verify``: the golden vector files (:mod:`mxref.conformance.golden`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from mxref.cli.help import ExamplesFormatter, examples
-from mxref.golden import generate, mxref_backend, shipped_golden_dir, verify
+from mxref.conformance.golden import generate, mxref_backend, shipped_golden_dir, verify
 from mxref.io import check_new
 from mxref.testing.backend import load_backend
 

@@ -123,7 +123,7 @@ _CHECK_LIST = (
 CHECKS: dict[str, CheckInfo] = {c.id: c for c in _CHECK_LIST}
 
 
-#: golden file areas (mxref.golden) -> the areas here
+#: golden file areas (mxref.conformance.golden) -> the areas here
 GOLDEN_AREAS = {
     "scale": "scale",
     "rounding": "element",

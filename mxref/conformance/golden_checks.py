@@ -15,6 +15,7 @@ import numpy as np
 
 from mxref.array import MXArray
 from mxref.conformance.checks import GOLDEN_AREAS, CheckInfo
+from mxref.conformance.golden import parse_golden, verify
 from mxref.conformance.report import CaseFailure, _Tally
 from mxref.conformance.selection import NotSelected, _Selection
 from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS
@@ -52,7 +53,6 @@ def _golden_file_selected(name: str, sel: _Selection) -> bool:
 
 def _golden_skips(path: Path, sel: _Selection, has_matmul: bool) -> dict[str, int]:
     """Cases per golden area of a gemm or regressions file that the wrappers will refuse."""
-    from mxref.golden import parse_golden
 
     parsed = parse_golden(path.read_text(encoding="ascii"))
     header = parsed.header
@@ -185,7 +185,6 @@ def _run_golden(
 
     Returns the checks and a one-line account of which files were used.
     """
-    from mxref.golden import verify
 
     report = verify(
         directory, dequantize=dequantize, **_golden_wrappers(sel, quantize, pack, matmul)

@@ -23,9 +23,10 @@ The battery
     small GEMM), for every selected format and policy.  The cases come from
     three sources:
 
-    (a) the golden files (``mxref/golden_vectors/``), through :func:`mxref.golden.verify`
-        (only the files of the selected formats, policies and accumulation
-        model count; their checks are ``golden.<area>.<file>``);
+    (a) the golden files (``mxref/golden_vectors/``), through
+        :func:`mxref.conformance.golden.verify` (only the files of the
+        selected formats, policies and accumulation model count; their checks
+        are ``golden.<area>.<file>``);
     (b) structured cases: every power of two and its float32 neighbours as
         amax, the scale rules' significand thresholds, every code, every
         midpoint of adjacent codes and the floats beside it, the overflow
@@ -346,7 +347,7 @@ def run_conformance(
         decode files (the decode area).
     golden : path, optional
         Verify the golden files in this directory too, through
-        :func:`mxref.golden.verify`: the files of the selected formats,
+        :func:`mxref.conformance.golden.verify`: the files of the selected formats,
         policies and ``accum`` (others are counted as outside the selection).
     deviations : mapping of str to str, optional
         Declared deviations (:func:`load_deviations`).

@@ -16,7 +16,7 @@ from mxref.policies import Overflow, Rounding, ScaleRule
 
 # --- golden files -------------------------------------------------------------
 class NotSelected(Exception):
-    """Raised to :func:`mxref.golden.verify` for a case outside the run's selection.
+    """Raised to :func:`mxref.conformance.golden.verify` for a case outside the run's selection.
 
     Such cases (another format, policy or accumulation model than selected,
     or a float64 input to a ``--command`` backend) are left out of the counts.

@@ -514,3 +514,52 @@ def matmul(
     from mxref.gemm import operands
 
     return matmul_operands(operands(a, b), parse_accum(accum), out_dtype, c)
+
+
+def exact_dot(
+    a_codes: Sequence[int],
+    a_scales: Sequence[int],
+    b_codes: Sequence[int],
+    b_scales: Sequence[int],
+    fmt_a: ElementFormat,
+    fmt_b: ElementFormat,
+    block_size: int,
+    c: Value | None = None,
+) -> Fraction | float:
+    """The exact value ``C + sum_k q_k`` of one MX dot product, before any rounding.
+
+    Parameters
+    ----------
+    a_codes, b_codes : sequence of int
+        The ``k`` element codes of each operand.
+    a_scales, b_scales : sequence of int
+        One E8M0 byte per block of ``block_size`` elements.
+    fmt_a, fmt_b : ElementFormat
+    block_size : int
+    c : Value, optional
+        The addend, as :func:`mxref.ref.element.decode_element` values.
+
+    Returns
+    -------
+    Fraction or float
+        The exact sum, or a float NaN/Inf where the extended sum is one.
+
+    Spec: OCP MX v1.0 section 6.2 (Dot, with infinite precision).
+    """
+    qs = []
+    for k, (ca, cb) in enumerate(zip(a_codes, b_codes, strict=True)):
+        b = k // block_size
+        qs.append(
+            scaled_product(
+                decode_scale(a_scales[b]),
+                decode_scale(b_scales[b]),
+                decode_element(ca, fmt_a),
+                decode_element(cb, fmt_b),
+            )
+        )
+    if c is not None:
+        qs.append(ext_from_value(c))
+    sign, mag = ext_to_value(ext_sum(qs))
+    if isinstance(mag, float):
+        return mag
+    return -mag if sign else mag

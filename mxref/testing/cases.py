@@ -16,7 +16,7 @@ superset with every position, scale and exponent.
 Everything is built from float32 *bit patterns* (Python ints), and every
 value that is not a float32 already is rounded once, exactly, by the oracle
 (:func:`mxref.ref.element.encode_float`), so the cases are the same on every
-machine.  :mod:`mxref.golden` turns these cases into the golden files; tests
+machine.  :mod:`mxref.conformance.golden` turns these cases into the golden files; tests
 and users may call the generators directly.
 
 Spec: OCP MX v1.0 sections 5 (encodings) and 6.3 (conversion).
