@@ -1,4 +1,4 @@
-"""``mxref compare`` (:mod:`mxref.compare`): counts, ULP distances, streaming,
+"""``mxref compare`` (:mod:`mxref.conformance.compare`): counts, ULP distances, streaming,
 reports and errors, on files built bit by bit."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 from mxref.cli.compare import add_arguments as add_compare_arguments
 from mxref.cli.compare import run as run_compare
-from mxref.compare import (
+from mxref.conformance.compare import (
     LAYOUTS,
     CompareReport,
     bucket_label,

@@ -26,7 +26,7 @@ writes ``.npy`` or raw ``.bin``.  The file formats are described in
 or N x K blocked along axis 1, meaning ``D = A @ B.T``), both results of
 ``encode`` in either file form, and an optional float32 ``.npy`` C, and
 writes ``D = A @ B (+ C)`` from :func:`mxref.matmul` as ``.npy`` or raw
-little-endian ``.bin``.  ``compare`` is :mod:`mxref.compare`: it exits 0 when
+little-endian ``.bin``.  ``compare`` is :mod:`mxref.conformance.compare`: it exits 0 when
 ACTUAL matches REFERENCE within ``--max-ulp``, 1 when it does not.
 
 Every problem the user can fix prints one line, ``mxref: error: ...``, on

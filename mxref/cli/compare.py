@@ -1,4 +1,4 @@
-"""``mxref compare``: an output against mxref's, bit for bit and in ULPs (:mod:`mxref.compare`)."""
+"""``mxref compare``: an output against mxref's, bit for bit and in ULPs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import argparse
 import sys
 
 from mxref.cli.help import ExamplesFormatter, examples
-from mxref.compare import DEFAULT_SHOW, LAYOUTS, compare_files, format_report, write_report_json
+from mxref.conformance.compare import (
+    DEFAULT_SHOW,
+    LAYOUTS,
+    compare_files,
+    format_report,
+    write_report_json,
+)
 from mxref.io import check_new
 
 
