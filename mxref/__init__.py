@@ -2,7 +2,7 @@
 
 Public API::
 
-    quantize, dequantize, quantize_dequantize, MXArray
+    quantize, dequantize, quantize_dequantize, MXArray, save, load
     pack, unpack, PackedMX, ScaleLayout
     matmul, dot, parse_accum, Exact, BlockFP32, FixedPoint, PROFILES
     get_format, FORMATS, ElementFormat
@@ -16,6 +16,8 @@ from mxref.array import MXArray
 from mxref.codec import dequantize, quantize, quantize_dequantize
 from mxref.formats import FORMATS, ElementFormat, SignEncoding, Specials, get_format
 from mxref.gemm import dot, matmul
+from mxref.mx_files import read_mx as load
+from mxref.mx_files import write_mx as save
 from mxref.packing import PackedMX, ScaleLayout, pack, unpack
 from mxref.policies import Overflow, Rounding, ScaleRule
 
@@ -40,9 +42,11 @@ __all__ = [
     "Specials",
     "dequantize",
     "get_format",
+    "load",
     "pack",
     "quantize",
     "quantize_dequantize",
+    "save",
     "unpack",
 ]
 __version__ = "0.1.0"

@@ -17,7 +17,8 @@ import pytest
 import mxref
 import mxref.packing
 from mxref.cli import main
-from mxref.io import NPZ_VERSION, PACKED_VERSION, SCALE_LAYOUTS, read_mx, read_tensor
+from mxref.io import read_tensor
+from mxref.mx_files import NPZ_VERSION, PACKED_VERSION, SCALE_LAYOUTS, read_mx
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:

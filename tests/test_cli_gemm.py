@@ -14,7 +14,7 @@ import pytest
 
 import mxref
 from mxref.cli import main
-from mxref.io import read_mx
+from mxref.mx_files import read_mx
 
 M, K, N = 5, 80, 7  # K = 2.5 blocks of 32: the last block is short
 

@@ -6,6 +6,12 @@ import argparse
 import sys
 
 from mxref.cli.help import ExamplesFormatter, examples
+from mxref.cli.mx_input import (
+    add_raw_dump_arguments,
+    describes_raw_dump,
+    is_mx_file,
+    read_mx_input,
+)
 from mxref.conformance.compare import (
     DEFAULT_SHOW,
     LAYOUTS,
@@ -13,7 +19,8 @@ from mxref.conformance.compare import (
     format_report,
     write_report_json,
 )
-from mxref.io import check_new
+from mxref.conformance.compare_mx import compare_mx, format_mx_report
+from mxref.io import InputError, check_new, write_new_text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -21,15 +28,20 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "compare",
         help="compare an output with mxref's, bit for bit and in ULPs",
-        description="Compare ACTUAL with REFERENCE (.npy, or raw .bin with --dtype and "
-        "--shape) element by element: bit-exact count, ULP histogram, NaN and Inf "
-        "classes, the first mismatches.  Exit status 0 when every element is within "
-        "--max-ulp, 1 when some are not, 2 for bad input.",
+        description="Compare ACTUAL with REFERENCE element by element.  Float outputs "
+        "(.npy, or raw .bin with --dtype and --shape): bit-exact count, ULP histogram, NaN "
+        "and Inf classes, the first mismatches.  MX-encoded outputs (.npz, packed .bin "
+        "with its .json sidecar, or raw packed dumps described by --format and --shape): "
+        "codes and scale bytes directly, by block and lane, with each difference's kind "
+        "(sign flip, magnitude, NaN code, scale).  Exit status 0 when every element "
+        "passes, 1 when some do not, 2 for bad input.",
         formatter_class=ExamplesFormatter,
         epilog=examples(
             "mxref compare ref.npy device.npy",
             "mxref compare --dtype float32 --shape 128,256 --max-ulp 1 ref.bin device.bin",
             "mxref compare --k 4096 --block-size 32 --json report.json d_ref.npy d_device.npy",
+            "mxref compare ref.npz device.json",
+            "mxref compare --format mxfp4 --shape 128,4096 ref.bin device.bin",
         ),
     )
     add_arguments(parser)
@@ -71,12 +83,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--k", type=int, metavar="K", help="GEMM reduction length, to name K-blocks (2-D only)"
     )
     parser.add_argument(
-        "--block-size", type=int, metavar="BS", help="MX block size along K (with --k)"
+        "--block-size",
+        type=int,
+        metavar="BS",
+        help="MX block size: along K (with --k), or of raw MX dumps (with --format)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--force", action="store_true", help="replace an existing --json file")
-    parser.add_argument("reference", metavar="REFERENCE", help="mxref's output (.npy or .bin)")
-    parser.add_argument("actual", metavar="ACTUAL", help="the output to check (.npy or .bin)")
+    parser.add_argument("reference", metavar="REFERENCE", help="mxref's output")
+    parser.add_argument("actual", metavar="ACTUAL", help="the output to check")
+    add_raw_dump_arguments(parser, block_size=False, scales=False)
     parser.set_defaults(func=run)
 
 
@@ -102,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         # before the compare, which may take long on large files
         check_new([args.json], force=args.force)
+    if _mx_inputs(args):
+        return _run_mx(args)
     report = compare_files(
         args.reference,
         args.actual,
@@ -115,4 +133,37 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(format_report(report))
     if args.json is not None:
         write_report_json(args.json, report, force=args.force)
+    return report.exit_status
+
+
+def _mx_inputs(args: argparse.Namespace) -> bool:
+    """Whether both inputs are MX-encoded; one MX and one float input is an error."""
+    raw = describes_raw_dump(args)
+    kinds = {name: raw or is_mx_file(getattr(args, name)) for name in ("reference", "actual")}
+    if kinds["reference"] != kinds["actual"]:
+        mx_side = "REFERENCE" if kinds["reference"] else "ACTUAL"
+        raise InputError(f"{mx_side} is MX-encoded and the other is not; compare two MX files, "
+                         "or decode with 'mxref decode' first")  # fmt: skip
+    if not kinds["reference"]:
+        return False
+    unused = [opt for opt, value in (("--dtype", args.dtype), ("--k", args.k)) if value is not None]
+    if args.max_ulp != 0:
+        unused.append("--max-ulp")
+    if args.block_size is not None and not raw:
+        unused.append("--block-size")
+    if unused:
+        verb = "applies" if len(unused) == 1 else "apply"
+        raise InputError(f"{', '.join(unused)} only {verb} to float outputs, "
+                         "not to MX-encoded ones")  # fmt: skip
+    return True
+
+
+def _run_mx(args: argparse.Namespace) -> int:
+    raw = args.format is not None
+    reference = read_mx_input(args.reference, args, raw=raw)
+    actual = read_mx_input(args.actual, args, raw=raw)
+    report = compare_mx(reference, actual, show=args.show)
+    sys.stdout.write(format_mx_report(report))
+    if args.json is not None:
+        write_new_text(args.json, report.to_json(), force=args.force)
     return report.exit_status

@@ -7,17 +7,8 @@ import argparse
 from mxref.cli.help import ExamplesFormatter, examples
 from mxref.codec import quantize
 from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, get_format
-from mxref.io import (
-    DTYPES,
-    SCALE_LAYOUTS,
-    InputError,
-    check_new,
-    packed_paths,
-    parse_dtype,
-    parse_shape,
-    read_tensor,
-    write_mx,
-)
+from mxref.io import DTYPES, InputError, check_new, parse_dtype, parse_shape, read_tensor
+from mxref.mx_files import SCALE_LAYOUTS, packed_paths, write_mx
 from mxref.policies import Overflow, Rounding, ScaleRule
 
 

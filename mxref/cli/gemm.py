@@ -7,7 +7,8 @@ import argparse
 from mxref.accum import parse_accum
 from mxref.cli.help import ExamplesFormatter, examples
 from mxref.gemm import matmul
-from mxref.io import InputError, check_new, parse_dtype, read_mx, read_tensor, write_array
+from mxref.io import InputError, check_new, parse_dtype, read_tensor, write_array
+from mxref.mx_files import read_mx
 
 #: Output types ``mxref gemm --out-dtype`` accepts (those :func:`mxref.matmul` rounds to).
 GEMM_OUT_DTYPES = ("float32", "float16", "bfloat16")

@@ -79,6 +79,7 @@ from mxref.conformance.float_bits import (
     bucket_bounds,
     bucket_label,
     decode_bits,
+    percent_text,
 )
 from mxref.dtypes import BFLOAT16
 from mxref.io import InputError, PathLike, parse_shape, write_new_text
@@ -714,12 +715,12 @@ def format_report(report: CompareReport) -> str:
     str
     """
     r = report
-    pct = 100.0 * r.bit_exact / r.total if r.total else 100.0
+    pct = percent_text(r.bit_exact, r.total)
     lines = [
         f"reference: {r.reference}",
         f"actual:    {r.actual}",
         f"{r.dtype}, shape {_fmt_shape(r.shape)}, {r.total} elements",
-        f"bit-exact:               {r.bit_exact} / {r.total} ({pct:.4f}%)",
+        f"bit-exact:               {r.bit_exact} / {r.total} ({pct})",
         f"max ULP distance:        {r.max_ulp} (finite pairs; allowed {r.max_ulp_allowed})",
         f"ULP histogram ({r.finite_pairs} finite pairs):",
     ]

@@ -177,3 +177,25 @@ def _layout(name: object, what: str = "dtype") -> FloatLayout:
     if key is None or key not in LAYOUTS:
         raise InputError(f"unknown {what} {name!r}; expected one of {', '.join(LAYOUTS)}")
     return LAYOUTS[key]
+
+
+def percent_text(part: int, whole: int, digits: int = 4) -> str:
+    """``part / whole`` as a percentage that never rounds a miss up to 100% (or a hit to 0%).
+
+    Exact integer arithmetic, truncated: ``percent_text(999_999, 1_000_000)``
+    is ``"99.9999%"`` and ``percent_text(9_999_999, 10_000_000)`` is
+    ``"> 99.9999%"``, not ``"100.0000%"``.
+    """
+    unit = 10**digits
+    if whole == 0 or part == whole:
+        return f"100.{'0' * digits}%"
+    scaled = part * 100 * unit // whole  # floor of the percentage in units of 10**-digits
+    if scaled >= 100 * unit - 1 and part * 100 * unit > (100 * unit - 1) * whole:
+        return f"> {_fixed(100 * unit - 1, digits)}%"
+    if scaled == 0 and part:
+        return f"< {_fixed(1, digits)}%"
+    return f"{_fixed(scaled, digits)}%"
+
+
+def _fixed(scaled: int, digits: int) -> str:
+    return f"{scaled // 10**digits}.{scaled % 10**digits:0{digits}d}"

@@ -1,0 +1,319 @@
+"""Compare two MX-encoded arrays directly: element codes and E8M0 scale bytes, block by block.
+
+A hardware team's dump (``.npz``, packed ``.bin`` with its sidecar, or a raw
+dump described on the command line) is compared with the reference's
+encoding of the same data, without decoding either to floats first.  Every
+difference is reported where it lives: the block (its index in the scale
+array), the lane inside the block, the two codes or scale bytes, what they
+mean, and what kind of difference it is:
+
+- ``sign flip``: the same magnitude with the other sign;
+- ``magnitude``: a different value, with how many codes apart (FP formats'
+  magnitude codes are ordered; MXINT8's values are);
+- ``NaN code``: two different NaN encodings (E4M3's 0x7F and 0xFF);
+- for scale bytes, ``scale``: two different powers of two (or NaN, 0xFF).
+
+Spec: OCP MX v1.0 sections 5.1 (a block is one scale X and k elements P_i),
+5.3 (element encodings) and 5.4.1 (E8M0).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from mxref.array import MXArray
+from mxref.conformance.float_bits import percent_text
+from mxref.io import InputError
+from mxref.ref.element import decode_element
+from mxref.ref.scale import decode_scale
+from mxref.tables import power_of_two_exponent, value_text
+
+__all__ = [
+    "CodeMismatch",
+    "MXCompareReport",
+    "ScaleMismatch",
+    "compare_mx",
+    "format_mx_report",
+]
+
+#: How many mismatches of each kind a report describes, by default.
+DEFAULT_SHOW = 10
+
+
+@dataclass(frozen=True)
+class CodeMismatch:
+    """One element whose code differs.
+
+    Attributes
+    ----------
+    block : tuple of int
+        The block's index in the scale array.
+    lane : int
+        The element's position inside its block (0 .. block_size - 1).
+    index : tuple of int
+        The element's index in the array.
+    reference, actual : int
+        The two codes.
+    reference_value, actual_value : str
+        What each code is, times its own block's scale: exactly.
+    kind : str
+        ``"sign flip"``, ``"magnitude"`` or ``"NaN code"``.
+    codes_apart : int or None
+        For ``"magnitude"``: how many representable magnitudes lie between
+        the two element values (1 = neighbours), ignoring the scale.
+    """
+
+    block: tuple[int, ...]
+    lane: int
+    index: tuple[int, ...]
+    reference: int
+    actual: int
+    reference_value: str
+    actual_value: str
+    kind: str
+    codes_apart: int | None = None
+
+
+@dataclass(frozen=True)
+class ScaleMismatch:
+    """One block whose E8M0 scale byte differs.
+
+    Attributes
+    ----------
+    block : tuple of int
+    reference, actual : int
+        The two bytes.
+    reference_value, actual_value : str
+        ``2^e`` or ``NaN``.
+    """
+
+    block: tuple[int, ...]
+    reference: int
+    actual: int
+    reference_value: str
+    actual_value: str
+
+
+@dataclass(frozen=True)
+class MXCompareReport:
+    """What :func:`compare_mx` found.
+
+    Attributes
+    ----------
+    format : str
+    shape : tuple of int
+    axis, block_size : int
+    blocks : int
+        Blocks compared.
+    blocks_identical : int
+        Blocks whose scale byte and every code agree.
+    elements : int
+    codes_identical : int
+    scale_mismatches : int
+    code_mismatches_by_kind : dict
+        ``kind -> count``.
+    first_scales, first_codes : list
+        The first ``show`` of each, in array order.
+    """
+
+    format: str
+    shape: tuple[int, ...]
+    axis: int
+    block_size: int
+    blocks: int
+    blocks_identical: int
+    elements: int
+    codes_identical: int
+    scale_mismatches: int
+    code_mismatches_by_kind: dict[str, int] = field(default_factory=dict)
+    first_scales: list[ScaleMismatch] = field(default_factory=list)
+    first_codes: list[CodeMismatch] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        """Every scale byte and every code agree."""
+        return self.blocks_identical == self.blocks
+
+    @property
+    def exit_status(self) -> int:
+        """0 when identical, 1 otherwise (the CLI's status)."""
+        return 0 if self.identical else 1
+
+    def to_json(self) -> str:
+        """The report as JSON (``kind: "mx"``), for tools."""
+        data: dict[str, Any] = {"kind": "mx", **asdict(self), "identical": self.identical}
+        return json.dumps(data, indent=2) + "\n"
+
+
+def compare_mx(reference: MXArray, actual: MXArray, *, show: int = DEFAULT_SHOW) -> MXCompareReport:
+    """Compare two MX arrays code by code and scale byte by scale byte.
+
+    Parameters
+    ----------
+    reference, actual : MXArray
+        The same format, shape, axis and block size (else an error says
+        which differs).
+    show : int
+        How many code and scale mismatches to describe (>= 0).
+
+    Returns
+    -------
+    MXCompareReport
+
+    Raises
+    ------
+    InputError
+        The two do not describe the same encoding layout.
+
+    Spec: OCP MX v1.0 sections 5.1, 5.3 and 5.4.1.
+    """
+    if isinstance(show, bool) or not isinstance(show, int) or show < 0:
+        raise InputError(f"show must be an integer >= 0; got {show!r}")
+    for name in ("fmt", "shape", "axis", "block_size"):
+        ref_value, act_value = getattr(reference, name), getattr(actual, name)
+        if ref_value != act_value:
+            raise InputError(f"the two arrays differ in {name.replace('fmt', 'format')}: "
+                             f"reference {ref_value}, actual {act_value}")  # fmt: skip
+    fmt, axis, bs = reference.fmt, reference.axis, reference.block_size
+    scale_bad = np.asarray(reference.scales != actual.scales)
+    code_bad = np.asarray(reference.codes != actual.codes)
+    # a block is bad if its scale or any of its codes differs: fold the codes'
+    # mask onto the scale grid by padding the blocked axis to whole blocks
+    n = reference.shape[axis]
+    padded = np.moveaxis(code_bad, axis, -1)
+    padded = np.pad(padded, [(0, 0)] * (padded.ndim - 1) + [(0, -n % bs)])
+    per_block = np.asarray(padded.reshape(*padded.shape[:-1], -1, bs).any(axis=-1))
+    block_bad = np.moveaxis(per_block, -1, axis) | scale_bad
+
+    first_scales = [
+        ScaleMismatch(tuple(int(i) for i in idx), int(reference.scales[idx]),
+                      int(actual.scales[idx]), _scale_text(int(reference.scales[idx])),
+                      _scale_text(int(actual.scales[idx])))  # fmt: skip
+        for idx in map(tuple, np.argwhere(scale_bad)[:show])
+    ]
+    kinds: dict[str, int] = {}
+    first_codes: list[CodeMismatch] = []
+    magnitudes = _magnitude_order(reference)
+    for idx in map(tuple, np.argwhere(code_bad)):
+        block = tuple(int(i) // bs if d == axis else int(i) for d, i in enumerate(idx))
+        mismatch = _code_mismatch(reference, actual, idx, block, magnitudes)
+        kinds[mismatch.kind] = kinds.get(mismatch.kind, 0) + 1
+        if len(first_codes) < show:
+            first_codes.append(mismatch)
+    return MXCompareReport(
+        format=fmt.name,
+        shape=reference.shape,
+        axis=axis,
+        block_size=bs,
+        blocks=int(block_bad.size),
+        blocks_identical=int(block_bad.size - np.count_nonzero(block_bad)),
+        elements=int(code_bad.size),
+        codes_identical=int(code_bad.size - np.count_nonzero(code_bad)),
+        scale_mismatches=int(np.count_nonzero(scale_bad)),
+        code_mismatches_by_kind=kinds,
+        first_scales=first_scales,
+        first_codes=first_codes,
+    )
+
+
+def _scale_text(byte: int) -> str:
+    scale = decode_scale(byte)
+    if scale is None:
+        return "NaN"
+    exponent = power_of_two_exponent(scale)
+    return f"2^{exponent}"
+
+
+def _magnitude_order(mx: MXArray) -> dict[Fraction, int]:
+    """Rank of every finite magnitude of the format (0 = zero)."""
+    values = set()
+    for code in range(mx.fmt.code_count):
+        _, magnitude = decode_element(code, mx.fmt)
+        if isinstance(magnitude, Fraction):
+            values.add(magnitude)
+    return {v: rank for rank, v in enumerate(sorted(values))}
+
+
+def _code_mismatch(
+    reference: MXArray,
+    actual: MXArray,
+    idx: tuple[int, ...],
+    block: tuple[int, ...],
+    magnitudes: dict[Fraction, int],
+) -> CodeMismatch:
+    fmt, axis, bs = reference.fmt, reference.axis, reference.block_size
+    ref_code, act_code = int(reference.codes[idx]), int(actual.codes[idx])
+    ref_sign, ref_mag = decode_element(ref_code, fmt)
+    act_sign, act_mag = decode_element(act_code, fmt)
+    apart = None
+    if not isinstance(ref_mag, Fraction) and not isinstance(act_mag, Fraction):
+        kind = "NaN code" if ref_mag != ref_mag and act_mag != act_mag else "magnitude"
+    elif ref_mag == act_mag and ref_sign != act_sign:
+        kind = "sign flip"
+    else:
+        kind = "magnitude"
+        if isinstance(ref_mag, Fraction) and isinstance(act_mag, Fraction):
+            signed = [(-1 if s else 1) * magnitudes[m] for s, m in
+                      ((ref_sign, ref_mag), (act_sign, act_mag))]  # fmt: skip
+            apart = abs(signed[0] - signed[1])
+    return CodeMismatch(
+        block=block,
+        lane=int(idx[axis]) % bs,
+        index=tuple(int(i) for i in idx),
+        reference=ref_code,
+        actual=act_code,
+        reference_value=_element_text(ref_sign, ref_mag, int(reference.scales[block])),
+        actual_value=_element_text(act_sign, act_mag, int(actual.scales[block])),
+        kind=kind,
+        codes_apart=apart,
+    )
+
+
+def _element_text(sign: int, magnitude: Fraction | float, scale_byte: int) -> str:
+    element = value_text(sign, magnitude)
+    return f"{element} x {_scale_text(scale_byte)}"
+
+
+def format_mx_report(report: MXCompareReport) -> str:
+    """The report as text: a summary, then the first scale and code mismatches."""
+    digits = len(str(report.block_size - 1))
+    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(report.code_mismatches_by_kind.items()))
+    lines = [
+        f"format {report.format}, shape {'x'.join(map(str, report.shape))}, blocks of "
+        f"{report.block_size} along axis {report.axis}",
+        f"blocks identical:   {report.blocks_identical} / {report.blocks} "
+        f"({percent_text(report.blocks_identical, report.blocks)})",
+        f"codes identical:    {report.codes_identical} / {report.elements} "
+        f"({percent_text(report.codes_identical, report.elements)})"
+        + (f"; differing: {kinds}" if kinds else ""),
+        f"scale bytes differ: {report.scale_mismatches}",
+    ]
+    for s in report.first_scales:
+        lines.append(
+            f"  scale of block {_index(s.block)}: reference 0x{s.reference:02X} "
+            f"({s.reference_value}), actual 0x{s.actual:02X} ({s.actual_value})"
+        )
+    for c in report.first_codes:
+        detail = c.kind
+        if c.codes_apart is not None:
+            detail += f", {c.codes_apart} code{'' if c.codes_apart == 1 else 's'} apart"
+        lines.append(
+            f"  block {_index(c.block)} lane {c.lane:>{digits}} (element {_index(c.index)}): "
+            f"reference 0x{c.reference:02X} ({c.reference_value}), "
+            f"actual 0x{c.actual:02X} ({c.actual_value}): {detail}"
+        )
+    shown = len(report.first_codes) + len(report.first_scales)
+    total = report.scale_mismatches + sum(report.code_mismatches_by_kind.values())
+    if total > shown:
+        lines.append(f"  ... {total - shown} more (--show N to list more)")
+    lines.append("IDENTICAL" if report.identical else "DIFFERENT")
+    return "\n".join(lines) + "\n"
+
+
+def _index(idx: tuple[int, ...]) -> str:
+    return "(" + ", ".join(map(str, idx)) + ")"
