@@ -20,6 +20,8 @@ from mxref.formats import (
     DEFAULT_BLOCK_SIZE,
     FORMATS,
     SCALE_BIAS,
+    SCALE_MAX_EXPONENT,
+    SCALE_MIN_EXPONENT,
     SCALE_NAN,
     ElementFormat,
     SignEncoding,
@@ -314,6 +316,36 @@ def render_info(fmt: str | ElementFormat) -> str:
     lines.append(f"  {'code':<{width + 4}}{header:<{field_width + 2}}value")
     for code, text in code_values(f):
         lines.append(f"  0x{code:0{width}X}  {code_fields(code, f):<{field_width + 2}}{text}")
+    return "\n".join(lines) + "\n"
+
+
+#: Names ``mxref info`` accepts for the E8M0 scale format (ml_dtypes/torch name included).
+SCALE_FORMAT_NAMES = ("e8m0", "float8_e8m0fnu", "scale")
+
+
+def render_scale_info() -> str:
+    """Return what ``mxref info e8m0`` prints: the E8M0 scale format and every byte.
+
+    Spec: OCP MX v1.0 section 5.4.1, Table 7.
+    """
+    lines = [
+        f"e8m0: the shared block scale, an unsigned 8-bit exponent, bias {SCALE_BIAS}",
+        f"  {'value:':<26}2^(byte - {SCALE_BIAS}); no sign, no mantissa, no zero, no infinity",
+        f"  {'smallest (0x00):':<26}2^{SCALE_MIN_EXPONENT}",
+        f"  {'largest (0xFE):':<26}2^{SCALE_MAX_EXPONENT}",
+        f"  {'NaN:':<26}0x{SCALE_NAN:02X} (every element of the block decodes to NaN)",
+        f"  {'also known as:':<26}float8_e8m0fnu (ml_dtypes, torch)",
+        "",
+        "bytes (256)",
+        "  byte  value",
+    ]
+    for byte in range(256):
+        scale = decode_scale(byte)
+        exponent = byte - SCALE_BIAS
+        text = "NaN" if scale is None else f"2^{exponent}"
+        if scale is not None and abs(exponent) <= 8:  # short enough to print exactly
+            text += f" = {exact_decimal(scale)}"
+        lines.append(f"  0x{byte:02X}  {text}")
     return "\n".join(lines) + "\n"
 
 

@@ -7,7 +7,7 @@ import sys
 
 from mxref.cli.help import ExamplesFormatter, examples
 from mxref.formats import FORMATS, get_format
-from mxref.tables import render_info
+from mxref.tables import SCALE_FORMAT_NAMES, render_info, render_scale_info
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -15,11 +15,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     info = sub.add_parser(
         "info",
         help="print a format's parameters and code table",
-        description="Print an element format's parameters and every code's value.",
+        description="Print an element format's parameters and every code's value, or "
+        "the E8M0 scale format and every scale byte (e8m0).",
         formatter_class=ExamplesFormatter,
-        epilog=examples("mxref info mxfp4", "mxref info float8_e4m3fn"),
+        epilog=examples("mxref info mxfp4", "mxref info float8_e4m3fn", "mxref info e8m0"),
     )
-    info.add_argument("format", metavar="FORMAT", help=", ".join(FORMATS))
+    info.add_argument("format", metavar="FORMAT", help=", ".join([*FORMATS, "e8m0"]))
     info.set_defaults(func=run)
     return info
 
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     int
         0 on success.
     """
-    text = render_info(get_format(args.format))
+    name = args.format.strip().lower() if isinstance(args.format, str) else args.format
+    text = render_scale_info() if name in SCALE_FORMAT_NAMES else render_info(get_format(name))
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
