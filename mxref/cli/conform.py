@@ -16,6 +16,7 @@ from mxref.conformance import (
 )
 from mxref.conformance.golden import shipped_golden_dir
 from mxref.io import InputError, check_new
+from mxref.presets import PRESETS
 from mxref.testing.backend import load_backend
 
 
@@ -34,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "mxref conform --backend mypkg.mx:quantize",
             "mxref conform --backend mypkg.mx:quantize --rounding all --level 2 --json r.json",
             "mxref conform --command './sim --in {in} --out {out}' --deviations known.toml",
+            "mxref conform --backend mypkg.mx:quantize --preset cublas",
         ),
     )
     add_arguments(parser)
@@ -100,21 +102,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--scale-rule",
-        default="floor",
         metavar="LIST",
         help="scale rules to test, comma-separated or 'all' (default: floor)",
     )
     parser.add_argument(
         "--rounding",
-        default="rne",
         metavar="LIST",
         help="roundings, or 'all' = rne,away,zero (default: rne)",
     )
     parser.add_argument(
         "--overflow",
-        default="saturate",
         metavar="LIST",
         help="overflow policies, or 'all' (default: saturate)",
+    )
+    parser.add_argument(
+        "--preset",
+        metavar="{" + ",".join(PRESETS) + "}",
+        help="the backend reproduces this preset: its policies and quirks are tested "
+        "(instead of --scale-rule, --rounding, --overflow)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random battery seed (default: 0)")
     parser.add_argument(
@@ -150,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
     """
     if args.json is not None:
         check_new([args.json], force=args.force)  # before the run, which takes a while
+    fixed = [opt for opt, value in (("--scale-rule", args.scale_rule), ("--rounding",
+             args.rounding), ("--overflow", args.overflow)) if value is not None]  # fmt: skip
+    if args.preset is not None and fixed:
+        raise InputError(f"--preset fixes {', '.join(fixed)}; give either the preset or them")
     deviations = load_deviations(args.deviations) if args.deviations is not None else None
     golden: Path | None = None
     if args.golden is not None:
@@ -173,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         roundings=args.rounding,
         overflows=args.overflow,
         seed=args.seed,
+        preset=args.preset,
         timeout=args.timeout,
         name=args.backend if args.backend is not None else None,
     )

@@ -10,6 +10,7 @@ from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, get_format
 from mxref.io import DTYPES, InputError, check_new, parse_dtype, parse_shape, read_tensor
 from mxref.mx_files import SCALE_LAYOUTS, packed_paths, write_mx
 from mxref.policies import Overflow, Rounding, ScaleRule
+from mxref.presets import PRESETS, get_preset
 
 
 def _choices(enum: type[ScaleRule] | type[Rounding] | type[Overflow]) -> str:
@@ -29,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "mxref encode --format mxfp8_e4m3 --scale-rule rceil --dtype bfloat16 "
             "--shape 128,4096 dump.bin out.bin",
             "mxref encode --format mxfp4 --rounding stochastic --seed 7 --axis 0 w.npy w.npz",
+            "mxref encode --format mxfp8_e4m3 --preset cublas x.npy x_cublas.npz",
         ),
     )
     enc.add_argument(
@@ -36,21 +38,23 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     enc.add_argument(
         "--scale-rule",
-        default=ScaleRule.FLOOR.value,
         metavar=_choices(ScaleRule),
-        help="how the shared exponent is chosen (default: %(default)s, the spec's)",
+        help="how the shared exponent is chosen (default: floor, the spec's)",
     )
     enc.add_argument(
         "--rounding",
-        default=Rounding.RNE.value,
         metavar=_choices(Rounding),
-        help="element rounding (default: %(default)s, the spec's)",
+        help="element rounding (default: rne, the spec's)",
     )
     enc.add_argument(
         "--overflow",
-        default=Overflow.SATURATE.value,
         metavar=_choices(Overflow),
-        help="what values above max normal become (default: %(default)s, the spec's)",
+        help="what values above max normal become (default: saturate, the spec's)",
+    )
+    enc.add_argument(
+        "--preset",
+        metavar="{" + ",".join(PRESETS) + "}",
+        help="reproduce that implementation's conversion (fixes the three policies)",
     )
     enc.add_argument("--seed", type=int, help="seed for --rounding stochastic (required there)")
     enc.add_argument("--axis", type=int, default=-1, help="axis cut into blocks (default: -1)")
@@ -94,9 +98,14 @@ def run(args: argparse.Namespace) -> int:
     """
     # Check every argument before reading the input, which may be large.
     fmt = get_format(args.format)
-    rule = ScaleRule.parse(args.scale_rule, "--scale-rule")
-    rounding = Rounding.parse(args.rounding, "--rounding")
-    overflow = Overflow.parse(args.overflow, "--overflow")
+    given = [opt for opt, value in (("--scale-rule", args.scale_rule), ("--rounding",
+             args.rounding), ("--overflow", args.overflow)) if value is not None]  # fmt: skip
+    if args.preset is not None and given:
+        raise InputError(f"--preset fixes {', '.join(given)}; give either the preset or them")
+    preset = get_preset(args.preset if args.preset is not None else "ocp")
+    rule = ScaleRule.parse(args.scale_rule or preset.scale_rule, "--scale-rule")
+    rounding = Rounding.parse(args.rounding or preset.rounding, "--rounding")
+    overflow = Overflow.parse(args.overflow or preset.overflow, "--overflow")
     # quantize checks these too, but words its errors for the Python API
     if rounding is Rounding.STOCHASTIC and args.seed is None:
         raise InputError("--rounding stochastic needs --seed N, so that results reproduce")
@@ -118,16 +127,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: OUT must end in .npz or .bin (packed)")
 
     x = read_tensor(args.input, dtype=dtype, shape=shape, tensor=args.tensor)
-    mx = quantize(
-        x,
-        fmt,
-        axis=args.axis,
-        block_size=args.block_size,
-        scale_rule=rule,
-        rounding=rounding,
-        overflow=overflow,
-        seed=args.seed,
+    # a preset may carry more than its three policies (torchao's divisor clamp)
+    policies = (
+        {"preset": preset}
+        if args.preset is not None
+        else {"scale_rule": rule, "rounding": rounding, "overflow": overflow}
     )
+    mx = quantize(x, fmt, axis=args.axis, block_size=args.block_size, seed=args.seed, **policies)
     write_mx(
         out,
         mx,

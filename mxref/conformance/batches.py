@@ -21,6 +21,7 @@ import numpy as np
 from mxref.conformance.checks import Config
 from mxref.formats import ElementFormat, get_format
 from mxref.policies import Overflow, Rounding, ScaleRule
+from mxref.presets import get_preset
 from mxref.ref.array import quantize_array
 from mxref.ref.element import decode_element, pow2
 
@@ -478,9 +479,19 @@ def oracle_quantize(x: np.ndarray, config: Config) -> tuple[np.ndarray, np.ndarr
             rounding=Rounding.parse(config.rounding),
             overflow=Overflow.parse(config.overflow),
             seed=config.seed,
+            **_preset_quirks(config.preset),
         )
         hit = (codes, scales.reshape(-1))
         if len(_ORACLE_CACHE) >= _ORACLE_CACHE_SIZE:
             _ORACLE_CACHE.clear()
         _ORACLE_CACHE[key] = hit
     return hit
+
+
+def _preset_quirks(preset: str | None) -> dict[str, Any]:
+    """The oracle's arguments for what a preset does beyond its three policies."""
+    if preset is None:
+        return {}
+    chosen = get_preset(preset)
+    return {"divisor_min_exponent": chosen.divisor_min_exponent,
+            "keep_negative_zero": chosen.keep_negative_zero}  # fmt: skip

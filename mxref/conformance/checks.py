@@ -151,6 +151,10 @@ class Config:
     block_size : int
     seed : int or None
         Only with ``rounding="stochastic"``.
+    preset : str or None
+        A preset (:mod:`mxref.presets`) the backend claims to reproduce: the
+        policies are its, its quirks go to the oracle, and the backend is
+        called with ``preset=`` instead of the policies.
     """
 
     fmt: str
@@ -159,10 +163,12 @@ class Config:
     overflow: str = Overflow.SATURATE.value
     block_size: int = DEFAULT_BLOCK_SIZE
     seed: int | None = None
+    preset: str | None = None
 
     def label(self) -> str:
-        """``"mxfp4 floor/rne/saturate"``."""
-        return f"{self.fmt} {self.scale_rule}/{self.rounding}/{self.overflow}"
+        """``"mxfp4 floor/rne/saturate"`` (``"... (preset torchao)"`` under a preset)."""
+        text = f"{self.fmt} {self.scale_rule}/{self.rounding}/{self.overflow}"
+        return text if self.preset is None else f"{text} (preset {self.preset})"
 
     def meta(self) -> dict[str, Any]:
         """The ``meta`` object of the ``--command`` protocol."""
@@ -176,17 +182,17 @@ class Config:
         }
         if self.seed is not None:
             out["seed"] = self.seed
+        if self.preset is not None:
+            out["preset"] = self.preset
         return out
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for a quantize with :func:`mxref.quantize`'s signature."""
-        out: dict[str, Any] = {
-            "axis": -1,
-            "block_size": self.block_size,
-            "scale_rule": self.scale_rule,
-            "rounding": self.rounding,
-            "overflow": self.overflow,
-        }
+        out: dict[str, Any] = {"axis": -1, "block_size": self.block_size}
+        if self.preset is not None:  # the preset fixes the policies (and its quirks)
+            out["preset"] = self.preset
+        else:
+            out.update(scale_rule=self.scale_rule, rounding=self.rounding, overflow=self.overflow)
         if self.seed is not None:
             out["seed"] = self.seed
         return out

@@ -112,6 +112,7 @@ from mxref.conformance.selection import _parse_list, _Selection
 from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, ElementFormat, get_format
 from mxref.io import InputError, PathLike
 from mxref.policies import Overflow, Rounding, ScaleRule
+from mxref.presets import get_preset
 
 
 def _run_batch(backend: Backend, batch: _Batch, tally: _Tally) -> bool:
@@ -317,10 +318,11 @@ def run_conformance(
     deviations: Mapping[str, str] | None = None,
     level: int = 1,
     formats: str | Sequence[str] | None = None,
-    scale_rules: str | Sequence[str] = ("floor",),
-    roundings: str | Sequence[str] = ("rne",),
-    overflows: str | Sequence[str] = ("saturate",),
+    scale_rules: str | Sequence[str] | None = None,
+    roundings: str | Sequence[str] | None = None,
+    overflows: str | Sequence[str] | None = None,
     seed: int = 0,
+    preset: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     name: str | None = None,
 ) -> ConformReport:
@@ -360,6 +362,12 @@ def run_conformance(
         zero; saturate and ieee).  Default: the spec's floor/rne/saturate.
     seed : int
         Seeds the random battery (and stochastic rounding, if selected).
+    preset : str, optional
+        The backend claims to reproduce this preset (:mod:`mxref.presets`):
+        its policies are the ones run (so none may be given), the oracle
+        applies its quirks, and the backend is called with ``preset=``.
+        Golden files hold the spec's conversions only, so they are not run
+        for a preset with quirks (torchao, microxcaling).
     timeout : float
         Seconds per ``command`` run.
     name : str, optional
@@ -390,13 +398,24 @@ def run_conformance(
         assert quantize is not None
         backend = CallableBackend(quantize, name)
     fmts = [get_format(f) for f in _parse_list(formats, list(FORMATS), list(FORMATS), "format")]
-    rules = _parse_list(
-        scale_rules, [r.value for r in ScaleRule], [r.value for r in ScaleRule], "scale rule"
-    )
-    rnds = _parse_list(roundings, [r.value for r in Rounding], ["rne", "away", "zero"], "rounding")
-    ovfs = _parse_list(
-        overflows, [o.value for o in Overflow], [o.value for o in Overflow], "overflow"
-    )
+    chosen = None
+    if preset is not None:
+        given = [n for n, v in (("scale rules", scale_rules), ("roundings", roundings),
+                                ("overflows", overflows)) if v is not None]  # fmt: skip
+        if given:
+            raise InputError(f"the preset fixes the {', '.join(given)}; give one or the other")
+        chosen = get_preset(preset)
+        scale_rules, roundings = chosen.scale_rule.value, chosen.rounding.value
+        overflows = chosen.overflow.value
+        if chosen.divisor_min_exponent != -127 or not chosen.keep_negative_zero:
+            golden = None
+    rules = _parse_list(scale_rules if scale_rules is not None else "floor",
+                        [r.value for r in ScaleRule], [r.value for r in ScaleRule], "scale rule")
+    rnds = _parse_list(roundings if roundings is not None else "rne",
+                       [r.value for r in Rounding], ["rne", "away", "zero"], "rounding")
+    every_overflow = [o.value for o in Overflow]
+    ovfs = _parse_list(overflows if overflows is not None else "saturate",
+                       every_overflow, every_overflow, "overflow")  # fmt: skip
     if matmul is not None:
         from mxref.accum import parse_accum
 
@@ -416,6 +435,7 @@ def run_conformance(
                         ovf,
                         DEFAULT_BLOCK_SIZE,
                         seed if rnd == Rounding.STOCHASTIC.value else None,
+                        None if chosen is None else chosen.name,
                     )
                     had_packed |= _run_batch(backend, build_batch(cfg, level, seed), tally)
     if pack is not None:
