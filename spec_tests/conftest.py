@@ -17,6 +17,11 @@ whichever of the plugin and this file is configured first.
 callable (see :func:`mx_quantize` and :func:`mx_encode`) instead of
 :func:`mxref.quantize`; they still compare with the exact oracle
 (:mod:`mxref.ref`) or spec constants, never with mxref's own kernels.
+
+``--mx-claims 'roundings=rne;scale_rules=floor'`` says what that backend
+implements (:mod:`mxref.conformance.claims`): calls for anything else are
+skipped as "not claimed", and loops over policies keep to the claimed ones,
+so a backend that offers less than mxref can pass.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import mxref
+from mxref.conformance.claims import Claims
+from mxref.presets import get_preset
 from mxref.testing.backend import Quantize, codes_and_scales, load_backend
 
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -55,6 +62,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="run the battery against 'package.module:function' (mxref.quantize's signature)",
     )
+    parser.addoption(
+        "--mx-claims",
+        default=None,
+        help="what the --mx-backend implements, e.g. 'roundings=rne;scale_rules=floor'; "
+        "the rest is skipped as not claimed",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,8 +92,16 @@ class Encoder:
         :func:`mxref.quantize` or the ``--mx-backend`` callable.
     """
 
-    def __init__(self, quantize: Quantize) -> None:
+    def __init__(self, quantize: Quantize, claims: Claims | None = None) -> None:
         self.quantize = quantize
+        self.claims = claims if claims is not None else Claims()
+
+    def claimed(self, kind: str, names: Any) -> list[Any]:
+        """Those of ``names`` (policy or format names) that the backend claims.
+
+        ``kind`` is ``"formats"``, ``"scale_rules"``, ``"roundings"`` or ``"overflows"``.
+        """
+        return [n for n in names if n in getattr(self.claims, kind)]
 
     @property
     def is_mxref(self) -> bool:
@@ -89,6 +110,15 @@ class Encoder:
 
     def __call__(self, x: Any, fmt: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         name = fmt if isinstance(fmt, str) else fmt.name
+        preset = get_preset(kwargs.get("preset") or "ocp")
+        asked = {
+            "fmt": name,
+            "scale_rule": str(kwargs.get("scale_rule") or preset.scale_rule),
+            "rounding": str(kwargs.get("rounding") or preset.rounding),
+            "overflow": str(kwargs.get("overflow") or preset.overflow),
+        }
+        if not self.claims.covers(**asked):
+            pytest.skip(f"not claimed by the backend: {asked}")
         codes, scales = codes_and_scales(self.quantize(x, name, **kwargs))
         return _uint8(codes, "codes"), _uint8(scales, "scales")
 
@@ -103,6 +133,7 @@ def _uint8(a: Any, what: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def mx_encode(mx_quantize: Quantize) -> Encoder:
+def mx_encode(mx_quantize: Quantize, request: pytest.FixtureRequest) -> Encoder:
     """``encode(x, fmt, **policy) -> (codes, scales)`` (uint8) from the quantize under test."""
-    return Encoder(mx_quantize)
+    text = request.config.getoption("--mx-claims")
+    return Encoder(mx_quantize, Claims.parse(text, "--mx-claims") if text else None)

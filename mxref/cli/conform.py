@@ -14,6 +14,7 @@ from mxref.conformance import (
     run_conformance,
     write_report_json,
 )
+from mxref.conformance.claims import Claims, load_claims
 from mxref.conformance.golden import shipped_golden_dir
 from mxref.io import InputError, check_new
 from mxref.presets import PRESETS
@@ -36,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "mxref conform --backend mypkg.mx:quantize --rounding all --level 2 --json r.json",
             "mxref conform --command './sim --in {in} --out {out}' --deviations known.toml",
             "mxref conform --backend mypkg.mx:quantize --preset cublas",
+            "mxref conform --backend mypkg.mx:quantize --rounding all --claims roundings=rne",
         ),
     )
     add_arguments(parser)
@@ -116,6 +118,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="overflow policies, or 'all' (default: saturate)",
     )
     parser.add_argument(
+        "--claims",
+        metavar="'KIND=NAMES;...'",
+        help="what the backend implements, e.g. 'roundings=rne;scale_rules=floor' (kinds: "
+        "formats, scale_rules, roundings, overflows); the rest is reported as not claimed. "
+        "Also read from a [claims] table of --deviations",
+    )
+    parser.add_argument(
         "--preset",
         metavar="{" + ",".join(PRESETS) + "}",
         help="the backend reproduces this preset: its policies and quirks are tested "
@@ -160,6 +169,13 @@ def run(args: argparse.Namespace) -> int:
     if args.preset is not None and fixed:
         raise InputError(f"--preset fixes {', '.join(fixed)}; give either the preset or them")
     deviations = load_deviations(args.deviations) if args.deviations is not None else None
+    claims = Claims.parse(args.claims) if args.claims is not None else None
+    if args.deviations is not None:
+        in_file = load_claims(args.deviations)
+        if in_file is not None and claims is not None:
+            raise InputError(f"--claims and the claims table of {args.deviations} both say what "
+                             "the backend implements; keep one")  # fmt: skip
+        claims = claims or in_file
     golden: Path | None = None
     if args.golden is not None:
         golden = Path(args.golden)
@@ -183,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         overflows=args.overflow,
         seed=args.seed,
         preset=args.preset,
+        claims=claims,
         timeout=args.timeout,
         name=args.backend if args.backend is not None else None,
     )

@@ -102,7 +102,10 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.backend:
         report = verify(directory, quantize=load_backend(args.backend), backend_name=args.backend)
     else:
-        report = verify(directory, **mxref_backend(), backend_name="mxref")
+        ops = mxref_backend()
+        report = verify(directory, quantize=ops["quantize"], pack=ops["pack"],
+                        matmul=ops["matmul"], dequantize=ops["dequantize"],
+                        backend_name="mxref")  # fmt: skip
     print(report.summary())
     if args.json is not None:
         Path(args.json).write_text(report.to_json(), encoding="utf-8")

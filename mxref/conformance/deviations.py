@@ -19,6 +19,10 @@ from mxref.io import InputError, PathLike
 _ID_RE = re.compile(r"[A-Za-z0-9_*?\[\]-]+(\.[A-Za-z0-9_*?\[\]-]+)*")
 
 
+#: The deviations file's table of what the backend implements (mxref.conformance.claims).
+CLAIMS_KEY = "claims"
+
+
 def _flatten(data: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
     for key, value in data.items():
         if not isinstance(key, str) or key.startswith("_"):
@@ -56,7 +60,8 @@ def parse_deviations(data: object, source: str = "deviations") -> dict[str, str]
     if not isinstance(data, Mapping):
         raise InputError(f"{source}: must be an object mapping check ids to reasons")
     flat: dict[str, Any] = {}
-    _flatten(data, "", flat)
+    # the top-level "claims" table says what the backend implements (claims.load_claims)
+    _flatten({k: v for k, v in data.items() if k != CLAIMS_KEY}, "", flat)
     out = {}
     for key, reason in flat.items():
         if not _ID_RE.fullmatch(key):
@@ -87,17 +92,28 @@ def load_deviations(path: PathLike) -> dict[str, str]:
         The file is missing, unreadable or malformed.
     """
     p = Path(path)
+    return parse_deviations(read_deviations_file(p), str(p))
+
+
+def read_deviations_file(path: PathLike) -> object:
+    """The deviations file's contents: JSON, or TOML when its name ends in ``.toml``.
+
+    Raises
+    ------
+    InputError
+        The file is missing, unreadable or malformed.
+    """
+    p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{p}: cannot read the deviations file ({exc})") from None
     try:
-        data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+        return tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise InputError(
             f"{p}: not valid {p.suffix.lstrip('.').upper() or 'JSON'}: {exc}"
         ) from None
-    return parse_deviations(data, str(p))
 
 
 def _declared(check_id: str, deviations: Mapping[str, str]) -> str | None:

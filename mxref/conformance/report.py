@@ -127,6 +127,10 @@ class ConformReport:
         Areas (and ``"golden"``) left out, with the reason.
     golden : str or None
         The golden directory verified, if any.
+    not_claimed : tuple of str
+        What the backend does not claim to implement and was therefore not
+        tested, one line per kind (``"rounding: away, zero"``); empty when it
+        claims everything (:mod:`mxref.conformance.claims`).
     """
 
     backend: str
@@ -137,6 +141,7 @@ class ConformReport:
     unobserved: tuple[tuple[str, str, bool], ...]
     not_run: dict[str, str]
     golden: str | None
+    not_claimed: tuple[str, ...] = ()
 
     @property
     def failures(self) -> list[CheckResult]:
@@ -213,6 +218,7 @@ class ConformReport:
                 {"id": i, "reason": r, "matches_a_check": m} for i, r, m in self.unobserved
             ],
             "not_run": self.not_run,
+            "not_claimed": list(self.not_claimed),
             "passed": self.passed,
             "exit_status": self.exit_status,
         }
@@ -304,6 +310,7 @@ def format_report(report: ConformReport) -> str:
         f"{','.join(sel['rounding'])}; overflow {','.join(sel['overflow'])}; block_size 32"
         + (f"; accum {sel['accum'][0]}" if sel["accum"] else ""),
         f"golden: {r.golden or 'not run (' + r.not_run.get('golden', '') + ')'}",
+        *(f"not claimed, not tested: {line}" for line in r.not_claimed),
         "",
         f"{'area':<20}{'checks':>7}{'pass':>6}{'fail':>6}{'dev':>5}{'cases':>9}{'failed':>8}",
     ]

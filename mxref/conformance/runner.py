@@ -104,6 +104,7 @@ from mxref.conformance.backends import (
 )
 from mxref.conformance.batches import _Batch, _hex8, _hex32, _rng, build_batch, oracle_quantize
 from mxref.conformance.checks import _CHECK_LIST, DEFAULT_TIMEOUT, Config
+from mxref.conformance.claims import Claims
 from mxref.conformance.deviations import _declared
 from mxref.conformance.gemm_checks import _run_matmul_backend
 from mxref.conformance.golden_checks import _run_golden
@@ -323,6 +324,7 @@ def run_conformance(
     overflows: str | Sequence[str] | None = None,
     seed: int = 0,
     preset: str | None = None,
+    claims: Claims | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     name: str | None = None,
 ) -> ConformReport:
@@ -368,6 +370,11 @@ def run_conformance(
         applies its quirks, and the backend is called with ``preset=``.
         Golden files hold the spec's conversions only, so they are not run
         for a preset with quirks (torchao, microxcaling).
+    claims : Claims, optional
+        What the backend implements (:mod:`mxref.conformance.claims`): of the
+        selected formats and policies only the claimed ones run (golden files
+        and the packing and GEMM areas included); the rest is reported as not
+        claimed.  Default: it claims everything.
     timeout : float
         Seconds per ``command`` run.
     name : str, optional
@@ -416,6 +423,16 @@ def run_conformance(
     every_overflow = [o.value for o in Overflow]
     ovfs = _parse_list(overflows if overflows is not None else "saturate",
                        every_overflow, every_overflow, "overflow")  # fmt: skip
+    if claims is not None:
+        fmts = [f for f in fmts if claims.covers(fmt=f.name)]
+        rules = [r for r in rules if claims.covers(scale_rule=r)]
+        rnds = [r for r in rnds if claims.covers(rounding=r)]
+        ovfs = [o for o in ovfs if claims.covers(overflow=o)]
+        empty = [kind for kind, left in (("format", fmts), ("scale rule", rules),
+                 ("rounding", rnds), ("overflow", ovfs)) if not left]  # fmt: skip
+        if empty:
+            raise InputError(f"no selected {' or '.join(empty)} is claimed by the backend; "
+                             "select one it claims")  # fmt: skip
     if matmul is not None:
         from mxref.accum import parse_accum
 
@@ -505,4 +522,5 @@ def run_conformance(
         unobserved=tuple(unobserved),
         not_run=not_run,
         golden=golden_account,
+        not_claimed=tuple(claims.not_claimed()) if claims is not None else (),
     )

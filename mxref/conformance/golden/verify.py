@@ -14,6 +14,7 @@ import numpy as np
 
 from mxref.array import MXArray
 from mxref.codec import quantize as mxref_quantize
+from mxref.conformance.claims import Claims
 from mxref.conformance.golden.format import (
     _HOST_BY_NAME,
     BLOCK_SIZE,
@@ -366,6 +367,12 @@ class _Runner:
             self.result.count(case.area, "not_provided")
         self.result.note = f"the backend provides no {what}"
 
+    def not_claimed(self, cases: Iterable[GoldenCase], what: str) -> None:
+        """Count ``cases`` as not run: the backend does not claim ``what``."""
+        for case in cases:
+            self.result.count(case.area, "not_provided")
+        self.result.note = f"not claimed by the backend: {what}"
+
     def error(self, cases: Sequence[GoldenCase], exc: BaseException) -> None:
         """Count ``cases`` as failed because the backend raised ``exc`` on them."""
         message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
@@ -391,9 +398,15 @@ def _run_encode(
     cases: Sequence[GoldenCase],
     params: dict[str, str],
     quantize: Callable[..., Any],
+    claims: Claims | None = None,
 ) -> None:
     """Quantize the cases (same parameters) as one array, one row per case."""
     fmt = get_format(params["format"])
+    policy = (params.get("scale_rule", "floor"), params.get("rounding", "rne"),
+              params.get("overflow", "saturate"))  # fmt: skip
+    if claims is not None and not claims.covers(fmt.name, *policy):
+        runner.not_claimed(cases, f"{fmt.name} {'/'.join(policy)}")
+        return
     digits = _code_digits(fmt)
     bs = int(params.get("block_size", BLOCK_SIZE))
     dtype = _HOST_BY_NAME[params.get("input", "float32")]
@@ -404,7 +417,7 @@ def _run_encode(
     lengths = {len(c.inputs) for c in cases}
     if len(lengths) != 1:
         for c in cases:  # regressions: one call per case
-            _run_encode(runner, [c], params, quantize)
+            _run_encode(runner, [c], params, quantize, claims)
         return
     for c in cases:
         if any(len(t) != width for t in c.inputs):
@@ -557,7 +570,9 @@ def _run_gemm_case(
     runner.check(c, " ".join(c.outputs), _hex(int(bits[0]), width))
 
 
-def _verify_file(name: str, parsed: GoldenFile, backend: Backend) -> FileResult:
+def _verify_file(
+    name: str, parsed: GoldenFile, backend: Backend, claims: Claims | None = None
+) -> FileResult:
     header = parsed.header
     op = header.get("operation", "")
     runner = _Runner(name, op.split(":")[0])
@@ -566,7 +581,7 @@ def _verify_file(name: str, parsed: GoldenFile, backend: Backend) -> FileResult:
     try:
         if op == "encode":
             assert quantize is not None
-            _run_encode(runner, parsed.cases, header, quantize)
+            _run_encode(runner, parsed.cases, header, quantize, claims)
         elif op == "decode":
             _run_decode(runner, parsed.cases, header, dequantize, scale_file=False)
         elif op == "decode_scale":
@@ -584,7 +599,7 @@ def _verify_file(name: str, parsed: GoldenFile, backend: Backend) -> FileResult:
                 params = dict(c.params)
                 if c.op == "encode":
                     assert quantize is not None
-                    _run_encode(runner, [c], params, quantize)
+                    _run_encode(runner, [c], params, quantize, claims)
                 elif c.op == "gemm":
                     if matmul is None:
                         runner.not_provided([c], "matmul")
@@ -609,6 +624,7 @@ def verify(
     matmul: Callable[..., Any] | None = None,
     dequantize: Callable[..., Any] | None = None,
     backend_name: str = "",
+    claims: Claims | None = None,
 ) -> VerifyReport:
     """Check the golden files against the MANIFEST, then run an implementation on every case.
 
@@ -633,6 +649,10 @@ def verify(
         decode files are reported "not provided".
     backend_name : str
         Shown in the report.
+    claims : Claims, optional
+        What the backend implements (:mod:`mxref.conformance.claims`): encode
+        cases of other formats or policies are counted "not provided" with a
+        note, not run.
 
     Returns
     -------
@@ -694,7 +714,7 @@ def verify(
                 )
             )
             continue
-        report.files.append(_verify_file(name, parsed, backend))
+        report.files.append(_verify_file(name, parsed, backend, claims))
     return report
 
 
