@@ -371,7 +371,9 @@ def _read_raw(p: Path, dt: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray:
 # --------------------------------------------------------------------------
 # safe writing
 # --------------------------------------------------------------------------
-def check_new(paths: Iterable[PathLike], *, force: bool = False) -> None:
+def check_new(
+    paths: Iterable[PathLike], *, force: bool = False, option: str = "force=True"
+) -> None:
     """Raise unless every path may be written.
 
     Parameters
@@ -380,6 +382,9 @@ def check_new(paths: Iterable[PathLike], *, force: bool = False) -> None:
         Every file a write would create.
     force : bool
         Allow replacing existing files.
+    option : str
+        How the caller's user allows it, named in the error: ``force=True``
+        in Python, ``--force`` on a command line.
 
     Raises
     ------
@@ -392,7 +397,7 @@ def check_new(paths: Iterable[PathLike], *, force: bool = False) -> None:
         if p.is_dir():
             raise InputError(f"{p}: is a directory")
         if p.exists() and not force:
-            raise InputError(f"{p}: already exists; pass force=True (--force) to replace it")
+            raise InputError(f"{p}: already exists; pass {option} to replace it")
         parent = p.parent
         if not parent.is_dir():
             raise InputError(f"{p}: directory {parent} does not exist")
@@ -421,17 +426,21 @@ def _write_files(contents: Mapping[Path, bytes], *, force: bool) -> None:
     """Write every file, or none: temporaries first, then renamed into place."""
     check_new(contents, force=force)
     temps: dict[Path, Path] = {}
+    target = None
     try:
-        for p, data in contents.items():
-            tmp = p.with_name(f".{p.name}.{secrets.token_hex(6)}.tmp")
+        for target, data in contents.items():
+            tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
             # O_EXCL: never clobber anything; 0o666 lets the umask decide, as
             # for any ordinary new file (tempfile would force 0o600)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            temps[p] = tmp
+            temps[target] = tmp
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-        for p, tmp in temps.items():
-            os.replace(tmp, p)
+        for target, tmp in temps.items():
+            os.replace(tmp, target)
+    except OSError as exc:
+        # name the file the user asked for, not the temporary beside it
+        raise InputError(f"{target}: cannot write it: {exc.strerror or exc}") from None
     finally:
         for tmp in temps.values():
             if tmp.exists():

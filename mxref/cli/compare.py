@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     """
     if args.json is not None:
         # before the compare, which may take long on large files
-        check_new([args.json], force=args.force)
+        check_new([args.json], force=args.force, option="--force")
     if _mx_inputs(args):
         return _run_mx(args)
     report = compare_files(

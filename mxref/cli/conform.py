@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
         exits with status 2.
     """
     if args.json is not None:
-        check_new([args.json], force=args.force)  # before the run, which takes a while
+        # before the run, which takes a while
+        check_new([args.json], force=args.force, option="--force")
     fixed = [opt for opt, value in (("--scale-rule", args.scale_rule), ("--rounding",
              args.rounding), ("--overflow", args.overflow)) if value is not None]  # fmt: skip
     if args.preset is not None and fixed:

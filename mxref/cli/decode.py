@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.output
     if not out.lower().endswith((".npy", ".bin")):
         raise InputError(f"{out}: OUT must end in .npy or .bin (raw)")
-    check_new([out], force=args.force)
+    check_new([out], force=args.force, option="--force")
     values = dequantize(read_mx_input(args.input, args, raw=raw), dtype)
     write_array(out, values, force=args.force)
     return 0

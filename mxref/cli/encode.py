@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from mxref.cli.help import ExamplesFormatter, examples
 from mxref.codec import quantize
@@ -120,13 +121,14 @@ def run(args: argparse.Namespace) -> int:
     if suffix == "npz":
         if args.scale_layout is not None:
             raise InputError("--scale-layout applies only to packed .bin output")
-        check_new([out], force=args.force)
+        check_new([out], force=args.force, option="--force")
     elif suffix == "bin":
-        check_new(packed_paths(out), force=args.force)
+        check_new(packed_paths(out), force=args.force, option="--force")
     else:
         raise InputError(f"{out}: OUT must end in .npz or .bin (packed)")
 
     x = read_tensor(args.input, dtype=dtype, shape=shape, tensor=args.tensor)
+    _warn_short_blocks(x.shape, args.axis, args.block_size)
     # a preset may carry more than its three policies (torchao's divisor clamp)
     policies = (
         {"preset": preset}
@@ -145,3 +147,22 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
     )
     return 0
+
+
+def _warn_short_blocks(shape: tuple[int, ...], axis: int, block_size: int) -> None:
+    """Say so on stderr when the blocked axis does not divide into whole blocks.
+
+    The result is still the documented one (a short last block is quantized
+    as it is, which equals zero padding); hardware usually requires whole
+    blocks, so this is most often a wrong --axis or --shape.
+    """
+    if not shape or not -len(shape) <= axis < len(shape):
+        return  # quantize reports a bad axis
+    n = shape[axis]
+    if block_size > n:
+        sys.stderr.write(f"mxref: warning: --block-size {block_size} exceeds the blocked axis "
+                         f"({n} elements): every block is one short block\n")  # fmt: skip
+    elif n % block_size:
+        sys.stderr.write(f"mxref: warning: the blocked axis has {n} elements, not a multiple of "
+                         f"--block-size {block_size}: the last block of each row has "
+                         f"{n % block_size}\n")  # fmt: skip

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out
     if not out.lower().endswith((".npy", ".bin")):
         raise InputError(f"{out}: --out must end in .npy or .bin (raw)")
-    check_new([out], force=args.force)
+    check_new([out], force=args.force, option="--force")
     if args.c is not None and not args.c.lower().endswith(".npy"):
         raise InputError(f"{args.c}: --c must be a float32 .npy file")
 
