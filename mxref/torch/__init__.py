@@ -8,6 +8,9 @@ so that the conformance battery can run on it::
 
     pytest spec_tests --mx-backend mxref.torch:quantize
 
+:mod:`mxref.torch.torchao` converts MXArrays to and from torchao's
+``MXTensor`` (when torchao is installed).
+
 Needs torch (the ``torch`` extra); ``import mxref`` never imports this package.
 
 Spec: OCP MX v1.0 sections 5.1, 5.4.1 and 6.3.
