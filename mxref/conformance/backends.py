@@ -21,7 +21,7 @@ from mxref.conformance.checks import DEFAULT_TIMEOUT, Config
 from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format
 from mxref.io import InputError
 from mxref.policies import Overflow, Rounding, ScaleRule
-from mxref.testing.backend import codes_and_scales
+from mxref.testing.backend import BackendContractError, backend_output
 
 
 # --------------------------------------------------------------------------
@@ -58,19 +58,23 @@ def _one_line(exc: BaseException) -> str:
     return text[:500] or type(exc).__name__
 
 
-def _validated(codes: Any, scales: Any, packed: Any, shape: tuple[int, ...]) -> BackendOutput:
-    codes = np.asarray(codes)
+def _protocol_output(codes: Any, scales: Any, packed: Any, shape: tuple[int, ...],
+                     code_count: int) -> BackendOutput:  # fmt: skip
+    """The ``{out}`` arrays, checked by the one backend contract.
+
+    The protocol writes one scale per row, ``(rows,)``; the contract keeps
+    the blocked axis, ``(rows, 1)``.
+    """
     scales = np.asarray(scales)
-    if codes.dtype.kind not in "ui":
-        raise BackendError(f"codes must be an integer array; got dtype {codes.dtype}")
-    if codes.shape != shape:
-        raise BackendError(f"codes have shape {codes.shape}; expected {shape}")
-    if scales.dtype.kind not in "ui":
-        raise BackendError(f"scales must be an integer array; got dtype {scales.dtype}")
-    if scales.size != shape[0]:
-        raise BackendError(
-            f"scales have shape {scales.shape}; expected ({shape[0]},), one per block"
-        )
+    per_row = scales.shape == (shape[0],)
+    try:
+        codes, scales = backend_output((codes, scales.reshape(-1, 1) if per_row else scales),
+                                       shape, -1, shape[-1], code_count)  # fmt: skip
+    except BackendContractError as exc:
+        if str(exc).startswith("scales have shape"):  # in the protocol's words
+            raise BackendError(f"{{out}} scales have shape {scales.shape}; the protocol wants "
+                               f"({shape[0]},), one byte per row") from None  # fmt: skip
+        raise BackendError(f"{{out}} {exc}") from None
     if packed is not None:
         packed = np.asarray(packed)
         if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[0] != shape[0]:
@@ -86,8 +90,9 @@ class CallableBackend:
 
     It is called as ``quantize(x, fmt_name, axis=-1, block_size=bs,
     scale_rule=..., rounding=..., overflow=...)`` (plus ``seed=`` with
-    stochastic rounding) on float32 rows of blocks, and must return an object
-    with ``codes`` and ``scales`` (an MXArray) or a ``(codes, scales)`` tuple.
+    stochastic rounding) on float32 rows of blocks, and its answer is checked
+    by :func:`mxref.testing.backend.backend_output`, the contract every
+    harness uses: codes of ``x``'s shape, scales ``(rows, 1)``.
 
     Parameters
     ----------
@@ -113,10 +118,11 @@ class CallableBackend:
         except Exception as exc:  # the backend's own bug: a result, not a crash of ours
             raise BackendError(f"raised {type(exc).__name__}: {_one_line(exc)}") from None
         try:
-            codes, scales = codes_and_scales(result)
-        except TypeError as exc:
+            codes, scales = backend_output(result, x.shape, -1, config.block_size,
+                                           get_format(config.fmt).code_count)  # fmt: skip
+        except BackendContractError as exc:
             raise BackendError(str(exc)) from None
-        return _validated(codes, scales, None, x.shape)
+        return BackendOutput(codes.astype(np.int64), scales.reshape(-1).astype(np.int64))
 
 
 def _tail(data: bytes, lines: int = 5) -> str:
@@ -216,7 +222,8 @@ class CommandBackend:
                 raise
             except Exception as exc:  # whatever a corrupt file makes numpy raise
                 raise BackendError(f"{{out}} is not a readable .npz: {_one_line(exc)}") from None
-        return _validated(codes, scales, packed, x.shape)
+        return _protocol_output(codes, scales, packed, x.shape,
+                                get_format(config.fmt).code_count)  # fmt: skip
 
 
 Backend = CallableBackend | CommandBackend

@@ -1,4 +1,11 @@
-"""Loading the implementation under test ("backend") named on a command line."""
+"""The implementation under test ("backend"): loading it by name, and its one output contract.
+
+Every harness (``mxref conform``, ``mxref golden verify``, the pytest
+battery) calls a Python backend as :func:`mxref.quantize` is called and
+checks its answer with :func:`backend_output`, so a backend that passes one
+passes the others' structural checks too.  docs/conformance.md states the
+contract.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,8 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 Quantize = Callable[..., Any]
 
@@ -56,3 +65,60 @@ def codes_and_scales(result: Any) -> tuple[Any, Any]:
         "a backend must return an object with .codes and .scales, or a (codes, scales) tuple; "
         f"got {type(result).__name__}"
     )
+
+
+class BackendContractError(ValueError):
+    """A backend's answer does not have the shape or type the contract requires."""
+
+
+def backend_output(
+    result: Any,
+    x_shape: tuple[int, ...],
+    axis: int = -1,
+    block_size: int = 32,
+    code_count: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Check a backend's answer against the contract; return its (codes, scales) as uint8.
+
+    The contract is :func:`mxref.quantize`'s: ``codes`` has the input's shape
+    (one code per element, in the low bits of an integer); ``scales`` has the
+    input's shape with ``axis`` cut into ``ceil(n / block_size)`` blocks (one
+    E8M0 byte per block).  Any integer dtype is accepted for both when the
+    values fit.
+
+    Parameters
+    ----------
+    result : object
+        What the backend returned: an object with ``codes`` and ``scales``
+        (an MXArray), or a ``(codes, scales)`` tuple.
+    x_shape : tuple of int
+        The input's shape.
+    axis, block_size : int
+        As the backend was called.
+    code_count : int
+        Codes must be below this (``2**bits`` of the format).
+
+    Raises
+    ------
+    BackendContractError
+        Saying what is wrong and what was expected.
+    """
+    try:
+        codes, scales = codes_and_scales(result)
+    except TypeError as exc:
+        raise BackendContractError(str(exc)) from None
+    codes, scales = np.asarray(codes), np.asarray(scales)
+    ax = axis % len(x_shape)
+    want_scales = (*x_shape[:ax], -(-x_shape[ax] // block_size), *x_shape[ax + 1 :])
+    for what, arr, shape, limit in (("codes", codes, tuple(x_shape), code_count),
+                                    ("scales", scales, want_scales, 256)):  # fmt: skip
+        if arr.dtype.kind not in "ui":
+            raise BackendContractError(f"{what} must be an integer array; got dtype {arr.dtype}")
+        if arr.shape != shape:
+            extra = ("; one E8M0 byte per block, with the blocked axis kept (not flattened)"
+                     if what == "scales" else "; one code per input element")  # fmt: skip
+            raise BackendContractError(f"{what} have shape {arr.shape}; expected {shape}{extra}")
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= limit):
+            raise BackendContractError(f"{what} hold {int(arr.max()):#x}; every value must be "
+                                       f"below {limit:#x}")  # fmt: skip
+    return codes.astype(np.uint8), scales.astype(np.uint8)
