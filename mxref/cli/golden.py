@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from mxref.cli.help import ExamplesFormatter, examples
+from mxref.conformance.claims import Claims
 from mxref.conformance.golden import generate, mxref_backend, shipped_golden_dir, verify
-from mxref.io import check_new
+from mxref.io import InputError, check_new
 from mxref.testing.backend import load_backend
 
 
@@ -66,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a quantize with mxref.quantize's signature; packing, GEMM and decode cases "
         "are then reported 'not provided' (default: mxref itself, every operation)",
     )
+    ver.add_argument(
+        "--claims",
+        metavar="'KIND=NAMES;...'",
+        help="what --backend implements, e.g. 'roundings=rne;scale_rules=floor'; cases of "
+        "anything else are reported not provided",
+    )
     ver.add_argument("--json", metavar="REPORT.json", help="also write the report as JSON")
     ver.set_defaults(func=run_verify)
 
@@ -99,8 +106,12 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_new([args.json], force=True)  # a report is rewritten, but its folder must exist
     directory = args.dir or shipped_golden_dir()
+    claims = Claims.parse(args.claims) if args.claims is not None else None
+    if claims is not None and not args.backend:
+        raise InputError("--claims describes a --backend; mxref itself implements everything")
     if args.backend:
-        report = verify(directory, quantize=load_backend(args.backend), backend_name=args.backend)
+        report = verify(directory, quantize=load_backend(args.backend), backend_name=args.backend,
+                        claims=claims)  # fmt: skip
     else:
         ops = mxref_backend()
         report = verify(directory, quantize=ops["quantize"], pack=ops["pack"],

@@ -25,9 +25,9 @@ from mxref.conformance.checks import (
     Config,
 )
 from mxref.conformance.deviations import load_deviations, parse_deviations
+from mxref.conformance.failures import CaseFailure
 from mxref.conformance.report import (
     AreaSummary,
-    CaseFailure,
     CheckResult,
     ConformReport,
     format_failure,

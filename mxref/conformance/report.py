@@ -13,36 +13,8 @@ from typing import Any
 import numpy as np
 
 from mxref.conformance.checks import AREAS, PROTOCOL
+from mxref.conformance.failures import CaseFailure
 from mxref.io import PathLike, write_new_text
-
-
-@dataclasses.dataclass(frozen=True)
-class CaseFailure:
-    """The first failing case of a check, in hex.
-
-    Attributes
-    ----------
-    check : str
-        The check id.
-    where : str
-        Format, policies, case number and what the case is.
-    inputs, expected, got : dict of str to list of str
-        Hex words: float32 inputs (``"x"``), scale byte and codes
-        (``"scale"``, ``"codes"``), packed bytes, GEMM operands and results.
-    differs : list of str
-        What differs, e.g. ``["scale", "codes at lanes 0, 7"]``.
-    error : str or None
-        Why there is no output to compare: the backend raised, crashed,
-        timed out or wrote malformed output.
-    """
-
-    check: str
-    where: str
-    inputs: dict[str, list[str]]
-    expected: dict[str, list[str]]
-    got: dict[str, list[str]]
-    differs: list[str]
-    error: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

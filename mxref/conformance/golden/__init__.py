@@ -29,6 +29,7 @@ Spec: OCP MX v1.0 sections 5 (encodings), 5.1 (decoding), 6.2 (Dot) and 6.3
 
 from __future__ import annotations
 
+from mxref.conformance.failures import CaseFailure
 from mxref.conformance.golden.format import (
     GENERATOR,
     MANIFEST,
@@ -48,7 +49,7 @@ from mxref.conformance.golden.regressions import (
     append_regression,
     regressions_text,
 )
-from mxref.conformance.golden.verify import CaseFailure, VerifyReport, mxref_backend, verify
+from mxref.conformance.golden.verify import VerifyReport, mxref_backend, verify
 from mxref.testing.cases import AREAS
 
 __all__ = [

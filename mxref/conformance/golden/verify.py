@@ -15,6 +15,7 @@ import numpy as np
 from mxref.array import MXArray
 from mxref.codec import quantize as mxref_quantize
 from mxref.conformance.claims import Claims
+from mxref.conformance.failures import CaseFailure
 from mxref.conformance.golden.format import (
     _HOST_BY_NAME,
     BLOCK_SIZE,
@@ -67,54 +68,6 @@ class AreaCount:
             "not_provided": self.not_provided,
             "first_failure": first,
         }
-
-
-@dataclass(frozen=True)
-class CaseFailure:
-    """The first failing case of a file, in hex."""
-
-    file: str
-    line: int
-    area: str
-    inputs: str
-    expected: str
-    got: str
-
-    @property
-    def where(self) -> str:
-        """``file:line``."""
-        return f"{self.file}:{self.line}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """As a plain dict."""
-        return {
-            "file": self.file,
-            "line": self.line,
-            "area": self.area,
-            "inputs": self.inputs,
-            "expected": self.expected,
-            "got": self.got,
-            "differing": self.differing,
-        }
-
-    @property
-    def differing(self) -> list[int]:
-        """0-based positions of the output tokens that differ (empty if not comparable)."""
-        want, got = self.expected.upper().split(), self.got.upper().split()
-        if len(want) != len(got):
-            return []
-        return [i for i, (w, g) in enumerate(zip(want, got, strict=True)) if w != g]
-
-    def text(self) -> str:
-        """One readable paragraph."""
-        out = (
-            f"{self.file}:{self.line} [{self.area}]\n    inputs:   {self.inputs}\n"
-            f"    expected: {self.expected}\n    got:      {self.got}"
-        )
-        where = self.differing
-        if where and len(self.expected.split()) > 1:
-            out += "\n    differs:  output tokens " + ", ".join(map(str, where)) + " (0-based)"
-        return out
 
 
 @dataclass
@@ -347,6 +300,31 @@ def _bits_of(a: Any, width: int) -> np.ndarray:
     return arr.view({2: np.uint16, 4: np.uint32}[arr.dtype.itemsize])
 
 
+def _failure(file: str, case: GoldenCase, expected: str, got: str | None,
+             error: str | None = None) -> CaseFailure:  # fmt: skip
+    """A golden case's failure: its tokens, and which output tokens differ."""
+    want = expected.upper().split()
+    words = [] if got is None else got.upper().split()
+    if error is not None:
+        differs = ["no output"]
+    elif len(want) == len(words):
+        positions = [i for i, (w, g) in enumerate(zip(want, words, strict=True)) if w != g]
+        differs = ["output tokens " + ", ".join(map(str, positions)) + " (0-based)"]
+    else:
+        differs = [f"{len(words)} output tokens; expected {len(want)}"]
+    return CaseFailure(
+        check=case.area,
+        where=f"{file}:{case.line} [{case.area}]",
+        inputs={"case": case.input_text.split()},
+        expected={"outputs": expected.split()},
+        got={} if got is None else {"outputs": got.split()},
+        differs=differs,
+        error=error,
+        file=file,
+        line=case.line,
+    )
+
+
 class _Runner:
     """Runs one file's cases on the backend and fills a FileResult."""
 
@@ -357,10 +335,7 @@ class _Runner:
         if expected.upper() == got.upper():
             self.result.count(case.area, "passed")
             return
-        failure = CaseFailure(
-            self.result.name, case.line, case.area, case.input_text, expected, got
-        )
-        self.result.count(case.area, "failed", failure)
+        self.result.count(case.area, "failed", _failure(self.result.name, case, expected, got))
 
     def not_provided(self, cases: Iterable[GoldenCase], what: str) -> None:
         for case in cases:
@@ -379,14 +354,7 @@ class _Runner:
         if self.result.error is None:
             self.result.error = message
         for c in cases:
-            failure = CaseFailure(
-                self.result.name,
-                c.line,
-                c.area,
-                c.input_text,
-                " ".join(c.outputs),
-                f"raised {message}",
-            )
+            failure = _failure(self.result.name, c, " ".join(c.outputs), None, error=message)
             self.result.count(c.area, "failed", failure)
 
 
