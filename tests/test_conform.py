@@ -232,7 +232,7 @@ def test_faithful_backend_passes_every_scale_rule_and_policy():
     ("backend", "options", "expected_failures"),
     [
         (float_log2_scale, {}, {"scale.pow2_neighbours"}),
-        (ties_away, {}, {"element.midpoints", "element.random_ties"}),
+        (ties_away, {}, {"rounding.midpoints", "rounding.random_ties"}),
         (no_saturation, {}, {"saturation.above_max_normal", "saturation.overflow_midpoint"}),
         (loses_negative_zero, {}, {"special.negative_zero", "special.zero_block_codes"}),
         (clamps_at_2_pow_minus_126, {}, {"scale.tiny_blocks"}),
@@ -266,7 +266,7 @@ def test_float_log2_bug_names_the_power_of_two():
 
 def test_ties_away_shows_the_tie_lanes():
     report = run(ties_away, formats="mxfp4")
-    (check,) = [c for c in report.failures if c.id == "element.midpoints"]
+    (check,) = [c for c in report.failures if c.id == "rounding.midpoints"]
     f = check.first_failure
     assert "scale pinned to 2**0" in f.where  # the plainest scale comes first
     assert f.differs[0] == "codes at lanes 1, 2, 5, 6, 9, 10, 13, 14"  # 0.25, 0.75, 1.25, ...
@@ -297,7 +297,7 @@ def test_float32_matmul_fails_gemm():
 
 @pytest.mark.parametrize(
     ("backend", "failing_golden"),
-    [(ties_away, "golden.element.encode_mxfp4_floor_rne"),
+    [(ties_away, "golden.rounding.encode_mxfp4_floor_rne"),
      (float_log2_scale, "golden.scale.encode_mxfp8_e4m3_floor_rne"),
      (nan_block_finite_scale, "golden.special.encode_mxint8_floor_rne")],
     ids=["ties_away", "float_log2_scale", "nan_block_finite_scale"],
@@ -422,7 +422,7 @@ def test_example_simulator_passes_the_golden_files_via_command():
     assert report.passed, format_report(report)
     assert "golden.scale.encode_mxfp8_e4m3_floor_rne" in {c.id for c in report.checks}
     # the float64 regression case cannot travel through the float32 protocol: not counted
-    assert "golden.element.regressions" not in {c.id for c in report.failures}
+    assert "golden.rounding.regressions" not in {c.id for c in report.failures}
 
 
 def test_command_without_packed_output_says_packing_was_not_run():
@@ -537,16 +537,16 @@ def test_cli_pass_fail_and_json(capsys, tmp_path, monkeypatch):
     rc, out, err = cli(capsys, "--backend", "buggy_mx:quantize", "--format", "mxfp4",
                        "--json", report)  # fmt: skip
     assert rc == 1, err
-    assert "FAIL element.midpoints" in out
+    assert "FAIL rounding.midpoints" in out
     data = json.loads(report.read_text())
     assert data["exit_status"] == 1
     assert not data["passed"]
-    mid = {c["id"]: c for c in data["checks"]}["element.midpoints"]
+    mid = {c["id"]: c for c in data["checks"]}["rounding.midpoints"]
     assert mid["status"] == "fail"
     assert mid["first_failure"]["inputs"]["x"]
     areas = {a["area"]: a for a in data["areas"]}
-    assert areas["element"]["failed"] >= 1
-    assert areas["element"]["first_failure"]
+    assert areas["rounding"]["failed"] >= 1
+    assert areas["rounding"]["first_failure"]
     dev = tmp_path / "dev.json"
     dev.write_text(json.dumps({"special.nan_block_*": "NaN is left out of amax"}))
     rc, out, err = cli(capsys, "--backend", "buggy_mx:nan_blind", "--format", "mxfp4",

@@ -108,3 +108,15 @@ def test_the_pytest_battery_skips_what_is_not_claimed():
                              cwd=ROOT)  # fmt: skip
     assert passing.returncode == 0, passing.stdout[-2000:]
     assert "skipped" in passing.stdout
+
+
+def test_one_area_vocabulary_and_old_ids_in_deviations_files():
+    from mxref.conformance import CHECKS, parse_deviations
+    from mxref.testing.areas import AREA_NAMES
+    from mxref.testing.cases import AREAS as CASE_AREAS
+
+    assert CASE_AREAS == AREA_NAMES
+    assert {c.area for c in CHECKS.values()} <= set(AREA_NAMES)
+    assert all(check_id.split(".")[0] in AREA_NAMES for check_id in CHECKS)
+    assert parse_deviations({"element.midpoints": "ours ties away"}) == {
+        "rounding.midpoints": "ours ties away"}

@@ -10,21 +10,14 @@ from typing import Any
 
 from mxref.formats import DEFAULT_BLOCK_SIZE
 from mxref.policies import Overflow, Rounding, ScaleRule
+from mxref.testing.areas import AREAS as SPEC_AREAS
 
 #: Version tag of the ``--command`` exchange files.
 PROTOCOL = "mxref-conform-1"
 
 
 #: Spec areas, in report order: id -> (title, spec clauses).
-AREAS: dict[str, tuple[str, str]] = {
-    "scale": ("scale computation", "5.4.1, 6.3 step 1"),
-    "element": ("element rounding", "5.3, 6.3 step 2"),
-    "saturation": ("saturation", "6.3 (clamp to max normal)"),
-    "special": ("special values", "5.3.1-5.3.4, 5.4.1; NaN/Inf/zero handling"),
-    "packing": ("packing", "5.2 (element widths); layout is mxref.pack's convention"),
-    "gemm": ("GEMM", "6.2 (Dot, DotGeneral)"),
-    "decode": ("decoding", "5.1 (X * P_i), 5.4.1 (E8M0); golden files only"),
-}
+AREAS = SPEC_AREAS  # the one vocabulary (mxref.testing.areas): area -> (title, clauses)
 
 
 DEFAULT_TIMEOUT = 120.0
@@ -67,17 +60,17 @@ _CHECK_LIST = (
     CheckInfo("scale.random_forced_amax", "scale",
               "random blocks with a forced amax (pow2, pred, succ, above max significand)",
               "6.3"),
-    CheckInfo("element.exact_codes", "element",
+    CheckInfo("rounding.exact_codes", "rounding",
               "every finite code's value times the scale encodes to that code", "5.3, 6.3"),
-    CheckInfo("element.midpoints", "element",
+    CheckInfo("rounding.midpoints", "rounding",
               "exact midpoints of adjacent codes (RNE: to the even code)", "6.3 roundTiesToEven"),
-    CheckInfo("element.midpoint_neighbours", "element",
+    CheckInfo("rounding.midpoint_neighbours", "rounding",
               "the float32 just below and just above every midpoint", "6.3"),
-    CheckInfo("element.subnormal_inputs", "element",
+    CheckInfo("rounding.subnormal_inputs", "rounding",
               "float32 subnormal elements (kept, never flushed)", "6.3; docs/semantics.md 5"),
-    CheckInfo("element.random_bits", "element",
+    CheckInfo("rounding.random_bits", "rounding",
               "random float32 bit patterns in a narrow exponent window", "6.3"),
-    CheckInfo("element.random_ties", "element",
+    CheckInfo("rounding.random_ties", "rounding",
               "random exact ties of the element grid under a pinned scale", "6.3"),
     CheckInfo("saturation.above_max_normal", "saturation",
               "elements above max normal in their binade clamp to +-max normal", "6.3"),
@@ -123,16 +116,6 @@ _CHECK_LIST = (
 CHECKS: dict[str, CheckInfo] = {c.id: c for c in _CHECK_LIST}
 
 
-#: golden file areas (mxref.conformance.golden) -> the areas here
-GOLDEN_AREAS = {
-    "scale": "scale",
-    "rounding": "element",
-    "saturation": "saturation",
-    "special": "special",
-    "packing": "packing",
-    "gemm": "gemm",
-    "decode": "decode",
-}
 
 
 # --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mxref.io import InputError, PathLike
+from mxref.testing.areas import LEGACY_AREA_NAMES
 
 # --------------------------------------------------------------------------
 # deviations
@@ -42,7 +43,8 @@ def parse_deviations(data: object, source: str = "deviations") -> dict[str, str]
     data : object
         A mapping of check id (or glob pattern) to reason.  Keys starting
         with ``_`` are comments; nested mappings join their keys with dots
-        (TOML tables).
+        (TOML tables).  Ids in an area's old name (``element.*``) are read
+        under its current one (``rounding.*``).
     source : str
         Named in error messages.
 
@@ -64,6 +66,9 @@ def parse_deviations(data: object, source: str = "deviations") -> dict[str, str]
     _flatten({k: v for k, v in data.items() if k != CLAIMS_KEY}, "", flat)
     out = {}
     for key, reason in flat.items():
+        area, dot, rest = key.partition(".")
+        if dot and area in LEGACY_AREA_NAMES:  # an id from before the one vocabulary
+            key = f"{LEGACY_AREA_NAMES[area]}.{rest}"
         if not _ID_RE.fullmatch(key):
             raise InputError(
                 f"{source}: {key!r} is not a check id such as 'special.nan_block_codes'"

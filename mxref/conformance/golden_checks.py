@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mxref.array import MXArray
-from mxref.conformance.checks import GOLDEN_AREAS, CheckInfo
+from mxref.conformance.checks import AREAS, CheckInfo
 from mxref.conformance.golden import parse_golden, verify
 from mxref.conformance.report import CaseFailure, _Tally
 from mxref.conformance.selection import NotSelected, _Selection
@@ -145,10 +145,10 @@ def _golden_area(
     directory: Path, name: str, garea: str, counts: Any, failed: int, tally: _Tally
 ) -> CheckInfo:
     """Tally one golden file's cases of one area as check ``golden.<area>.<file>``."""
-    area = GOLDEN_AREAS.get(garea, "special")
+    area = garea if garea in AREAS else "special"
     check = f"golden.{area}.{name.rsplit('.', 1)[0]}"
     first = counts.first_failure
-    if first is not None and "NotSelected" in str(first.got):
+    if first is not None and (first.error or "").startswith("NotSelected"):
         first = None  # an unselected case came first; the real ones are behind it
     for _ in range(counts.passed):
         tally.add(check, None)

@@ -33,12 +33,13 @@ import numpy as np
 from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat
 from mxref.ref.element import BINARY32, apply_sign, decode_element, encode_float, pow2
 from mxref.ref.stochastic import random_u32
+from mxref.testing.areas import AREA_NAMES
 
 FRACTION_BITS = 23
 #: The levels of the structured generator (TestFloat's ``-level 1`` and ``-level 2``).
 LEVELS = (1, 2)
 #: Spec areas a case can exercise; every golden case carries one of them.
-AREAS = ("scale", "rounding", "saturation", "special", "packing", "gemm", "decode")
+AREAS = AREA_NAMES  # the one vocabulary (mxref.testing.areas)
 
 #: float32 bit patterns used throughout.
 F32_SIGN = 0x80000000
