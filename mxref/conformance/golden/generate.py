@@ -54,7 +54,8 @@ from mxref.ref.element import (
 from mxref.ref.packing import pack_row
 from mxref.ref.scale import decode_scale
 from mxref.testing import cases as cases_mod
-from mxref.testing.cases import BlockCase, DotCase
+from mxref.testing.cases import BlockCase
+from mxref.testing.gemm_cases import DotCase, dot_cases
 
 
 def file_names() -> list[str]:
@@ -237,7 +238,7 @@ def _plan() -> list[tuple[str, Callable[[], str]]]:
 
     def gemm_text(model: str) -> str:
         if not dot_cache:
-            dot_cache.append(cases_mod.dot_cases(formats, _file_seed("gemm")))
+            dot_cache.append(dot_cases(formats, _file_seed("gemm")))
         return _gemm_file_text(model, dot_cache[0])
 
     plan: list[tuple[str, Callable[[], str]]] = []

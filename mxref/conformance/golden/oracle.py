@@ -34,7 +34,8 @@ from mxref.ref.element import (
 from mxref.ref.gemm import exact_dot, matmul_operands
 from mxref.ref.scale import decode_scale, shared_exponent
 from mxref.ref.stochastic import random_u32
-from mxref.testing.cases import AREAS, DotCase
+from mxref.testing.cases import AREAS
+from mxref.testing.gemm_cases import DotCase
 
 
 def _header(title: str, items: Header) -> list[str]:

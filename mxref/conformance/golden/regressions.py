@@ -42,8 +42,8 @@ from mxref.ref.array import HOST_FORMATS
 from mxref.ref.element import (
     decode_element,
 )
-from mxref.testing import cases as cases_mod
-from mxref.testing.cases import AREAS, DotCase
+from mxref.testing.cases import AREAS
+from mxref.testing.gemm_cases import DotCase, code_of
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ def builtin_regressions() -> list[tuple[str, EncodeRegression | GemmRegression]]
     Spec: OCP MX v1.0 sections 6.2 and 6.3.
     """
     e4m3 = get_format("mxfp8_e4m3")
-    code = cases_mod.code_of
+    code = code_of
     lanes = [code(Fraction(8), e4m3), code(Fraction(7, 16), e4m3)]
     other = [code(Fraction(1), e4m3), code(Fraction(7, 16), e4m3)]
     zeros = [0] * 32
