@@ -6,9 +6,13 @@ normal, seed 0).  It reports the median time of ``forward(X)`` for GPK
 (g1 = 8, g2 = 4), BlockHadamard, GlobalHadamard, GlobalKronecker (64 x 64) and
 BlockAffine (32 x 32 blocks), each as a ratio of ``X @ W.T`` timed in the same
 run (the machine's speed drifts between runs, so only same-run ratios mean
-anything).  The forward times include the condition guard (float64 singular
-values of every factor) that every call runs.  The last line is PASS/FAIL for
-GPK's forward at most 0.3x the matmul, the cost the paper's Table 1 calls
+anything).  These forwards run under ``torch.no_grad()``: the inference path,
+where GPK and BlockAffine reuse the guarded blocks that their first (untimed)
+call built; the other transforms run their condition guard (float64 singular
+values of every factor) on every call.  A last row times GPK's calibration
+path, grad enabled with learnable factors (Algorithm 1's two einsums, guard
+included, no backward).  The last line is PASS/FAIL for GPK's inference
+forward at most 0.1x the matmul, the cost the paper's Table 1 calls
 O(SN(g1 + g2)) against the matmul's O(SNM).  The exit status is 0 either way;
 this is a measurement, not a test.
 """
@@ -33,7 +37,7 @@ from batquant.transforms import (
 )
 
 TORCH_THREADS = 2
-GPK_TARGET = 0.3  # x the matmul X @ W.T
+GPK_TARGET = 0.1  # x the matmul X @ W.T
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"transform benchmark: X {s} x {n}, W {n} x {n}, float32 standard normal (seed 0)")
     print(f"cpu: {cpu_model()}; Python {platform.python_version()}")
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    print(f"median of {reps} calls after a warm-up call; forward under torch.no_grad()\n")
+    print(f"median of {reps} calls after a warm-up call; forward under torch.no_grad()")
+    print("except the last row (grad enabled, factors requiring grad)\n")
 
     def matmul() -> torch.Tensor:
         return x @ w.T
@@ -68,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     cases: list[tuple[str, Callable[[], torch.Tensor]]] = [
         (name, lambda t=t: t(x)) for name, t in transforms
     ]
+    gpk = transforms[0][1]
+
+    def gpk_with_grad() -> torch.Tensor:
+        with torch.enable_grad():
+            return gpk(x)
+
+    cases.append(("GPK, grad on (calibration)", gpk_with_grad))
     with torch.no_grad():
         for _, fn in cases:  # one pass first so the allocator and BLAS settle
             fn()
@@ -76,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         mm_last = median_seconds(matmul, reps)
     mm = statistics.median([mm_first, mm_last])
 
-    print(f"{'operation':<28}{'median s':>10}{'x matmul':>10}")
-    print(f"{'X @ W.T':<28}{mm:>10.4f}{1.0:>10.3f}")
+    print(f"{'operation':<36}{'median s':>10}{'x matmul':>10}")
+    print(f"{'X @ W.T':<36}{mm:>10.4f}{1.0:>10.3f}")
     for name, seconds in rows:
-        print(f"{name + ' forward':<28}{seconds:>10.4f}{seconds / mm:>10.3f}")
+        print(f"{name + ' forward':<36}{seconds:>10.4f}{seconds / mm:>10.3f}")
     drift = abs(mm_first - mm_last) / min(mm_first, mm_last)
     print(
         f"\nmatmul at start {mm_first:.4f} s, at end {mm_last:.4f} s"
@@ -87,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ratio = rows[0][1] / mm
     verdict = "PASS" if ratio <= GPK_TARGET else "FAIL"
-    print(f"\n{verdict}  GPK forward: {ratio:.3f}x X @ W.T (target <= {GPK_TARGET}x)")
+    print(f"\n{verdict}  GPK inference forward: {ratio:.3f}x X @ W.T (target <= {GPK_TARGET}x)")
     return 0
 
 

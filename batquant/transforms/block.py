@@ -22,6 +22,19 @@ element ``[(s, d), (r, c)] = B_i[r, s] A[d, c]``.  The paper writes
 matrices with ``B_i`` read transposed, and these classes follow the code
 (Algorithm 1), not the formula.
 
+Two forward paths, one result.  While a call must record the graph to the
+parameters (grad enabled and a parameter requiring grad: calibration), GPK
+and NaiveKronecker run Algorithm 1 verbatim, so gradients reach ``A`` and
+``B_i`` as the paper computes them.  Otherwise (inference, ``no_grad``, or
+frozen parameters) they apply the dense ``g x g`` blocks ``P_i`` with a
+batched matmul (:func:`_apply_blocks`): Algorithm 1's two einsums each make
+a pass over the activations (plus the copies their layouts force), one
+``[tokens, g] x [g, g]`` matmul per block makes one.  The blocks are built
+once, after the condition guard, and reused while the parameters keep the
+same bits (:class:`_InferenceBlocks`); BlockAffine reuses its guard's
+verdict the same way.  The two paths agree to float rounding (sums of ``g``
+products against sums of ``g1`` then ``g2``), not bit for bit.
+
 Weight side.  ``P_i^{-T} = kron(B_i^T, A)^{-T} = kron(B_i^{-1}, A^{-T})
 = kron((B_i^{-T})^T, A^{-T})``: the same Algorithm 1 with the factors
 ``(A^{-T}, B_i^{-T})``, each inverse computed in float64.  Likewise the
@@ -30,6 +43,7 @@ inverse transform is GPK with ``(A^{-1}, B_i^{-1})``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Self
 
 import torch
@@ -106,6 +120,119 @@ def _block_diagonal(blocks: Tensor) -> Tensor:
     return torch.block_diag(*blocks.unbind(0))
 
 
+#: Largest intermediate (bytes) :func:`_apply_blocks` makes on CPU without a graph.
+#: Kept below glibc's largest mmap threshold (32 MiB): a buffer that size is served
+#: from memory the process already holds, while a larger one is a fresh mapping
+#: whose pages the kernel faults in and zeroes on every call.  At 2048 x 4096
+#: float32 on 2 threads, in one run: two 16 MiB chunks 0.06x the layer matmul,
+#: one 32 MiB intermediate 0.08x (docs/benchmarks.md, transform speed).
+_CHUNK_BYTES = 16 * 2**20
+
+
+def _apply_blocks(x: Tensor, blocks: Tensor) -> Tensor:
+    """``x @ diag(blocks_1, ..., blocks_k)`` as a batched matmul over the blocks.
+
+    Parameters
+    ----------
+    x : Tensor
+        ``[..., k * g]``.
+    blocks : Tensor
+        ``[k, g, g]``.
+
+    Returns
+    -------
+    Tensor
+        Same shape as ``x``, contiguous.
+    """
+    k, g, _ = blocks.shape
+    # [tokens, k, g]; its transpose [k, tokens, g] is a strided view that bmm reads in
+    # place, so the only copy is the one that puts the result back in token order.
+    # einsum("bki,kij->bkj") lowers to this same bmm.
+    v = x.reshape(-1, k, g)
+    tokens = v.shape[0]
+    step = max(1, _CHUNK_BYTES // (k * g * x.element_size()))
+    graph = torch.is_grad_enabled() and (x.requires_grad or blocks.requires_grad)
+    if graph or tokens <= step or x.device.type != "cpu":  # bmm(out=) records no graph
+        return torch.bmm(v.transpose(0, 1), blocks).transpose(0, 1).reshape(x.shape)
+    out = torch.empty(v.shape, dtype=x.dtype, device=x.device)
+    scratch = torch.empty(k * step * g, dtype=x.dtype, device=x.device)
+    for start in range(0, tokens, step):
+        n = min(step, tokens - start)
+        part = scratch[: k * n * g].view(k, n, g)  # contiguous, also for the last chunk
+        torch.bmm(v[start : start + n].transpose(0, 1), blocks, out=part)
+        out[start : start + n] = part.transpose(0, 1)
+    return out.reshape(x.shape)
+
+
+def _records_graph(module: nn.Module) -> bool:
+    """Whether a call must record the autograd graph to ``module``'s parameters."""
+    return torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters())
+
+
+# Integer dtypes of each element size: comparing through them compares bits, so
+# -0.0 and 0.0 (equal as floats) count as different parameters.
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _same_bits(live: Tensor, kept: Tensor) -> bool:
+    """Whether ``live`` has ``kept``'s shape, dtype, device and every bit."""
+    if (live.shape, live.dtype, live.device) != (kept.shape, kept.dtype, kept.device):
+        return False
+    bits = _BITS[live.element_size()]
+    return torch.equal(live.detach().view(bits), kept.view(bits))
+
+
+class _InferenceBlocks:
+    """The dense blocks a transform applies when no graph is recorded, built once.
+
+    An entry holds a bit-exact copy of the parameters it was built from, the
+    guard threshold, and the blocks.  :meth:`get` serves the blocks only while
+    every parameter still has those bits (and that shape, dtype and device)
+    and the threshold is unchanged: comparing values, not ``_version``
+    counters, also catches writes that bypass them (``p.data.copy_``,
+    ``module.to``, ``load_state_dict``), and costs ``O(num_params)``, far
+    below one pass over the activations.  Callers keep only blocks whose
+    guard replaced nothing, so a call with an ill-conditioned factor still
+    runs the guard, and warns, every time.  Memory: a copy of the parameters
+    (BlockAffine's copy is its blocks) and, for GPK and NaiveKronecker, the
+    ``k g^2`` block elements (512 KiB at N = 4096, g = 32, float32); none of
+    it is in the ``state_dict``.
+    """
+
+    __slots__ = ("_entry",)
+
+    def __init__(self) -> None:
+        self._entry: tuple[tuple[Tensor, ...], float, Tensor] | None = None
+
+    def get(self, params: tuple[Tensor, ...], max_condition: float) -> Tensor | None:
+        """The kept blocks if ``params`` and ``max_condition`` are what they were built from."""
+        entry = self._entry
+        if entry is None or entry[1] != max_condition or len(entry[0]) != len(params):
+            return None
+        if not all(_same_bits(p, q) for p, q in zip(params, entry[0], strict=True)):
+            return None
+        return entry[2]
+
+    def keep(
+        self,
+        params: tuple[Tensor, ...],
+        max_condition: float,
+        build: Callable[[tuple[Tensor, ...]], Tensor],
+    ) -> Tensor:
+        """Keep ``build(copies of params)`` for ``params`` and return it.
+
+        ``build`` sees the kept copies, not the live parameters, so the blocks
+        are exactly what the kept bits give.
+        """
+        # normal tensors even when built under inference_mode: an inference tensor could
+        # not be saved for a later backward to the input (frozen transform, x with grad)
+        with torch.inference_mode(False), torch.no_grad():
+            kept = tuple(p.detach().clone() for p in params)
+            blocks = build(kept)
+        self._entry = (kept, max_condition, blocks)
+        return blocks
+
+
 def _check_factorisation(g1: object, g2: object, block_size: object) -> int:
     for name, v in (("g1", g1), ("g2", g2)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -164,6 +291,7 @@ class BlockAffine(Transform):
         self.num_blocks = size // block_size
         p = init_factors(parse_init(init), block_size, (self.num_blocks,), make_generator(seed))
         self.blocks = nn.Parameter(p.to(dtype=check_dtype(dtype), device=device))
+        self._inference = _InferenceBlocks()
 
     @classmethod
     def from_blocks(
@@ -185,9 +313,21 @@ class BlockAffine(Transform):
         return p
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x @ P`` blockwise; see :meth:`Transform.forward`."""
+        """``x @ P`` blockwise; see :meth:`Transform.forward`.
+
+        Without a graph to record, the guard's verdict is reused while the
+        blocks keep their bits (module docstring): the guard's ``k`` float64
+        SVDs of ``g x g`` blocks cost about as much as the block matmul.
+        """
         x = self._check_input(x, "x")
-        return self._matmul(x, self.effective_blocks())
+        if _records_graph(self):
+            return self._matmul(x, self.effective_blocks())
+        blocks = self._inference.get((self.blocks,), self.max_condition)
+        if blocks is None:
+            blocks = self.effective_blocks()
+            if blocks is self.blocks:  # the guard kept it: the verdict holds for these bits
+                blocks = self._inference.keep((self.blocks,), self.max_condition, lambda f: f[0])
+        return self._matmul(x, blocks)
 
     def weight_transform(self, weight: Tensor) -> Tensor:
         """``W @ P^{-T}`` blockwise, each ``P_i`` inverted in float64."""
@@ -204,8 +344,7 @@ class BlockAffine(Transform):
         return BlockAffine.from_blocks(inverse_float64(p), max_condition=self.max_condition)
 
     def _matmul(self, x: Tensor, p: Tensor) -> Tensor:
-        v = x.reshape(-1, self.num_blocks, self.block_size)
-        return torch.einsum("bki,kij->bkj", v, p).reshape(x.shape)
+        return _apply_blocks(x, p)
 
     def extra_repr(self) -> str:
         return f"size={self.size}, block_size={self.block_size}, num_params={self.num_params}"
@@ -244,6 +383,7 @@ class _KroneckerBlocks(Transform):
         self.A = nn.Parameter(init_factors(how, g1, a_batch, gen).to(dtype=dtype, device=device))
         b = init_factors(how, g2, (k,), gen, transpose=True)
         self.B = nn.Parameter(b.to(dtype=dtype, device=device))
+        self._inference = _InferenceBlocks()
 
     @classmethod
     def from_factors(
@@ -271,9 +411,30 @@ class _KroneckerBlocks(Transform):
         return a, b
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x @ P`` by Algorithm 1; see :meth:`Transform.forward`."""
+        """``x @ P``; see :meth:`Transform.forward`.
+
+        Algorithm 1 while a graph to ``A``, ``B`` is recorded (calibration);
+        otherwise one batched matmul with the dense blocks, built once
+        (module docstring).  The two agree to float rounding.
+        """
         x = self._check_input(x, "x")
-        return kron_blocks_matmul(x, *self.factors())
+        if _records_graph(self):
+            return kron_blocks_matmul(x, *self.factors())
+        return _apply_blocks(x, self._inference_blocks())
+
+    def _inference_blocks(self) -> Tensor:
+        """The guarded ``[k, g, g]`` blocks ``kron(B_i^T, A_i)``, kept while the factors hold."""
+        params = (self.A, self.B)
+        blocks = self._inference.get(params, self.max_condition)
+        if blocks is not None:
+            return blocks
+        a, b = self.factors()
+        if a is not self.A or b is not self.B:
+            # the guard replaced a factor: build for this call only, so the next warns again
+            return kron_blocks(b.mT, a)
+        return self._inference.keep(
+            params, self.max_condition, lambda f: kron_blocks(f[1].mT, f[0]).contiguous()
+        )
 
     def weight_transform(self, weight: Tensor) -> Tensor:
         """``W @ P^{-T}``: Algorithm 1 with ``(A^{-T}, B_i^{-T})``, inverted in float64."""
@@ -337,10 +498,11 @@ class GPK(_KroneckerBlocks):
     """Global and Private Kronecker: ``P_i = kron(B_i^T, A)``, ``A`` shared by every block.
 
     BATQuant's transform (paper section 3.1.1, eq. 2): ``g1^2 + k g2^2``
-    parameters (2,112 at N = 4096, g1 = 8, g2 = 4).  :meth:`forward` is
-    Algorithm 1 verbatim (two einsums, no dense matrix); the dense convention
-    ``kron(B_i^T, A)`` and the weight-side algebra are in the module
-    docstring.
+    parameters (2,112 at N = 4096, g1 = 8, g2 = 4).  Under calibration
+    :meth:`forward` is Algorithm 1 verbatim (two einsums, no dense matrix);
+    at inference it applies the ``k`` dense ``g x g`` blocks, built once, with
+    one batched matmul (the module docstring has both paths, the dense
+    convention ``kron(B_i^T, A)`` and the weight-side algebra).
 
     Parameters
     ----------
