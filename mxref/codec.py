@@ -62,8 +62,13 @@ def _run_quantize(
     seed: int | None,
     preset: str | Preset | None,
     want_values: bool,
+    values: np.ndarray | None = None,
 ) -> _Quantized:
-    """Validate every argument and run the kernel for the input's layout."""
+    """Validate every argument and run the kernel for the input's layout.
+
+    ``values``, when given, is where the fake-quantized values go (checked by
+    the caller to be C-contiguous, of the input's shape and of the host dtype).
+    """
     fmt = get_format(fmt)
     chosen, rule, rnd, ovf = resolve_policies(preset, scale_rule, rounding, overflow)
     key = np.uint64(check_seed(seed, rnd))  # kernels take it unsigned: seeds reach 2**64 - 1
@@ -79,7 +84,8 @@ def _run_quantize(
     inner = int(np.prod(shape[ax + 1 :], dtype=np.int64))
     outer = int(np.prod(shape[:ax], dtype=np.int64))
     codes = np.empty(shape if not want_values else (0,) * len(shape), np.uint8)
-    values = np.empty(shape, host) if want_values else None
+    if want_values and values is None:
+        values = np.empty(shape, host)
     scales = np.empty(scales_shape(shape, ax, bs), np.uint8)
     if work.size == 0:
         return _Quantized(arr, values, codes, scales, fmt, ax)
@@ -227,6 +233,7 @@ def quantize_dequantize(
     overflow: str | Overflow | None = None,
     seed: int | None = None,
     preset: str | Preset | None = None,
+    out: np.ndarray | None = None,
 ) -> Any:
     """Fake-quantize: ``dequantize(quantize(x, ...))`` in one fused pass.
 
@@ -238,20 +245,62 @@ def quantize_dequantize(
     ----------
     x, fmt, axis, block_size, scale_rule, rounding, overflow, seed
         As for :func:`quantize`.
+    out : np.ndarray, optional
+        For a numpy ``x``: a C-contiguous, writeable array of ``x``'s shape
+        and dtype to write the result into, and return.  It may be ``x``
+        itself (each block is read before it is written), not a partial
+        overlap.  A fresh result's first write page-faults every page of it;
+        reusing ``out`` across calls avoids that, which for large arrays
+        costs about as much as the arithmetic.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the offending argument.
 
     Spec: OCP MX v1.0 sections 5.1 and 6.3.
     """
+    target = None if out is None else _check_out(out, x)
+    # the kernels write float32 and float64 straight into out; narrower
+    # dtypes go through float32 and are rounded into it afterwards
+    direct = target if target is not None and target.dtype in (np.float32, np.float64) else None
     run = _run_quantize(
-        x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset, want_values=True
-    )
+        x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset,
+        want_values=True, values=direct,
+    )  # fmt: skip
     arr, values = run.source, run.values
     assert values is not None
+    if out is not None:
+        if values is not out:
+            with np.errstate(over="ignore"):  # beyond float16's range is Inf, as documented
+                np.copyto(out, values, casting="same_kind")
+        return out
     with np.errstate(over="ignore"):  # beyond the input dtype's range is Inf, as documented
-        out = values if values.dtype == arr.dtype else values.astype(arr.dtype)
+        result = values if values.dtype == arr.dtype else values.astype(arr.dtype)
     if is_torch_tensor(x):
         import torch
 
         # a bfloat16 tensor arrived widened to float32; torch's cast back rounds
         # the exact float32 value once (RNE)
-        return torch.from_numpy(out).to(dtype=x.dtype, device=x.device)
+        return torch.from_numpy(result).to(dtype=x.dtype, device=x.device)
+    return result
+
+
+def _check_out(out: object, x: object) -> np.ndarray:
+    """Return ``out`` once it is a valid target for the fake-quantized ``x``."""
+    if is_torch_tensor(x) or not isinstance(x, np.ndarray):
+        raise TypeError("out is only for numpy array inputs; x is not one")
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array; got {type(out).__name__}")
+    if out.shape != x.shape or out.dtype != x.dtype:
+        raise ValueError(
+            f"out must have x's shape {x.shape} and dtype {x.dtype}; got {out.shape} {out.dtype}"
+        )
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be C-contiguous and writeable")
+    if np.may_share_memory(out, x) and not (
+        out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
+        and out.strides == x.strides
+    ):
+        raise ValueError("out may be x itself but must not partly overlap it")
     return out

@@ -30,12 +30,22 @@ from mxref.formats import ElementFormat
 from mxref.kernels.gemm import (
     BLOCK_FP32,
     EXACT,
+    FINITE,
     FIXED_POINT,
     element_integers,
     matmul_exact_kernel,
     matmul_exact_pairs,
 )
-from mxref.kernels.gemm_blas import add_block_fp32, finish_exact, fold_rows
+from mxref.kernels.gemm_blas import (
+    FLOAT32_EXACT_BOUND,
+    MAX_QUANTUM_EXPONENT,
+    add_block_fp32,
+    finish_exact,
+    fold_columns_with_stats,
+    fold_with_stats,
+    integer_rows,
+    never_rounds,
+)
 from mxref.kernels.params import decode_params
 
 
@@ -51,6 +61,10 @@ class Operands:
     b_scales : (N, nblocks) uint8
     fmt_a, fmt_b : ElementFormat
     block_size : int
+
+    The A arrays are C-contiguous.  The B arrays are too when B came N x K;
+    when it came K x N they are transposed views of C-contiguous K x N
+    arrays, which the BLAS paths read in that layout without a copy.
     """
 
     a_codes: np.ndarray
@@ -87,9 +101,10 @@ def operands(a: MXArray, b: MXArray) -> Operands:
     if a.block_size != b.block_size:
         raise ValueError(f"a and b must share a block size; got {a.block_size} and {b.block_size}")
     if b.axis == 0:
-        b_codes, b_scales = b.codes.T, b.scales.T
+        b_codes = np.ascontiguousarray(b.codes).T
+        b_scales = np.ascontiguousarray(b.scales).T
     else:
-        b_codes, b_scales = b.codes, b.scales
+        b_codes, b_scales = np.ascontiguousarray(b.codes), np.ascontiguousarray(b.scales)
     k_a, k_b = a.shape[1], b_codes.shape[1]
     if k_a != k_b:
         layout = "K x N (axis 0)" if b.axis == 0 else "N x K (axis 1)"
@@ -97,8 +112,8 @@ def operands(a: MXArray, b: MXArray) -> Operands:
     return Operands(
         a_codes=np.ascontiguousarray(a.codes),
         a_scales=np.ascontiguousarray(a.scales),
-        b_codes=np.ascontiguousarray(b_codes),
-        b_scales=np.ascontiguousarray(b_scales),
+        b_codes=b_codes,
+        b_scales=b_scales,
         fmt_a=a.fmt,
         fmt_b=b.fmt,
         block_size=a.block_size,
@@ -133,19 +148,238 @@ def _check_c(c: Any, m: int, n: int) -> np.ndarray | None:
     return np.ascontiguousarray(arr)
 
 
-def _slow_pairs(rows: np.ndarray, cols: np.ndarray, m: int, n: int) -> np.ndarray:
-    """Every (i, j) whose row or column is marked, as an (P, 2) int64 array."""
-    mask = rows[:, None] | cols[None, :]
-    return np.argwhere(mask).astype(np.int64)
+def _kernel_pairs(
+    rows: np.ndarray, cols: np.ndarray, extra: np.ndarray | None = None
+) -> np.ndarray:
+    """Every (i, j) whose row or column is marked, and ``extra``, as a (P, 2) int64 array."""
+    parts = [] if extra is None else [extra]
+    if rows.any() or cols.any():
+        parts.append(np.argwhere(rows[:, None] | cols[None, :]).astype(np.int64))
+    return np.concatenate(parts) if parts else np.empty((0, 2), np.int64)
+
+
+@dataclass(eq=False)
+class _Folded:
+    """One operand folded by :func:`~mxref.kernels.gemm_blas.fold_with_stats`.
+
+    ``values`` (float32) holds the foldable rows' integers, M x K for A and
+    N x K for B (as :class:`Operands` holds them; for B possibly the
+    transposed view of a K x N array); ``row_max`` and ``row_l1`` bound them
+    (largest magnitude, sum of magnitudes) row by row.
+    """
+
+    values: np.ndarray
+    special: np.ndarray
+    low_exp: np.ndarray
+    foldable: np.ndarray
+    row_max: np.ndarray
+    row_l1: np.ndarray
+    int_max: np.ndarray
+
+    def widen(self) -> None:
+        """Make ``values`` float64 (exactly), letting the float32 array go."""
+        self.values = self.values.astype(np.float64)
+
+    def release(self) -> None:
+        """Let ``values`` go once no path needs them: they are the biggest array held."""
+        self.values = np.empty((0, 0), np.float32)
+
+
+@cache
+def _fold_tables(fmt: ElementFormat) -> tuple[np.ndarray, np.ndarray]:
+    """Per code: |n| in float64, +Inf for NaN and Inf codes; and n in float32 (exact)."""
+    n_table, cls_table = _integers(fmt)
+    magnitudes = np.where(cls_table == FINITE, np.abs(n_table).astype(np.float64), np.inf)
+    return magnitudes, n_table.astype(np.float32)
+
+
+def _fold(codes: np.ndarray, scales: np.ndarray, fmt: ElementFormat, bs: int) -> _Folded:
+    """Fold one operand of :class:`Operands`, in the layout its codes have."""
+    magnitudes, values = _fold_tables(fmt)
+    if codes.flags.c_contiguous:
+        out = np.empty(codes.shape, np.float32)
+        facts = fold_with_stats(codes, scales, magnitudes, values, bs, out)
+        return _Folded(out, *facts)
+    # B came K x N: fold it in that layout, and return the transposed view
+    codes_kn = np.ascontiguousarray(codes.T)  # the view's base: no copy
+    out = np.empty(codes_kn.shape, np.float32)
+    facts = fold_columns_with_stats(
+        codes_kn, np.ascontiguousarray(scales.T), magnitudes, values, bs, out
+    )
+    return _Folded(out.T, *facts)
+
+
+def _top(values: np.ndarray, keep: np.ndarray) -> float:
+    return float(values[keep].max(initial=0.0))
+
+
+def _exact_blas(
+    fa: _Folded,
+    fb: _Folded,
+    q_ab: int,
+    c_arr: np.ndarray | None,
+    out: np.ndarray,
+    rows: np.ndarray | None = None,
+    proven: bool = False,
+) -> np.ndarray:
+    """``out = RN(C + A @ B.T)`` through one BLAS product; return the rows left over.
+
+    Only the rows of A in ``rows`` (all when None) are computed, and the
+    returned mask covers those.  Columns that are not foldable are not
+    computed: the caller leaves them to the exact kernel.  ``proven`` says the
+    caller has shown every partial sum of the outputs it keeps to be below
+    2**24, so the product is float32 and no row is left over.
+    """
+    a_c, a_low = c_arr, fa.low_exp
+    a_l1, a_max, a_slow = fa.row_l1, fa.row_max, ~fa.foldable
+    if rows is not None:
+        a_low = a_low[rows]
+        a_c = None if c_arr is None else c_arr[rows]
+        a_l1, a_max, a_slow = a_l1[rows], a_max[rows], a_slow[rows]
+    if not proven:
+        b_keep = fb.foldable
+        b_top, b_l1_top = _top(fb.row_max, b_keep), _top(fb.row_l1, b_keep)
+        # every partial sum of output (i, j) is an integer of at most
+        # sum_k |a_ik b_jk| <= min(l1(a_i) * max|b_j|, max|a_i| * l1(b_j))
+        a_slow = a_slow | (np.minimum(a_l1 * b_top, a_max * b_l1_top) >= _F64_EXACT)
+        a_keep = ~a_slow
+        if min(_top(a_l1, a_keep) * b_top, _top(a_max, a_keep) * b_l1_top) >= _F32_EXACT:
+            fa.widen()
+            fb.widen()
+    a_f = fa.values if rows is None else fa.values[rows]
+    c_in = a_c if a_c is not None else np.zeros((1, 1), np.float32)
+    target = out if rows is None else np.empty((len(rows), out.shape[1]), out.dtype)
+    with np.errstate(all="ignore"):  # outputs left to others may overflow
+        s = a_f @ fb.values.T  # BLAS reads either layout of B.T without a copy
+    finish_exact(s, a_low, fb.low_exp, q_ab, c_in, a_c is not None, target)
+    if rows is not None:
+        out[rows] = target
+    return a_slow
+
+
+def _integers_of(codes: np.ndarray, fmt: ElementFormat, dtype: type) -> np.ndarray:
+    """The element integers of ``codes`` in its own layout (C or the transpose of C)."""
+    if not codes.flags.c_contiguous:
+        return _integers_of(np.ascontiguousarray(codes.T), fmt, dtype).T
+    values: np.ndarray = np.empty(codes.shape, dtype)
+    integer_rows(codes, _integers(fmt)[0], values)
+    return values
+
+
+def _per_block_rows(
+    ops: Operands,
+    rows: np.ndarray,
+    fa: _Folded,
+    fb: _Folded,
+    q_ab: int,
+    c_arr: np.ndarray | None,
+    flush: bool,
+    out: np.ndarray,
+) -> bool:
+    """``block_fp32`` for the rows of A in ``rows``, one BLAS product per K block.
+
+    Returns False, computing nothing, where the block sums may not be exact
+    in float64; the caller then leaves those rows to the exact kernel.
+    """
+    m_rows, (_, n, k), bs = len(rows), ops.shape, ops.block_size
+    a_skip = fa.special[rows]
+    bound = bs * _top(fa.int_max[rows], ~a_skip) * _top(fb.int_max, ~fb.special)
+    if bound >= _F64_EXACT:
+        return False
+    dtype = np.float32 if bound < _F32_EXACT else np.float64
+    a_i = _integers_of(ops.a_codes[rows], ops.fmt_a, dtype)
+    b_i = _integers_of(ops.b_codes.T, ops.fmt_b, dtype)  # K x N
+    a_e = ops.a_scales[rows].astype(np.int64) - 127 + q_ab
+    b_e = ops.b_scales.astype(np.int64) - 127
+    a_pow = np.ldexp(1.0, a_e).T.copy()  # (nblocks, rows): exact powers of two
+    b_pow = np.ldexp(1.0, b_e).T.copy()
+    # a block's scaled values are float32 when its integer sums are (bound) and
+    # every exponent keeps S * 2**e inside float32 (no overflow, quantum >= 2**-149)
+    lowest = a_e.min(axis=0, initial=0) + b_e.min(axis=0, initial=0)
+    highest = a_e.max(axis=0, initial=0) + b_e.max(axis=0, initial=0)
+    f32_exact = (bound < _F32_EXACT) & (lowest >= -149) & (highest <= 127 - 24)
+    acc = c_arr[rows] if c_arr is not None else np.zeros((m_rows, n), np.float32)
+    # row tiles keep the accumulator tile and each block's product in cache
+    tile = max(1, min(m_rows, (1 << 19) // max(n, 1)))
+    for r0 in range(0, m_rows, tile):
+        r1 = min(m_rows, r0 + tile)
+        for b in range(a_pow.shape[0]):
+            lo, hi = b * bs, min(k, (b + 1) * bs)
+            s = a_i[r0:r1, lo:hi] @ b_i[lo:hi]
+            add_block_fp32(acc[r0:r1], s, a_pow[b, r0:r1], b_pow[b], flush, bool(f32_exact[b]))
+    acc[np.isnan(acc)] = np.nan  # one canonical quiet NaN, whatever C carried
+    out[rows] = acc
+    return True
+
+
+def _block_fp32_blas(
+    ops: Operands,
+    model: BlockFP32,
+    fa: _Folded,
+    fb: _Folded,
+    q_ab: int,
+    c_arr: np.ndarray | None,
+    out: np.ndarray,
+) -> np.ndarray:
+    """``block_fp32`` through BLAS; return the pairs left to the exact kernel.
+
+    Where the accumulator provably never rounds (every partial sum a float32,
+    :func:`~mxref.kernels.gemm_blas.never_rounds`), each of the model's adds is
+    exact and its result is the exact sum, which :func:`_exact_blas` computes
+    in one product.  Rows with other outputs take the per-block path, or,
+    when they are few, leave just those outputs to the exact kernel.
+    """
+    m, n, _ = ops.shape
+    flush = model.flush_subnormals
+    lowest_quantum = -126 if flush else -149  # with flushing, no partial sum may be subnormal
+    a_ok, b_ok = fa.foldable, fb.foldable
+    a_q, b_q = fa.low_exp[a_ok] + q_ab, fb.low_exp[b_ok]
+    a_kernel = fa.special.copy()
+    extra = None
+    if (
+        c_arr is None
+        and a_ok.all()
+        and b_ok.all()
+        and lowest_quantum <= a_q.min(initial=0) + b_q.min(initial=0)
+        and a_q.max(initial=0) + b_q.max(initial=0) <= MAX_QUANTUM_EXPONENT
+        and min(
+            _top(fa.row_l1, a_ok) * _top(fb.row_max, b_ok),
+            _top(fa.row_max, a_ok) * _top(fb.row_l1, b_ok),
+        )
+        < _F32_EXACT
+    ):
+        # the common case, decided without looking at each output
+        _exact_blas(fa, fb, q_ab, c_arr, out, proven=True)
+        return _kernel_pairs(a_kernel, fb.special)
+    passed = np.empty((m, n), np.bool_)
+    c_in = c_arr if c_arr is not None else np.zeros((1, 1), np.float32)
+    misses = never_rounds(
+        fa.row_l1, fa.row_max, fa.low_exp, a_ok, fa.special,
+        fb.row_l1, fb.row_max, fb.low_exp, b_ok, fb.special,
+        q_ab, lowest_quantum, c_in, c_arr is not None, passed,
+    )  # fmt: skip
+    dirty = misses > 0
+    if misses.sum() <= _KERNEL_SHARE * n * np.count_nonzero(dirty):
+        # few outputs per row: the exact kernel takes them, the product the rest
+        special = fa.special[:, None] | fb.special[None, :]
+        extra = np.argwhere(~passed & ~special).astype(np.int64)
+        dirty[:] = False
+    del passed
+    shortcut = np.flatnonzero(~dirty & ~fa.special)
+    if shortcut.size:
+        rows_or_all = None if shortcut.size == m else shortcut
+        _exact_blas(fa, fb, q_ab, c_arr, out, rows_or_all, proven=True)
+    fa.release()
+    fb.release()
+    rows = np.flatnonzero(dirty)
+    if rows.size and not _per_block_rows(ops, rows, fa, fb, q_ab, c_arr, flush, out):
+        a_kernel[rows] = True
+    return _kernel_pairs(a_kernel, fb.special, extra)
 
 
 def _blas_paths(
     ops: Operands,
     model: Exact | BlockFP32,
-    na: np.ndarray,
-    sa: np.ndarray,
-    nb: np.ndarray,
-    sb: np.ndarray,
     q_ab: int,
     c_arr: np.ndarray | None,
     out: np.ndarray,
@@ -154,58 +388,20 @@ def _blas_paths(
 
     See :mod:`mxref.kernels.gemm_blas` for why each path is exact.
     """
-    m, n, k = ops.shape
     bs = ops.block_size
-    has_c = c_arr is not None
-    c_in = c_arr if has_c else np.zeros((1, 1), np.float32)
+    fa = _fold(ops.a_codes, ops.a_scales, ops.fmt_a, bs)
+    fb = _fold(ops.b_codes, ops.b_scales, ops.fmt_b, bs)
     if isinstance(model, Exact):
-        a_f = np.empty((m, k), np.float64)
-        b_f = np.empty((n, k), np.float64)
-        a_max, a_exp, a_slow = fold_rows(ops.a_codes, ops.a_scales, na, sa, bs, True, a_f)
-        b_max, b_exp, b_slow = fold_rows(ops.b_codes, ops.b_scales, nb, sb, bs, True, b_f)
-        b_top = float(b_max[~b_slow].max(initial=0.0))
-        # every partial sum is an integer of at most K * max|a| * max|b|
-        a_slow |= k * a_max * b_top >= _F64_EXACT
-        a_top = float(a_max[~a_slow].max(initial=0.0))
-        if k * a_top * b_top < _F32_EXACT:
-            a_f, b_f = a_f.astype(np.float32), b_f.astype(np.float32)
-        finish_exact(a_f @ b_f.T, a_exp, b_exp, q_ab, c_in, has_c, out)
-        return _slow_pairs(a_slow, b_slow, m, n)
-    a_i = np.empty((m, k), np.float64)
-    b_i = np.empty((n, k), np.float64)
-    a_max, _, a_slow = fold_rows(ops.a_codes, ops.a_scales, na, sa, bs, False, a_i)
-    b_max, _, b_slow = fold_rows(ops.b_codes, ops.b_scales, nb, sb, bs, False, b_i)
-    bound = bs * float(a_max.max(initial=0.0)) * float(b_max.max(initial=0.0))
-    if bound >= _F64_EXACT:
-        return _slow_pairs(np.ones(m, bool), np.ones(n, bool), m, n)
-    if bound < _F32_EXACT:
-        a_i, b_i = a_i.astype(np.float32), b_i.astype(np.float32)
-    a_e = ops.a_scales.astype(np.int64) - 127 + q_ab
-    b_e = ops.b_scales.astype(np.int64) - 127
-    a_pow = np.ldexp(1.0, a_e).T.copy()  # (nblocks, M): exact powers of two
-    b_pow = np.ldexp(1.0, b_e).T.copy()
-    # a block's scaled values are float32 when its integer sums are (bound) and
-    # every exponent keeps S * 2**e inside float32 (no overflow, quantum >= 2**-149)
-    lowest = a_e.min(axis=0, initial=0) + b_e.min(axis=0, initial=0)
-    highest = a_e.max(axis=0, initial=0) + b_e.max(axis=0, initial=0)
-    f32_exact = (bound < _F32_EXACT) & (lowest >= -149) & (highest <= 127 - 24)
-    acc = c_arr.copy() if c_arr is not None else np.zeros((m, n), np.float32)
-    flush = model.flush_subnormals
-    # row tiles keep the accumulator tile and each block's product in cache
-    tile = max(1, min(m, (1 << 19) // max(n, 1)))
-    for r0 in range(0, m, tile):
-        r1 = min(m, r0 + tile)
-        for b in range(ops.a_scales.shape[1]):
-            lo, hi = b * bs, min(k, (b + 1) * bs)
-            s = a_i[r0:r1, lo:hi] @ b_i[:, lo:hi].T
-            add_block_fp32(acc[r0:r1], s, a_pow[b, r0:r1], b_pow[b], flush, bool(f32_exact[b]))
-    out[...] = acc
-    return _slow_pairs(a_slow, b_slow, m, n)
+        a_slow = _exact_blas(fa, fb, q_ab, c_arr, out)
+        return _kernel_pairs(a_slow, ~fb.foldable)
+    return _block_fp32_blas(ops, model, fa, fb, q_ab, c_arr, out)
 
 
 _BLAS_MIN_WORK = 1 << 18  # multiply-adds below which the exact kernel is faster
-_F32_EXACT = float(2**24) * (1 - 2.0**-20)  # margins cover the float rounding of the bound
+_F32_EXACT = FLOAT32_EXACT_BOUND  # margins cover the float rounding of the bounds
 _F64_EXACT = float(2**53) * (1 - 2.0**-20)
+# the share of a row's outputs below which the exact kernel beats the per-block path
+_KERNEL_SHARE = 1 / 32
 
 
 def matmul(
@@ -257,38 +453,47 @@ def matmul(
         raise ValueError(f"block_size must be at most {MAX_BLOCK_SIZE}; got {ops.block_size}")
     m, n, _ = ops.shape
     c_arr = _check_c(c, m, n)
-    na, sa = _integers(ops.fmt_a)
-    nb, sb = _integers(ops.fmt_b)
     q_ab = (ops.fmt_a.emin - ops.fmt_a.mbits) + (ops.fmt_b.emin - ops.fmt_b.mbits)
-    out = np.empty((m, n), np.float64)
-    # BLAS pays off on real shapes; tiny products go straight to the exact kernel
-    big = m * n * ops.shape[2] >= _BLAS_MIN_WORK
-    if out.size and big and isinstance(model, Exact | BlockFP32) and precision > 8:
-        # BLAS paths: exact wherever their bound holds; the rest below
-        slow = _blas_paths(ops, model, na, sa, nb, sb, q_ab, c_arr, out)
-    else:
-        slow = None
     if isinstance(model, FixedPoint):
         code, width, group = FIXED_POINT, model.width, model.group
         rne = model.rounding is AlignRounding.RNE
     else:
         code = EXACT if isinstance(model, Exact) else BLOCK_FP32
         width, group, rne = 0, 1, False
-    flush = bool(getattr(model, "flush_subnormals", False))
-    args = (
-        na[ops.a_codes], sa[ops.a_codes], ops.a_scales,
-        nb[ops.b_codes], sb[ops.b_codes], ops.b_scales,
-        q_ab, ops.block_size, code, width, group, rne, flush,
-        c_arr if c_arr is not None else np.zeros((1, 1), np.float32), c_arr is not None,
-        precision, min_exponent, max_exponent, out,
-    )  # fmt: skip
-    if slow is None and out.size:
-        matmul_exact_kernel(*args)
-    elif slow is not None and slow.size:
-        matmul_exact_pairs(slow, *args)
-    out[np.isnan(out)] = np.nan  # one canonical quiet NaN, whatever the inputs carried
-    with np.errstate(over="ignore"):  # values are already representable: no rounding here
-        return out.astype(np.float32).astype(out_fmt) if code != EXACT else out.astype(out_fmt)
+    # every value stored is one of the output format's, exact in float32, except
+    # the exact BLAS path's rounded-to-odd values, which a float16 or bfloat16
+    # output must receive in float64 to be rounded only once
+    store = np.float64 if code == EXACT and out_fmt != np.float32 else np.float32
+    out = np.empty((m, n), store)
+    # BLAS pays off on real shapes; tiny products go straight to the exact kernel
+    big = m * n * ops.shape[2] >= _BLAS_MIN_WORK
+    if out.size and big and isinstance(model, Exact | BlockFP32) and precision > 8:
+        # BLAS paths: exact wherever their bound holds; the rest below
+        slow = _blas_paths(ops, model, q_ab, c_arr, out)
+    else:
+        slow = None
+    if (slow is None and out.size) or (slow is not None and slow.size):
+        na, sa = _integers(ops.fmt_a)
+        nb, sb = _integers(ops.fmt_b)
+        flush = bool(getattr(model, "flush_subnormals", False))
+        b_codes, b_scales = np.ascontiguousarray(ops.b_codes), np.ascontiguousarray(ops.b_scales)
+        args = (
+            na[ops.a_codes], sa[ops.a_codes], ops.a_scales,
+            nb[b_codes], sb[b_codes], b_scales,
+            q_ab, ops.block_size, code, width, group, rne, flush,
+            c_arr if c_arr is not None else np.zeros((1, 1), np.float32), c_arr is not None,
+            precision, min_exponent, max_exponent, out,
+        )  # fmt: skip
+        if slow is None:
+            matmul_exact_kernel(*args)
+        else:
+            matmul_exact_pairs(slow, *args)
+    # every path stored NaN as the one canonical quiet NaN, whatever the inputs
+    # carried.  This cast is the single rounding still due, if any: a float32
+    # accumulator to a narrower out_dtype, or the exact BLAS path's
+    # rounded-to-odd float64 values; beyond out_dtype's range it gives Inf
+    with np.errstate(over="ignore"):
+        return out.astype(out_fmt, copy=False)
 
 
 def dot(

@@ -10,6 +10,11 @@ Two layouts reach the kernels:
 
 In both, the block with scale index ``b`` (flat, C order) uses stochastic
 counters ``b * block_size + lane``, as the oracle does.
+
+numba's on-disk cache keys these drivers on this file alone, yet they
+compile in :mod:`~mxref.kernels.block`, :mod:`~mxref.kernels.element`,
+:mod:`~mxref.kernels.scale` and :mod:`~mxref.kernels.bits`: after editing
+those, touch this file (or delete ``__pycache__``) so the drivers recompile.
 """
 
 from __future__ import annotations

@@ -96,3 +96,17 @@ def _uint_like(v, like):
     if isinstance(like, types.Float) and like.bitwidth == 64:
         return lambda v, like: np.uint64(v)
     return None
+
+
+def pow2_float64(k):  # pragma: no cover - replaced by the overload under numba
+    """Return ``2.0**k`` as float64 for an integer ``-1022 <= k <= 1023``."""
+    raise NotImplementedError("pow2_float64 is only callable from numba kernels")
+
+
+@overload(pow2_float64, inline="always")
+def _pow2_float64(k):
+    # the biased exponent in its field is the number itself: no libm call
+    # (math.ldexp is one, and costs more than a block's elements)
+    if isinstance(k, types.Integer):
+        return lambda k: np.uint64((np.int64(k) + 1023) << 52).view(np.float64)
+    return None

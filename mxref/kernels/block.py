@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit
 
-from mxref.kernels.bits import float_bits, float_like, sign_bit, uint_like
+from mxref.kernels.bits import float_bits, float_like, pow2_float64, sign_bit, uint_like
 from mxref.kernels.element import (
     IP_ABS_MASK,
     IP_CODE_MASK,
@@ -68,8 +68,8 @@ def quantize_block(
                 values[j] = float_like(math.copysign(np.nan, -1.0 if neg else 1.0), xb[0])
         return byte
     # the divisor may be clamped above the stored scale (sp[6]; a vendor quirk)
-    inv_scale = float_like(math.ldexp(1.0, 127 - max(byte, sp[6])), xb[0])
-    scale = float_like(math.ldexp(1.0, byte - 127), xb[0])
+    inv_scale = float_like(pow2_float64(127 - max(byte, sp[6])), xb[0])  # exact: 2**-127 too
+    scale = float_like(pow2_float64(byte - 127), xb[0])
     if rounding == RNE:
         # a literal mode lets the compiler drop every other rounding branch
         # from the element loop, which then vectorises
@@ -116,6 +116,6 @@ def dequantize_block(codes, byte, table, out):
         for j in range(n):
             out[j] = float_like(math.copysign(np.nan, table[codes[j]]), table[0])
         return
-    scale = float_like(math.ldexp(1.0, np.int64(byte) - 127), table[0])
+    scale = float_like(pow2_float64(np.int64(byte) - 127), table[0])
     for j in range(n):
         out[j] = table[codes[j]] * scale

@@ -103,7 +103,13 @@ def encode_scale(amax_bits, special, host_mbits, host_bias, emax, mbits, max_man
         return 255
     if amax_bits == 0:
         return 0
-    e = shared_exponent(amax_bits, host_mbits, host_bias, emax, mbits, max_mant, rule)
+    field = np.int64(amax_bits) >> host_mbits
+    if rule == FLOOR and field != 0:
+        # shared_exponent's own result for a normal amax under FLOOR, without
+        # the call, which would cost more than the rest of a block's scale
+        e = field - host_bias - emax
+    else:
+        e = shared_exponent(amax_bits, host_mbits, host_bias, emax, mbits, max_mant, rule)
     return min(max(e, np.int64(-127)), np.int64(127)) + 127
 
 
