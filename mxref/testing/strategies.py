@@ -2,7 +2,7 @@
 
 Every strategy here draws inputs at the places where MX implementations go
 wrong, and says in its docstring exactly what it promises, so that a user's
-property test can rely on it (``tests/test_strategies.py`` checks each
+property test can rely on it (``tests/mxref/test_strategies.py`` checks each
 promise):
 
 ==========================  =====================================================

@@ -17,7 +17,7 @@ from mxref.conformance.claims import Claims, load_claims
 from mxref.io import InputError
 from mxref.presets import get_preset
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 RNE_FLOOR = "roundings=rne;scale_rules=floor"
 

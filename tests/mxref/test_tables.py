@@ -18,7 +18,7 @@ from mxref.tables import (
     render_info,
 )
 
-DOCS_FORMATS = Path(__file__).resolve().parents[1] / "docs" / "formats.md"
+DOCS_FORMATS = Path(__file__).resolve().parents[2] / "docs" / "formats.md"
 
 
 def _format_rows(markdown: str) -> dict[str, list[str]]:

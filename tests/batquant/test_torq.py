@@ -165,7 +165,7 @@ def test_torq_balances_the_block_energies_of_its_output():
 
 
 def test_torq_through_the_whole_model_saves_and_loads_bit_identically(tmp_path):
-    from tests.conftest import tiny_qwen3, token_ids
+    from tests.batquant.conftest import tiny_qwen3, token_ids
 
     model = tiny_qwen3()
     ids = token_ids(8, 32)

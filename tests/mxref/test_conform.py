@@ -36,7 +36,7 @@ from mxref.conformance import (
 )
 from mxref.io import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "mxref" / "golden_vectors"
 SIM = ROOT / "examples" / "sim_quantize.py"
 PY = shlex.quote(sys.executable)

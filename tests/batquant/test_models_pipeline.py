@@ -17,7 +17,7 @@ from batquant.layer import QuantizedLinear, set_quantization
 from batquant.models import ADAPTERS, LinearGroup, ModelAdapter, get_adapter, register_adapter
 from batquant.pipeline import sequential
 from batquant.pipeline.build import KEY_HEADS, VALUE_HEADS, LayerPlan, build_layer, freeze_layer
-from tests.conftest import VOCAB, tiny_llama, tiny_qwen3, token_ids
+from tests.batquant.conftest import VOCAB, tiny_llama, tiny_qwen3, token_ids
 
 FAST = CalibSpec(epochs=1, batch_size=4)
 ALL = TensorQuant("mxfp4")

@@ -19,24 +19,7 @@ import mxref.packing
 from mxref.cli import main
 from mxref.io import read_tensor
 from mxref.mx_files import NPZ_VERSION, PACKED_VERSION, SCALE_LAYOUTS, read_mx
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """Call ``main`` in-process; return (status, stdout, stderr)."""
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_user_error(rc: int, err: str, *needles: str) -> None:
-    """Exit status 2 and exactly one line ``mxref: error: ...`` naming the problem."""
-    assert rc == 2
-    assert err.startswith("mxref: error: "), err
-    assert err.endswith("\n"), err
-    assert err.count("\n") == 1, err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in err, (needle, err)
+from tests.mxref.conftest import assert_user_error, run
 
 
 def sample(shape: tuple[int, ...] = (4, 64), seed: int = 0) -> np.ndarray:

@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerFast
 
 import batquant
 from batquant.cli import main
-from tests.conftest import tiny_qwen3
+from tests.batquant.conftest import tiny_qwen3
 
 CLI_VOCAB = 320
 TEXT = " ".join(

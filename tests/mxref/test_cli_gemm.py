@@ -15,26 +15,9 @@ import pytest
 import mxref
 from mxref.cli import main
 from mxref.mx_files import read_mx
+from tests.mxref.conftest import assert_user_error, run
 
 M, K, N = 5, 80, 7  # K = 2.5 blocks of 32: the last block is short
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """Call ``main`` in-process; return (status, stdout, stderr)."""
-    rc = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_user_error(rc: int, err: str, *needles: str) -> None:
-    """Exit status 2 and exactly one line ``mxref: error: ...`` naming the problem."""
-    assert rc == 2
-    assert err.startswith("mxref: error: "), err
-    assert err.endswith("\n"), err
-    assert err.count("\n") == 1, err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in err, (needle, err)
 
 
 def sample(shape: tuple[int, ...], seed: int) -> np.ndarray:

@@ -37,7 +37,7 @@ E4M3 = get_format("mxfp8_e4m3")
 E5M2 = get_format("mxfp8_e5m2")
 FP4 = get_format("mxfp4")
 
-DOCS_GEMM = Path(__file__).resolve().parents[1] / "docs" / "gemm.md"
+DOCS_GEMM = Path(__file__).resolve().parents[2] / "docs" / "gemm.md"
 
 F32_NAN = 0x7FC00000
 F32_INF = 0x7F800000
