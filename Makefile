@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml $(LOCK)
 # the newest release the ranges allow.  docs/development.md says what to check.
 LOCK_TOOL := pip-tools==7.6.2
 LOCK_ARGS := --quiet --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
-	--extra batquant --extra dev --extra gguf --output-file $(LOCK) pyproject.toml
+	--extra batquant --extra dev --extra gguf --extra torch --output-file $(LOCK) pyproject.toml
 
 lock: $(STAMP)
 	$(BIN)/pip install --quiet $(LOCK_TOOL)
