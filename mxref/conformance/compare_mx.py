@@ -28,6 +28,7 @@ import numpy as np
 
 from mxref.array import MXArray
 from mxref.conformance.float_bits import percent_text
+from mxref.formats import ElementFormat
 from mxref.io import InputError
 from mxref.ref.element import decode_element
 from mxref.ref.scale import decode_scale
@@ -196,15 +197,17 @@ def compare_mx(reference: MXArray, actual: MXArray, *, show: int = DEFAULT_SHOW)
                       _scale_text(int(actual.scales[idx])))  # fmt: skip
         for idx in map(tuple, np.argwhere(scale_bad)[:show])
     ]
-    kinds: dict[str, int] = {}
-    first_codes: list[CodeMismatch] = []
-    magnitudes = _magnitude_order(reference)
-    for idx in map(tuple, np.argwhere(code_bad)):
-        block = tuple(int(i) // bs if d == axis else int(i) for d, i in enumerate(idx))
-        mismatch = _code_mismatch(reference, actual, idx, block, magnitudes)
-        kinds[mismatch.kind] = kinds.get(mismatch.kind, 0) + 1
-        if len(first_codes) < show:
-            first_codes.append(mismatch)
+    # classify every differing code at once, from per-code tables: a dump may
+    # differ in millions of elements; only the first ``show`` are described
+    table = _CodeTable.of(fmt)
+    kind_ids, apart = table.classify(reference.codes[code_bad], actual.codes[code_bad])
+    counts = np.bincount(kind_ids, minlength=len(KINDS))
+    kinds = {KINDS[k]: int(n) for k, n in enumerate(counts) if n}
+    first_codes = []
+    for i, idx in enumerate(map(tuple, np.argwhere(code_bad)[:show])):
+        block = tuple(int(j) // bs if d == axis else int(j) for d, j in enumerate(idx))
+        first_codes.append(_code_mismatch(reference, actual, idx, block, KINDS[kind_ids[i]],
+                                          None if apart[i] < 0 else int(apart[i])))  # fmt: skip
     return MXCompareReport(
         format=fmt.name,
         shape=reference.shape,
@@ -229,14 +232,41 @@ def _scale_text(byte: int) -> str:
     return f"2^{exponent}"
 
 
-def _magnitude_order(mx: MXArray) -> dict[Fraction, int]:
-    """Rank of every finite magnitude of the format (0 = zero)."""
-    values = set()
-    for code in range(mx.fmt.code_count):
-        _, magnitude = decode_element(code, mx.fmt)
-        if isinstance(magnitude, Fraction):
-            values.add(magnitude)
-    return {v: rank for rank, v in enumerate(sorted(values))}
+#: The kinds of code difference, in the order :meth:`_CodeTable.classify` numbers them.
+KINDS = ("magnitude", "sign flip", "NaN code")
+
+
+@dataclass(frozen=True)
+class _CodeTable:
+    """Per code of one format: sign, signed rank among the finite values, finite, NaN."""
+
+    sign: np.ndarray
+    signed_rank: np.ndarray
+    finite: np.ndarray
+    nan: np.ndarray
+
+    @staticmethod
+    def of(fmt: ElementFormat) -> _CodeTable:
+        decoded = [decode_element(code, fmt) for code in range(fmt.code_count)]
+        finite = [isinstance(m, Fraction) for _, m in decoded]
+        magnitudes = sorted({m for _, m in decoded if isinstance(m, Fraction)})
+        ranks = {m: r for r, m in enumerate(magnitudes)}
+        sign = np.array([s for s, _ in decoded], np.int64)
+        rank = np.array([ranks[m] if isinstance(m, Fraction) else 0 for _, m in decoded])
+        return _CodeTable(sign, np.where(sign == 1, -rank, rank), np.array(finite),
+                          np.array([m != m for _, m in decoded]))  # fmt: skip
+
+    def classify(self, ref: np.ndarray, act: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Kind index (into :data:`KINDS`) and codes apart (-1: none) of differing code pairs."""
+        ref, act = ref.astype(np.int64), act.astype(np.int64)
+        both_finite = self.finite[ref] & self.finite[act]
+        same_magnitude = np.abs(self.signed_rank[ref]) == np.abs(self.signed_rank[act])
+        flip = both_finite & same_magnitude & (self.sign[ref] != self.sign[act])
+        nan_pair = self.nan[ref] & self.nan[act]
+        kind = np.where(nan_pair, 2, np.where(flip, 1, 0))
+        apart = np.where(both_finite & ~flip,
+                         np.abs(self.signed_rank[ref] - self.signed_rank[act]), -1)  # fmt: skip
+        return kind, apart
 
 
 def _code_mismatch(
@@ -244,23 +274,13 @@ def _code_mismatch(
     actual: MXArray,
     idx: tuple[int, ...],
     block: tuple[int, ...],
-    magnitudes: dict[Fraction, int],
+    kind: str,
+    apart: int | None,
 ) -> CodeMismatch:
     fmt, axis, bs = reference.fmt, reference.axis, reference.block_size
     ref_code, act_code = int(reference.codes[idx]), int(actual.codes[idx])
     ref_sign, ref_mag = decode_element(ref_code, fmt)
     act_sign, act_mag = decode_element(act_code, fmt)
-    apart = None
-    if not isinstance(ref_mag, Fraction) and not isinstance(act_mag, Fraction):
-        kind = "NaN code" if ref_mag != ref_mag and act_mag != act_mag else "magnitude"
-    elif ref_mag == act_mag and ref_sign != act_sign:
-        kind = "sign flip"
-    else:
-        kind = "magnitude"
-        if isinstance(ref_mag, Fraction) and isinstance(act_mag, Fraction):
-            signed = [(-1 if s else 1) * magnitudes[m] for s, m in
-                      ((ref_sign, ref_mag), (act_sign, act_mag))]  # fmt: skip
-            apart = abs(signed[0] - signed[1])
     return CodeMismatch(
         block=block,
         lane=int(idx[axis]) % bs,
