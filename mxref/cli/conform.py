@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from mxref.cli.help import ExamplesFormatter, examples
+from mxref.cli.presets import check_preset_alone
 from mxref.conformance import (
     DEFAULT_TIMEOUT,
     format_report,
@@ -165,10 +166,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         # before the run, which takes a while
         check_new([args.json], force=args.force, option="--force")
-    fixed = [opt for opt, value in (("--scale-rule", args.scale_rule), ("--rounding",
-             args.rounding), ("--overflow", args.overflow)) if value is not None]  # fmt: skip
-    if args.preset is not None and fixed:
-        raise InputError(f"--preset fixes {', '.join(fixed)}; give either the preset or them")
+    check_preset_alone(args)
     deviations = load_deviations(args.deviations) if args.deviations is not None else None
     claims = Claims.parse(args.claims) if args.claims is not None else None
     if args.deviations is not None:

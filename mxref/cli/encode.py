@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from mxref.cli.help import ExamplesFormatter, examples
+from mxref.cli.presets import check_preset_alone
 from mxref.codec import quantize
 from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, get_format
 from mxref.io import DTYPES, InputError, check_new, parse_dtype, parse_shape, read_tensor
@@ -99,10 +100,7 @@ def run(args: argparse.Namespace) -> int:
     """
     # Check every argument before reading the input, which may be large.
     fmt = get_format(args.format)
-    given = [opt for opt, value in (("--scale-rule", args.scale_rule), ("--rounding",
-             args.rounding), ("--overflow", args.overflow)) if value is not None]  # fmt: skip
-    if args.preset is not None and given:
-        raise InputError(f"--preset fixes {', '.join(given)}; give either the preset or them")
+    check_preset_alone(args)
     preset = get_preset(args.preset if args.preset is not None else "ocp")
     rule = ScaleRule.parse(args.scale_rule or preset.scale_rule, "--scale-rule")
     rounding = Rounding.parse(args.rounding or preset.rounding, "--rounding")
