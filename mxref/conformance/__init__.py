@@ -14,7 +14,7 @@ from mxref.conformance.backends import (
     CommandBackend,
     as_quantize,
 )
-from mxref.conformance.batches import Rows, build_batch, oracle_quantize
+from mxref.conformance.batches import build_batch, oracle_quantize
 from mxref.conformance.checks import (
     AREAS,
     CHECKS,
@@ -53,7 +53,6 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "NotSelected",
     "PROTOCOL",
-    "Rows",
     "as_quantize",
     "build_batch",
     "format_failure",

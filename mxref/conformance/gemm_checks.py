@@ -13,9 +13,10 @@ import numpy as np
 
 from mxref.array import MXArray
 from mxref.conformance.backends import _one_line
-from mxref.conformance.batches import _hex8, _hex32, _rng
+from mxref.conformance.batches import _hex8, _hex32
 from mxref.conformance.report import CaseFailure, _Tally
 from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, ElementFormat, Specials, get_format
+from mxref.testing.cases import case_rng
 
 # --- GEMM -------------------------------------------------------------------
 _GEMM_PAIRS_L1 = (
@@ -113,7 +114,7 @@ def _run_matmul_backend(
         for check, kind, count in _GEMM_KINDS:
             if kind == "special" and fa.specials is Specials.NONE and fb.specials is Specials.NONE:
                 continue
-            rng = _rng(seed, check, fa.name, fb.name)
+            rng = case_rng(seed, check, fa.name, fb.name)
             for rep in range(count * (4 if level >= 2 else 1)):
                 a, b = _operands(fa, fb, kind, rng)
                 want = ref_gemm.matmul(a, b, accum=accum)

@@ -102,7 +102,7 @@ from mxref.conformance.backends import (
     _one_line,
     as_quantize,
 )
-from mxref.conformance.batches import _Batch, _hex8, _hex32, _rng, build_batch, oracle_quantize
+from mxref.conformance.batches import _Batch, _hex8, _hex32, build_batch, oracle_quantize
 from mxref.conformance.checks import _CHECK_LIST, DEFAULT_TIMEOUT, Config
 from mxref.conformance.claims import Claims
 from mxref.conformance.deviations import _declared
@@ -114,6 +114,7 @@ from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, ElementFormat, get_format
 from mxref.io import InputError, PathLike
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.presets import get_preset
+from mxref.testing.cases import case_rng
 
 
 def _run_batch(backend: Backend, batch: _Batch, tally: _Tally) -> bool:
@@ -282,7 +283,7 @@ def _run_pack_backend(
     from mxref.packing import pack
 
     for fmt in formats:
-        rng = _rng(seed, "packing", fmt.name)
+        rng = case_rng(seed, "packing", fmt.name)
         rows = 16 if level < 2 else 128
         codes = rng.integers(0, fmt.code_count, (rows, DEFAULT_BLOCK_SIZE)).astype(np.uint8)
         codes[0] = np.arange(DEFAULT_BLOCK_SIZE) % fmt.code_count  # a ramp shows any order error

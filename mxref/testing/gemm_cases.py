@@ -12,19 +12,15 @@ from fractions import Fraction
 from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat
 from mxref.ref.element import apply_sign, decode_element
 from mxref.ref.stochastic import random_u32
-from mxref.testing.cases import (
-    _E2M3,
-    _E3M2,
-    _E4,
-    _E5,
-    _FP4,
-    _I8,
-    _ONE,
-    _THREE,
-    _TWO,
-    _check_level,
-    finite_codes,
-)
+from mxref.testing.cases import check_level, finite_codes
+
+_E4, _E5, _FP4, _I8 = "mxfp8_e4m3", "mxfp8_e5m2", "mxfp4", "mxint8"
+
+
+_E2M3, _E3M2 = "mxfp6_e2m3", "mxfp6_e3m2"
+
+
+_ONE, _TWO, _THREE = (0x7F,), (0x7F, 0x7F), (0x7F, 0x7F, 0x7F)
 
 
 @dataclass(frozen=True)
@@ -102,7 +98,7 @@ def dot_cases(formats: Sequence[ElementFormat], seed: int = 0, level: int = 1) -
 
     Spec: OCP MX v1.0 section 6.2 (Dot, DotGeneral).
     """
-    _check_level(level)
+    check_level(level)
     by_name = {f.name: f for f in formats}
     counter = 0
 

@@ -1,4 +1,4 @@
-"""TestFloat-style structured cases for MX conformance tests.
+"""The TestFloat-style structured set: the golden files' blocks and packing rows.
 
 Cases come from structure, not only from randomness (Berkeley TestFloat):
 boundary exponents crossed with significand bit patterns (walking ones, runs
@@ -24,45 +24,33 @@ Spec: OCP MX v1.0 sections 5 (encodings) and 6.3 (conversion).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
 from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat
-from mxref.ref.element import BINARY32, apply_sign, decode_element, encode_float, pow2
+from mxref.ref.element import pow2
 from mxref.ref.stochastic import random_u32
-from mxref.testing.areas import AREA_NAMES
-
-FRACTION_BITS = 23
-
-
-#: The levels of the structured generator (TestFloat's ``-level 1`` and ``-level 2``).
-LEVELS = (1, 2)
-
-
-#: Spec areas a case can exercise; every golden case carries one of them.
-AREAS = AREA_NAMES  # the one vocabulary (mxref.testing.areas)
-
-
-#: float32 bit patterns used throughout.
-F32_SIGN = 0x80000000
-
-
-F32_INF = 0x7F800000
-
-
-F32_QNAN = 0x7FC00000
-
-
-F32_MAX = 0x7F7FFFFF
-
-
-F32_MIN_SUBNORMAL = 0x00000001
-
-
-F32_MIN_NORMAL = 0x00800000
+from mxref.testing.cases.blocks import BlockCase, blocks_of, check_level
+from mxref.testing.cases.float32 import (
+    F32_INF,
+    F32_MAX,
+    F32_MIN_NORMAL,
+    F32_MIN_SUBNORMAL,
+    F32_QNAN,
+    F32_SIGN,
+    FRACTION_BITS,
+    adjacent_pairs,
+    f32_bits,
+    f32_pow2,
+    f32_value,
+    float32_from_fields,
+    negate,
+    next_down,
+    next_up,
+)
 
 
 def significand_patterns(level: int) -> list[int]:
@@ -78,7 +66,7 @@ def significand_patterns(level: int) -> list[int]:
     list of int
         Sorted, distinct fraction fields.
     """
-    _check_level(level)
+    check_level(level)
     full = (1 << FRACTION_BITS) - 1
     step = 1 if level >= 2 else 4
     pats = {0, full, 1, full - 1, 1 << (FRACTION_BITS - 1)}
@@ -88,12 +76,6 @@ def significand_patterns(level: int) -> list[int]:
         pats.add(full >> i)  # run of trailing ones
         pats.add((full << i) & full)  # run of leading ones
     return sorted(pats)
-
-
-def float32_from_fields(sign: int, biased_exp: int, fraction: int) -> np.float32:
-    """The float32 with the given fields."""
-    bits = (sign << 31) | (biased_exp << 23) | fraction
-    return np.array([bits], np.uint32).view(np.float32)[0]
 
 
 def boundary_values(level: int) -> np.ndarray:
@@ -114,133 +96,6 @@ def boundary_values(level: int) -> np.ndarray:
         if not (e == 0 and f == 0 and s == 1)
     ]
     return np.array(out, np.float32)
-
-
-def f32_bits(value: Fraction | int, sign: int = 0) -> int:
-    """The float32 bit pattern of an exact value, rounded once (RNE).
-
-    Parameters
-    ----------
-    value : Fraction or int
-        A non-negative magnitude; above the float32 range it becomes Inf.
-    sign : int
-        0 or 1.
-    """
-    return encode_float((sign, Fraction(value)), BINARY32)
-
-
-def f32_pow2(k: int, sign: int = 0) -> int:
-    """The float32 bits of ``2**k`` (rounded once if out of range)."""
-    return f32_bits(pow2(k), sign)
-
-
-def f32_value(bits: int) -> Fraction:
-    """The exact value of finite float32 bits (a signed Fraction)."""
-    sign, mag = decode_element(bits, BINARY32)
-    if not isinstance(mag, Fraction):
-        raise ValueError(f"float32 {bits:#010x} is not finite")
-    return -mag if sign else mag
-
-
-def next_up(bits: int) -> int:
-    """The next float32 away from zero (same sign); a finite pattern is expected."""
-    return bits + 1
-
-
-def next_down(bits: int) -> int:
-    """The next float32 toward zero (same sign); nonzero finite patterns only."""
-    if bits & ~F32_SIGN == 0:
-        raise ValueError("zero has no next value toward zero")
-    return bits - 1
-
-
-def negate(bits: int) -> int:
-    """Flip the float32 sign bit."""
-    return bits ^ F32_SIGN
-
-
-def positive_grid(fmt: ElementFormat) -> list[tuple[int, Fraction]]:
-    """Every non-negative finite (magnitude code, value) of ``fmt``, ascending.
-
-    Spec: OCP MX v1.0 section 5.3 (Tables 2-6).
-    """
-    grid = []
-    for code in range(fmt.max_code + 1):
-        sign, mag = decode_element(code, fmt)
-        assert sign == 0
-        assert isinstance(mag, Fraction)
-        grid.append((code, mag))
-    return grid
-
-
-def adjacent_pairs(fmt: ElementFormat) -> Iterator[tuple[int, Fraction, int, Fraction]]:
-    """Every pair of adjacent non-negative codes: (lo_code, lo, hi_code, hi).
-
-    Spec: OCP MX v1.0 section 5.3 (Tables 2-6).
-    """
-    grid = positive_grid(fmt)
-    for (c0, v0), (c1, v1) in zip(grid, grid[1:], strict=False):
-        yield c0, v0, c1, v1
-
-
-def signed_code(sign: int, magnitude_code: int, fmt: ElementFormat) -> int:
-    """The full code of a signed magnitude code."""
-    return apply_sign(sign, magnitude_code, fmt)
-
-
-def finite_codes(fmt: ElementFormat) -> list[int]:
-    """Every code of ``fmt`` that decodes to a finite value (both signs).
-
-    Spec: OCP MX v1.0 section 5.3 (Tables 2-6).
-    """
-    return [c for c in range(fmt.code_count) if isinstance(decode_element(c, fmt)[1], Fraction)]
-
-
-@dataclass(frozen=True)
-class BlockCase:
-    """One block of float32 inputs and the spec area it exercises.
-
-    Attributes
-    ----------
-    inputs : tuple of int
-        float32 bit patterns, ``block_size`` of them.
-    area : str
-        One of :data:`AREAS`.
-    note : str
-        What the block is for, in a few words.
-
-    Spec: OCP MX v1.0 section 6.3 (one block of 32 inputs).
-    """
-
-    inputs: tuple[int, ...]
-    area: str
-    note: str
-
-    def array(self) -> np.ndarray:
-        """The inputs as a float32 array."""
-        return np.array(self.inputs, np.uint32).view(np.float32)
-
-
-def _check_level(level: int) -> None:
-    if level not in LEVELS:
-        raise ValueError(f"level must be 1 or 2; got {level!r}")
-
-
-def _blocks(
-    values: Sequence[int],
-    area: str,
-    note: str,
-    anchor: int | None = None,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-) -> list[BlockCase]:
-    """Cut values into blocks (lane 0 holding ``anchor`` when given), zero filled."""
-    per = block_size - (1 if anchor is not None else 0)
-    out = []
-    for start in range(0, len(values), per):
-        lanes = ([] if anchor is None else [anchor]) + list(values[start : start + per])
-        lanes += [0] * (block_size - len(lanes))
-        out.append(BlockCase(tuple(lanes), area, note))
-    return out
 
 
 def body(k: int, lanes: int = DEFAULT_BLOCK_SIZE - 1) -> list[int]:
@@ -285,7 +140,7 @@ def power_of_two_exponents(fmt: ElementFormat, level: int) -> list[int]:
 
     Spec: OCP MX v1.0 section 6.3, step 1.
     """
-    _check_level(level)
+    check_level(level)
     if level == 2:
         return list(range(-149, 128))
     e = fmt.emax
@@ -346,7 +201,7 @@ def saturation_blocks(fmt: ElementFormat, level: int) -> list[BlockCase]:
 
     Spec: OCP MX v1.0 section 6.3 ("clamped to the max normal, preserving the sign").
     """
-    _check_level(level)
+    check_level(level)
     scales = [0, 126 - fmt.emax, -127] + ([-100, 50] if level == 2 else [])
     out = []
     for s in scales:
@@ -369,7 +224,7 @@ def midpoint_scale_exponents(fmt: ElementFormat, level: int) -> list[int]:
     The unit scale, the E8M0 extremes the float32 range allows (level 1);
     two scales in between too (level 2).
     """
-    _check_level(level)
+    check_level(level)
     return [0, -127, 126 - fmt.emax] + ([-100, 50] if level == 2 else [])
 
 
@@ -418,13 +273,13 @@ def midpoint_blocks(fmt: ElementFormat, level: int) -> list[BlockCase]:
         positions = ("mid", "below", "above") if full else ("mid",)
         anchor = f32_bits(fmt.max_normal * pow2(s))
         values = midpoint_values(fmt, s, positions)
-        out += _blocks(values, "rounding", f"midpoints of adjacent codes at scale 2^{s}", anchor)
+        out += blocks_of(values, "rounding", f"midpoints of adjacent codes at scale 2^{s}", anchor)
     return out
 
 
 def boundary_anchor_exponents(fmt: ElementFormat, level: int) -> list[int]:
     """Block exponents ``E`` for :func:`boundary_blocks`."""
-    _check_level(level)
+    check_level(level)
     return [0] if level == 1 else [0, -131, 127]
 
 
@@ -453,7 +308,7 @@ def boundary_blocks(fmt: ElementFormat, level: int) -> list[BlockCase]:
                 i += 1
         values = list(dict.fromkeys(values))  # far below float32 several round to the same
         anchor = next_down(f32_pow2(e + 1))
-        out += _blocks(values, "rounding", f"significand patterns below 2^{e + 1}", anchor)
+        out += blocks_of(values, "rounding", f"significand patterns below 2^{e + 1}", anchor)
     return out
 
 
@@ -485,7 +340,7 @@ def corner_blocks(fmt: ElementFormat) -> list[BlockCase]:
     ]
     ties = [Fraction(n, 4) for n in (1, 3, 5, 7, 10, 14, 20)]  # 0.25 0.75 1.25 1.75 2.5 3.5 5
     lanes = [f32_bits(Fraction(6))] + [f32_bits(t, s) for s in (0, 1) for t in ties]
-    out += _blocks(lanes, "rounding", "E2M1 ties 0.25 0.75 2.5 5.0 under a 6.0 anchor")
+    out += blocks_of(lanes, "rounding", "E2M1 ties 0.25 0.75 2.5 5.0 under a 6.0 anchor")
     quantum = Fraction(1, 64)
     int8 = [
         f32_bits(Fraction(255, 128), 1),  # -1.9921875: tie between 127 and 128 quanta
@@ -496,7 +351,7 @@ def corner_blocks(fmt: ElementFormat) -> list[BlockCase]:
         f32_bits(quantum * 3 / 2, 1),
         f32_bits(Fraction(127, 64), 1),  # -1.984375: 0x81 exactly
     ]
-    out += _blocks(int8, "saturation", "MXINT8 -1.9921875 and the 2^-7 tie")
+    out += blocks_of(int8, "saturation", "MXINT8 -1.9921875 and the 2^-7 tie")
     out.append(amax_block(F32_MAX, "saturation", "float32 max: RCEIL needs 2^128"))
     return out
 
@@ -547,7 +402,7 @@ def tiny_blocks(fmt: ElementFormat, level: int) -> list[BlockCase]:
 
     Spec: OCP MX v1.0 section 6.3 (silent below -127; clamping is the oracle's choice).
     """
-    _check_level(level)
+    check_level(level)
     limit = -127 + fmt.emax
     out = [
         amax_block(next_down(f32_pow2(limit)), "scale", "amax pred(2^(-127+emax))"),
@@ -559,11 +414,11 @@ def tiny_blocks(fmt: ElementFormat, level: int) -> list[BlockCase]:
     ]
     walking = [1 << i for i in range(FRACTION_BITS)] + [F32_MIN_NORMAL - 1]
     signed = [b ^ (F32_SIGN if i % 3 == 1 else 0) for i, b in enumerate(walking)]
-    out += _blocks(signed, "scale", "float32 subnormals: walking ones")
+    out += blocks_of(signed, "scale", "float32 subnormals: walking ones")
     holes = [
         (F32_MIN_NORMAL - 1) ^ (1 << i) for i in range(0, FRACTION_BITS, 1 if level == 2 else 3)
     ]
-    out += _blocks(holes, "scale", "float32 subnormals: single-zero holes", F32_MIN_NORMAL)
+    out += blocks_of(holes, "scale", "float32 subnormals: single-zero holes", F32_MIN_NORMAL)
     return out
 
 
@@ -619,7 +474,7 @@ def encode_blocks(fmt: ElementFormat, level: int, seed: int = 0) -> list[BlockCa
 
     Spec: OCP MX v1.0 sections 5 and 6.3.
     """
-    _check_level(level)
+    check_level(level)
     groups = []
     for lvl in range(1, level + 1):
         groups += [
@@ -681,12 +536,3 @@ def pack_rows(fmt: ElementFormat, seed: int = 0) -> list[CodeRow]:
             )
         )
     return rows
-
-
-_E4, _E5, _FP4, _I8 = "mxfp8_e4m3", "mxfp8_e5m2", "mxfp4", "mxint8"
-
-
-_E2M3, _E3M2 = "mxfp6_e2m3", "mxfp6_e3m2"
-
-
-_ONE, _TWO, _THREE = (0x7F,), (0x7F, 0x7F), (0x7F, 0x7F, 0x7F)
