@@ -30,7 +30,8 @@ little-endian ``.bin``.  ``compare`` is :mod:`mxref.conformance.compare`: it exi
 ACTUAL matches REFERENCE within ``--max-ulp``, 1 when it does not.
 
 Every problem the user can fix prints one line, ``mxref: error: ...``, on
-stderr and exits with status 2, as argparse does for usage errors.
+stderr and exits with status 2, usage errors included (argparse would print
+the whole usage first; the line says which ``--help`` to read instead).
 
 One module per subcommand (:mod:`mxref.cli.encode`, ...), each with
 ``add_parser(sub)`` and ``run(args)``; this package assembles them and owns
@@ -54,6 +55,13 @@ EXIT_USAGE = 2
 COMMANDS = (encode, decode, gemm, compare, conform, golden, info)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error convention of this CLI (subcommands inherit it)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"mxref: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for ``mxref``.
 
@@ -67,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     from mxref import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mxref",
         description="Bit-exact encoder, decoder and GEMM for the OCP Microscaling (MX) formats.",
     )

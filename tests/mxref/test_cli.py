@@ -554,3 +554,18 @@ def test_help_lists_every_command(capsys):
     for command in ("gemm", "compare"):
         assert main([command, "--help"]) == 0
         assert f"usage: mxref {command}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        ((), ("required: COMMAND", "'mxref --help'")),
+        (("decode", "in.npz"), ("required: OUT", "'mxref decode --help'")),
+        (("golden", "bogus"), ("invalid choice: 'bogus'", "'mxref golden --help'")),
+        (("info", "mxfp4", "--bogus"), ("unrecognized arguments: --bogus",)),
+    ],
+)
+def test_usage_errors_are_one_line_too(capsys, args, needles) -> None:
+    """argparse's own errors follow the CLI's convention: one line, which --help to read."""
+    rc, _, err = run(capsys, *args)
+    assert_user_error(rc, err, *needles)
