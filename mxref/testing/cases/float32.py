@@ -123,8 +123,7 @@ def finite_codes(fmt: ElementFormat) -> list[int]:
 
 def float32_from_fields(sign: int, biased_exp: int, fraction: int) -> np.float32:
     """The float32 with the given fields."""
-    bits = (sign << 31) | (biased_exp << 23) | fraction
-    return np.array([bits], np.uint32).view(np.float32)[0]
+    return float32_of((sign << 31) | (biased_exp << 23) | fraction)
 
 
 def float32_of(bits: int) -> np.float32:
