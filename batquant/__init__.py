@@ -1,9 +1,9 @@
 """batquant: BATQuant calibration for MX formats, built on mxref.
 
 - MX fake quantization comes from :mod:`mxref.torch` (bit-exact with mxref).
-- :mod:`batquant.transforms`: block-wise affine (GPK and ablations) and the
+- :mod:`batquant.algorithms.transforms`: block-wise affine (GPK and ablations) and the
   baselines' transforms, as ``nn.Module`` objects with one interface.
-- :mod:`batquant.clipping`: block-wise learnable clipping.
+- :mod:`batquant.algorithms.clipping`: block-wise learnable clipping.
 - :func:`calibrate` / :func:`quantize_linear`: layer-wise calibration.
 - :data:`METHODS`: the registry (rtn, smoothquant, quarot, brq, flatquant,
   batquant and its ablations).
@@ -13,14 +13,14 @@
   :func:`perplexity`, :func:`save_quantized` and :func:`load_quantized`.
 """
 
-from batquant.calibration import CalibratedGroup, calibrate, quantize_linear
-from batquant.clipping import ClipGroups, LearnableClip
+from batquant.algorithms.calibration import CalibratedGroup, calibrate, quantize_linear
+from batquant.algorithms.clipping import ClipGroups, LearnableClip
+from batquant.algorithms.layer import QuantizedLinear
+from batquant.algorithms.methods import METHODS, Method, TransformContext, get_method, register
 from batquant.config import CONFIGS, CalibSpec, QuantConfig, TensorQuant, get_config
 from batquant.eval import perplexity
-from batquant.layer import QuantizedLinear
-from batquant.methods import METHODS, Method, TransformContext, get_method, register
 from batquant.pipeline import quantize_model
-from batquant.saving import load_quantized, save_quantized
+from batquant.pipeline.saving import load_quantized, save_quantized
 
 __all__ = [
     "CONFIGS",

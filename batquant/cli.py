@@ -48,8 +48,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``batquant``."""
+    from batquant.algorithms.methods import METHODS
     from batquant.config import CONFIGS
-    from batquant.methods import METHODS
 
     parser = _Parser(
         prog="batquant",
@@ -137,6 +137,7 @@ def _prepare_out(out: Path, model: Path, resume: bool, force: bool) -> Path:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Run ``batquant calibrate``."""
+    from batquant.algorithms.methods import get_method
     from batquant.config import CalibSpec, get_config
     from batquant.loading import (
         calibration_windows,
@@ -144,9 +145,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         load_tokenizer,
         read_token_ids,
     )
-    from batquant.methods import get_method
     from batquant.pipeline import quantize_model
-    from batquant.saving import save_quantized
+    from batquant.pipeline.saving import save_quantized
 
     method = get_method(args.method)
     config = get_config(args.config)
@@ -197,7 +197,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Run ``batquant eval``: the perplexity table."""
     from batquant.eval import perplexity
     from batquant.loading import load_model, load_tokenizer, read_token_ids
-    from batquant.saving import load_quantized, read_settings
+    from batquant.pipeline.saving import load_quantized, read_settings
 
     if args.json is not None and Path(args.json).exists():
         raise ValueError(f"--json {args.json} exists; choose a new file")

@@ -36,12 +36,13 @@ import torch
 from torch import nn
 
 import batquant
+from batquant.algorithms.methods import TransformContext
+from batquant.algorithms.observers import FIT_ROWS
+from batquant.algorithms.transforms import BlockHadamard, ComposedTransform, Transform
+from batquant.algorithms.transforms.rotations import code_entropy
 from batquant.demo import model_dir
 from batquant.loading import calibration_windows, load_model, load_tokenizer, read_token_ids
-from batquant.methods import FIT_ROWS, TransformContext
 from batquant.models import get_adapter
-from batquant.transforms import BlockHadamard, ComposedTransform, Transform
-from batquant.transforms.rotations import code_entropy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import GGUF, cache_root  # noqa: E402  (beside this script)

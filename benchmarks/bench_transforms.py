@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 from timing import cpu_model, median_seconds  # beside this script
 
-from batquant.transforms import (
+from batquant.algorithms.transforms import (
     GPK,
     BlockAffine,
     BlockHadamard,

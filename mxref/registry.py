@@ -96,6 +96,18 @@ class Registry(Mapping[str, T], Generic[T]):
             self._keys[key] = name
         return item
 
+    def unregister(self, name: str) -> T:
+        """Remove the item called ``name`` (any case, or an alias) and its aliases; return it.
+
+        Raises
+        ------
+        ValueError
+            Unknown name, as :meth:`resolve` says it.
+        """
+        item = self.resolve(name)
+        self._forget(self._name_of(item))
+        return item
+
     def _forget(self, name: str) -> None:
         del self._items[name]
         self._keys = {k: v for k, v in self._keys.items() if v != name}

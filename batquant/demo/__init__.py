@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from batquant.algorithms.methods import get_method
 from batquant.eval import perplexity
 from batquant.loading import calibration_windows, load_model, load_tokenizer, read_token_ids
-from batquant.methods import get_method
 from batquant.pipeline import quantize_model
 
 #: The methods the demo compares, in the order of the table.

@@ -1,49 +1,64 @@
 """Turn one full-precision decoder layer into its quantized twin.
 
-:func:`build_layer` copies the layer and, following the adapter, replaces
-every linear by a :class:`~batquant.layer.CalibratingLinear` whose group
-shares one :class:`~batquant.layer.InputQuantizer` (the method's transform,
-clipping and the activation's fake quantization), and gives the attention
-module a :class:`~batquant.heads.KVQuantizer` when the config quantizes K or
-V.  The per-head transforms are placed as the BATQuant paper's section 3.2
-says:
+:func:`build_layer` copies the layer and, following its sites
+(:mod:`batquant.pipeline.sites`), replaces every linear by a
+:class:`~batquant.algorithms.layer.CalibratingLinear` whose group shares one
+:class:`~batquant.algorithms.layer.InputQuantizer` (the method's transform,
+clipping and the activation's fake quantization), every fused experts module
+by :class:`~batquant.algorithms.experts.CalibratingExperts`, and gives the
+attention module a :class:`~batquant.algorithms.heads.KVQuantizer` when the
+config quantizes K or V.  The per-head transforms are placed as the BATQuant
+paper's section 3.2 says:
 
 - ``P_k`` (one per KV head, over head_dim) runs online on the keys after
   RoPE, with ``P_k^{-T}`` on the queries;
 - ``P_v`` (one per KV head) is fused into v_proj's output rows and, through
-  each query head's KV head, into o_proj's input columns.
+  each query head's KV head, into o_proj's input columns
+  (:class:`~batquant.algorithms.heads.HeadFusion`).
 
-Everything the layer learns sits in one ``nn.ModuleDict`` registered on the
-layer as ``batquant`` (each tensor once, so the layer's state dict saves and
-loads as it is).  :func:`freeze_layer` then applies every weight side once
-(:class:`~batquant.layer.QuantizedLinear`), which is the layer that inference,
-saving and loading use.
+Everything the layer learns is registered in one ``nn.ModuleDict`` on the
+layer, ``batquant``, and also where it is used (each linear registers its
+group's quantizer, the attention its KV quantizer), so ``.to()``,
+``named_modules()`` and hooks see every part.  A shared module would then
+appear in the state dict under each of its paths, so the layer keeps each
+tensor once: under its ``batquant.`` path (the shortest, when there are
+several), and a loaded state fills the other paths from it
+(:func:`share_once`).
 
-Nothing here names a method or a model family: the method comes from the
-registry, the structure from the adapter.
+:func:`freeze_layer` then applies every weight side once, which is the layer
+that inference, saving and loading use.  Nothing here names a method or a
+model family: the method comes from the registry, the structure from the
+adapter's sites.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
+from typing import Any
 
 import torch
 from torch import nn
 
-from batquant.attention import attach
-from batquant.calibration import make_clip
-from batquant.clipping import LearnableClip
+from batquant.algorithms.clipping import LearnableClip, make_clip
+from batquant.algorithms.experts import CalibratingExperts
+from batquant.algorithms.heads import FusedSide, HeadFusion, HeadTransforms, KVQuantizer
+from batquant.algorithms.layer import CalibratingLinear, InputQuantizer
+from batquant.algorithms.methods import Method, TransformContext
+from batquant.algorithms.observers import InputStatistics
 from batquant.config import CalibSpec, QuantConfig, TensorQuant
-from batquant.heads import HeadTransforms, KVQuantizer
-from batquant.layer import CalibratingLinear, InputQuantizer
-from batquant.methods import Method, TransformContext
 from batquant.models import HeadGeometry, ModelAdapter
+from batquant.pipeline.attention import attach
+from batquant.pipeline.sites import FusedExperts, LayerSites, expert_key, layer_sites
 
 #: Name of the ModuleDict on each quantized layer that holds what it learned.
 OWNER = "batquant"
 #: Keys of that ModuleDict besides the groups' names.
 KEY_HEADS, VALUE_HEADS, KV = "key_heads", "value_heads", "kv"
+#: Seed offsets of the sites (site_seed's ``site``): KV heads, groups, experts.
+_KEY_SITE, _VALUE_SITE, _GROUP_SITE, _EXPERT_SITE = 1 * 256, 2 * 256, 16, 1 << 16
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,11 @@ class LayerPlan:
     spec: CalibSpec
     seed: int
 
+    @property
+    def description(self) -> str:
+        """``"method, config"``, shown by the quantized modules' ``repr``."""
+        return f"{self.method.name}, {self.config.describe()}"
+
 
 def site_seed(seed: int, layer: int, site: int) -> int:
     """A seed for one transform, fixed by the run's seed, the layer and the site.
@@ -92,16 +112,6 @@ def _replace(layer: nn.Module, path: str, module: nn.Module) -> None:
     setattr(owner, attr, module)
 
 
-def _linear(layer: nn.Module, path: str, where: str) -> nn.Linear:
-    try:
-        module = layer.get_submodule(path)
-    except AttributeError:
-        raise ValueError(f"{where}: the decoder layer has no module {path!r}") from None
-    if not isinstance(module, nn.Linear):
-        raise ValueError(f"{where}: {path!r} is a {type(module).__name__}, not an nn.Linear")
-    return module
-
-
 def _head_transforms(
     plan: LayerPlan, layer_index: int, site: int, quant: TensorQuant
 ) -> HeadTransforms | None:
@@ -109,7 +119,7 @@ def _head_transforms(
     ones = torch.ones(geo.head_dim)
     transforms = []
     for g in range(geo.num_kv_heads):
-        seed = site_seed(plan.seed, layer_index, site * 256 + g)
+        seed = site_seed(plan.seed, layer_index, site + g)
         ctx = TransformContext(geo.head_dim, quant.block_size, seed, ones, ones)
         t = plan.method.build_kv_transform(ctx)
         if t is None:
@@ -118,14 +128,83 @@ def _head_transforms(
     return HeadTransforms(transforms, geo.num_heads)
 
 
+class _Builder:
+    """Builds the activation sides of one layer's sites from their statistics."""
+
+    def __init__(self, plan: LayerPlan, layer_index: int,
+                 stats: dict[str, InputStatistics] | None, frozen: set[str],
+                 device: torch.device) -> None:  # fmt: skip
+        self.plan, self.layer_index, self.stats = plan, layer_index, stats or {}
+        self.frozen, self.device = frozen, device
+        self.where = f"{plan.adapter.architecture} layer {layer_index}"
+
+    def quantizer(self, stream: str, n: int, weight_absmax: torch.Tensor, seed_site: int
+                  ) -> InputQuantizer:  # fmt: skip
+        """The transform, clipping and fake quantization of the input stream ``stream``."""
+        plan = self.plan
+        act_q = plan.config.activation
+        stats = self.stats.get(stream)
+        absmax = None if stats is None else stats.absmax
+        ctx = TransformContext(
+            size=n,
+            block_size=_block(act_q, plan.config.weight),
+            seed=site_seed(plan.seed, self.layer_index, seed_site),
+            act_absmax=(torch.ones(n) if absmax is None else absmax).to(weight_absmax.device),
+            weight_absmax=weight_absmax,
+            # a stream below the expert threshold keeps the unfitted transform
+            inputs=None if stats is None or stream in self.frozen else stats.rows,
+        )
+        try:
+            transform = plan.method.build_transform(ctx)
+        except ValueError as exc:
+            raise ValueError(
+                f"{self.where}, site {stream!r}: method {plan.method.name!r} cannot build its "
+                f"transform for in_features {n}: {exc}"
+            ) from None
+        clip = None
+        if plan.method.clip is not None and act_q is not None:
+            clip = make_clip(plan.method.clip, act_q, None, n, plan.spec.clip_init, self.device,
+                             "activation")  # fmt: skip
+        return InputQuantizer(transform, clip, act_q).to(self.device)
+
+    def weight_clip(self, rows: int, n: int) -> LearnableClip | None:
+        plan = self.plan
+        if plan.method.clip is None or plan.config.weight is None:
+            return None
+        return make_clip(plan.method.clip, plan.config.weight, rows, n, plan.spec.clip_init,
+                         self.device, "weight")  # fmt: skip
+
+    def experts(self, module: nn.Module, site: FusedExperts, up: InputQuantizer | None,
+                seed_site: int) -> CalibratingExperts:  # fmt: skip
+        gate_up = getattr(module, site.site.gate_up).detach().to(self.device, torch.float32)
+        down = getattr(module, site.site.down).detach().to(self.device, torch.float32)
+        if up is None:
+            up = self.quantizer(site.name, site.hidden, gate_up.abs().amax((0, 1)), seed_site)
+        downs = [self.quantizer(expert_key(site.name, e), site.intermediate,
+                                down[e].abs().amax(0), _EXPERT_SITE + e)
+                 for e in range(site.num_experts)]  # fmt: skip
+        clips_gu = [self.weight_clip(2 * site.intermediate, site.hidden)
+                    for _ in range(site.num_experts)]  # fmt: skip
+        clips_d = [self.weight_clip(site.hidden, site.intermediate)
+                   for _ in range(site.num_experts)]  # fmt: skip
+        act_fn = copy.deepcopy(getattr(module, "act_fn"))  # noqa: B009 - the experts' own
+        return CalibratingExperts(
+            gate_up, down, act_fn, up, downs,
+            None if clips_gu[0] is None else [c for c in clips_gu if c is not None],
+            None if clips_d[0] is None else [c for c in clips_d if c is not None],
+            self.plan.config.weight,
+        )  # fmt: skip
+
+
 def build_layer(
     layer: nn.Module,
     plan: LayerPlan,
     layer_index: int,
-    act_absmax: dict[str, torch.Tensor] | None = None,
-    fit_inputs: dict[str, torch.Tensor] | None = None,
+    stats: dict[str, InputStatistics] | None = None,
+    frozen_streams: Iterable[str] = (),
+    sites: LayerSites | None = None,
 ) -> nn.Module:
-    """A copy of ``layer`` with every linear under calibration, on the layer's device.
+    """A copy of ``layer`` with every linear and expert under calibration, on the layer's device.
 
     Parameters
     ----------
@@ -134,28 +213,33 @@ def build_layer(
     plan : LayerPlan
     layer_index : int
         Its index, for seeds and messages.
-    act_absmax : dict, optional
-        Per group, the max |x| of each input channel over the calibration data
-        (methods that initialise from statistics use it; ones when omitted, as
-        when a saved model is rebuilt before its state is loaded).
-    fit_inputs : dict, optional
-        Per group, calibration inputs ``[rows, N]`` for methods that fit their
-        transform to data (``Method.needs_inputs``).
+    stats : dict, optional
+        Per input stream (a group's name, an experts site's name, and
+        :func:`~batquant.pipeline.sites.expert_key` per expert), the statistics
+        of the calibration inputs; without them (a saved model rebuilt before
+        its state is loaded) transforms start from ones and fit to nothing.
+    frozen_streams : iterable of str
+        Streams of experts that saw too few tokens: they keep the method's
+        unfitted initial transform (and :func:`freeze_experts` keeps them from training).
+    sites : LayerSites, optional
+        Resolved from the adapter when omitted.
 
     Returns
     -------
     nn.Module
-        The copy; its learnable tensors are in ``copy.batquant``.
+        The copy; what it learns is in ``copy.batquant``.
     """
     adapter, cfg = plan.adapter, plan.config
-    where = f"{adapter.architecture} layer {layer_index}"
+    sites = sites or layer_sites(adapter, layer, layer_index)
     work = copy.deepcopy(layer)
     for p in work.parameters():
         p.requires_grad_(False)
     device = next(iter(work.parameters())).device
     owned = nn.ModuleDict()
-    key_heads = None if cfg.key is None else _head_transforms(plan, layer_index, 1, cfg.key)
-    value_heads = None if cfg.value is None else _head_transforms(plan, layer_index, 2, cfg.value)
+    key_heads = None if cfg.key is None else _head_transforms(plan, layer_index, _KEY_SITE,
+                                                              cfg.key)  # fmt: skip
+    value_heads = None if cfg.value is None else _head_transforms(plan, layer_index, _VALUE_SITE,
+                                                                  cfg.value)  # fmt: skip
     if key_heads is not None:
         owned[KEY_HEADS] = key_heads
     if value_heads is not None:
@@ -165,52 +249,78 @@ def build_layer(
         owned[KV] = kv
         attach(work.get_submodule(adapter.attention), kv)
 
-    act_q, w_q = cfg.activation, cfg.weight
-    block = _block(act_q, w_q)
-    for site, group in enumerate(plan.adapter.groups):
-        linears = [_linear(work, path, where) for path in group.linears]
+    build = _Builder(plan, layer_index, stats, set(frozen_streams), device)
+    fusions = {} if value_heads is None else {
+        adapter.v_proj: HeadFusion(value_heads, FusedSide.ROWS),
+        adapter.o_proj: HeadFusion(value_heads, FusedSide.COLUMNS),
+    }  # fmt: skip
+    for site, group in enumerate(sites.groups):
+        linears = [_as_linear(work.get_submodule(path)) for path in group.linears]
         n = linears[0].in_features
         weight_absmax = torch.cat([lin.weight.detach().float() for lin in linears]).abs().amax(0)
-        stats = (act_absmax or {}).get(group.name)
-        ctx = TransformContext(
-            size=n,
-            block_size=block,
-            seed=site_seed(plan.seed, layer_index, 16 + site),
-            act_absmax=(torch.ones(n) if stats is None else stats).to(weight_absmax.device),
-            weight_absmax=weight_absmax,
-            inputs=(fit_inputs or {}).get(group.name),
-        )
-        try:
-            transform = plan.method.build_transform(ctx)
-        except ValueError as exc:
-            raise ValueError(
-                f"{where}, group {group.name!r}: method {plan.method.name!r} cannot build its "
-                f"transform for in_features {n}: {exc}"
-            ) from None
-        act_clip = None
-        if plan.method.clip is not None and act_q is not None:
-            act_clip = make_clip(plan.method.clip, act_q, None, n, plan.spec.clip_init, device,
-                                 "activation")  # fmt: skip
-        shared = InputQuantizer(transform, act_clip, act_q).to(device)
+        offset = _EXPERT_SITE + group.expert[1] if group.expert else _GROUP_SITE + site
+        shared = build.quantizer(group.name, n, weight_absmax, offset)
         owned[group.name] = shared
         for path, lin in zip(group.linears, linears, strict=True):
-            weight_clip: LearnableClip | None = None
-            if plan.method.clip is not None and w_q is not None:
-                weight_clip = make_clip(plan.method.clip, w_q, lin.out_features, n,
-                                        plan.spec.clip_init, device, "weight")  # fmt: skip
             _replace(work, path, CalibratingLinear(
-                lin, shared, weight_clip, w_q,
-                out_heads=value_heads if path == adapter.v_proj else None,
-                in_heads=value_heads if path == adapter.o_proj else None,
+                lin, shared, build.weight_clip(lin.out_features, n), cfg.weight,
+                heads=fusions.get(path),
             ))  # fmt: skip
-    leftovers = [name for name, m in work.named_modules() if type(m) is nn.Linear]
-    if leftovers:
-        raise ValueError(
-            f"{where}: linear(s) {', '.join(leftovers)} are in no group of the adapter; "
-            "every linear of a decoder layer must be quantized"
-        )
+    for number, fused in enumerate(sites.experts):
+        up = owned[fused.shares_with] if fused.shares_with else None
+        assert up is None or isinstance(up, InputQuantizer)
+        experts = build.experts(work.get_submodule(fused.site.path), fused, up,
+                                _GROUP_SITE + len(sites.groups) + number)  # fmt: skip
+        if fused.shares_with is None:
+            owned[fused.name] = experts.up
+        _replace(work, fused.site.path, experts)
     setattr(work, OWNER, owned.to(device))
+    share_once(work)
     return work
+
+
+def _as_linear(module: nn.Module) -> nn.Linear:
+    assert isinstance(module, nn.Linear)  # layer_sites checked every path
+    return module
+
+
+# -- each tensor once in the state dict ------------------------------------------------------
+
+
+def _aliases(module: nn.Module) -> dict[str, str]:
+    """Every other path of a shared tensor -> its kept path (``batquant.`` first, then shortest)."""
+    paths: dict[int, list[str]] = {}
+    named = chain(module.named_parameters(remove_duplicate=False),
+                  module.named_buffers(remove_duplicate=False))  # fmt: skip
+    for name, tensor in named:
+        if tensor is not None:
+            paths.setdefault(id(tensor), []).append(name)
+    out: dict[str, str] = {}
+    for names in paths.values():
+        if len(names) > 1:
+            kept = min(names, key=lambda n: (not n.startswith(OWNER + "."), len(n), n))
+            out.update({n: kept for n in names if n != kept})
+    return out
+
+
+def _drop_aliases(module: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    for alias in _aliases(module):
+        state.pop(prefix + alias, None)
+
+
+def _fill_aliases(module: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    for alias, kept in _aliases(module).items():
+        if prefix + kept in state and prefix + alias not in state:
+            state[prefix + alias] = state[prefix + kept]
+
+
+def share_once(layer: nn.Module) -> None:
+    """Keep each shared tensor of ``layer`` once in its state dict, and load it back everywhere."""
+    layer.register_state_dict_post_hook(_drop_aliases)
+    layer.register_load_state_dict_pre_hook(_fill_aliases)
+
+
+# -- training and freezing -------------------------------------------------------------------
 
 
 def owned_part(layer: nn.Module, key: str) -> nn.Module | None:
@@ -218,13 +328,44 @@ def owned_part(layer: nn.Module, key: str) -> nn.Module | None:
     return dict(getattr(layer, OWNER).items()).get(key)
 
 
+def expert_modules(layer: nn.Module, sites: LayerSites, site: str, expert: int
+                   ) -> list[nn.Module]:  # fmt: skip
+    """What expert ``expert`` of ``site`` alone learns, in a layer from :func:`build_layer`."""
+    for fused in sites.experts:
+        if fused.name == site:
+            experts = layer.get_submodule(fused.site.path)
+            assert isinstance(experts, CalibratingExperts)
+            return experts.expert_modules(expert)
+    mods: list[nn.Module] = []
+    for group in sites.groups:
+        if group.expert == (site, expert):
+            mods.append(getattr(layer, OWNER)[group.name])
+            prefix = group.linears[0].rsplit(".", 1)[0] + "."  # the expert's own module
+            mods += [m.weight_clip for name, m in layer.named_modules()
+                     if name.startswith(prefix) and isinstance(m, CalibratingLinear)
+                     and m.weight_clip is not None]  # fmt: skip
+    return mods
+
+
+def freeze_experts(layer: nn.Module, sites: LayerSites, experts: Iterable[tuple[str, int]]
+                   ) -> None:  # fmt: skip
+    """Keep the given experts' transforms and clipping at their initial values."""
+    for site, expert in experts:
+        for module in expert_modules(layer, sites, site, expert):
+            module.requires_grad_(False)
+
+
 def learnable_parameters(layer: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """``(transform parameters, clipping parameters)`` of a layer from :func:`build_layer`."""
-    clips = [p for m in layer.modules() if isinstance(m, LearnableClip) for p in m.parameters()]
+    """``(transform parameters, clipping parameters)`` of a layer that still train.
+
+    The layer's own weights were set not to train by :func:`build_layer`; a
+    transform's fixed parameters (a non-learnable SmoothScale) and frozen
+    experts' parameters keep ``requires_grad`` False.
+    """
+    clips = [p for m in layer.modules() if isinstance(m, LearnableClip) for p in m.parameters()
+             if p.requires_grad]  # fmt: skip
     clip_ids = {id(p) for p in clips}
-    owned = getattr(layer, OWNER)
-    # a transform's fixed parameters (a non-learnable SmoothScale) keep requires_grad False
-    transforms = [p for p in owned.parameters() if id(p) not in clip_ids and p.requires_grad]
+    transforms = [p for p in layer.parameters() if p.requires_grad and id(p) not in clip_ids]
     return transforms, clips
 
 
@@ -238,13 +379,14 @@ def forget(layer: nn.Module) -> None:
 def freeze_layer(layer: nn.Module, description: str) -> nn.Module:
     """Apply every weight side once; return the layer for inference (modified in place).
 
-    Every :class:`CalibratingLinear` becomes a :class:`QuantizedLinear`; ``P_v``
-    is fused into the weights and leaves ``layer.batquant``; every remaining
-    parameter stops requiring grad.
+    Every :class:`CalibratingLinear` becomes a ``QuantizedLinear`` and every
+    :class:`CalibratingExperts` a ``QuantizedExperts``; ``P_v`` is fused into
+    the weights and leaves ``layer.batquant``; every remaining parameter stops
+    requiring grad.
     """
     forget(layer)
     for name, module in list(layer.named_modules()):
-        if isinstance(module, CalibratingLinear):
+        if isinstance(module, CalibratingLinear | CalibratingExperts):
             _replace(layer, name, module.freeze(description))
     owned = getattr(layer, OWNER)
     if VALUE_HEADS in owned:
@@ -263,8 +405,7 @@ def restore_layer(layer: nn.Module, plan: LayerPlan, layer_index: int,
     ValueError
         When ``state`` does not fit the structure the plan builds, naming ``where``.
     """
-    description = f"{plan.method.name}, {plan.config.describe()}"
-    frozen = freeze_layer(build_layer(layer, plan, layer_index), description)
+    frozen = freeze_layer(build_layer(layer, plan, layer_index), plan.description)
     frozen.to(next(iter(layer.parameters())).dtype)  # a bf16 model's layers were saved in bf16
     try:
         frozen.load_state_dict(state, strict=True)

@@ -1,4 +1,4 @@
-"""The activation cache: one ``[seq_len, hidden]`` tensor per calibration sample.
+"""The activation cache: one tensor per calibration sample (``[seq_len, hidden]`` activations).
 
 In memory (``directory=None``) the tensors are CPU float32; on disk each one
 is a safetensors file under ``directory``, written to a temporary name and
@@ -38,8 +38,9 @@ class ActivationCache:
         return self.directory / f"{index:06d}.safetensors"
 
     def put(self, index: int, tensor: torch.Tensor) -> None:
-        """Store sample ``index`` (copied to CPU float32)."""
-        value = tensor.detach().to("cpu", torch.float32).contiguous()
+        """Store sample ``index`` (copied to CPU; floating point as float32, ids as they are)."""
+        value = tensor.detach().to("cpu")
+        value = (value.float() if value.is_floating_point() else value).contiguous()
         if self.directory is None:
             self._memory[index] = value.clone()
             return
@@ -49,7 +50,7 @@ class ActivationCache:
         os.replace(partial, final)
 
     def get(self, index: int) -> torch.Tensor:
-        """Sample ``index`` as a CPU float32 tensor."""
+        """Sample ``index`` as a CPU tensor."""
         if self.directory is None:
             return self._memory[index]
         path = self._path(index)

@@ -11,11 +11,11 @@ from torch import nn
 import batquant
 import mxref
 from batquant import CalibSpec, QuantConfig, TensorQuant
-from batquant.attention import install
-from batquant.heads import HeadTransforms
-from batquant.layer import QuantizedLinear, set_quantization
+from batquant.algorithms.heads import HeadTransforms
+from batquant.algorithms.layer import QuantizedLinear, set_quantization
 from batquant.models import ADAPTERS, LinearGroup, ModelAdapter, get_adapter, register_adapter
 from batquant.pipeline import sequential
+from batquant.pipeline.attention import install
 from batquant.pipeline.build import KEY_HEADS, VALUE_HEADS, LayerPlan, build_layer, freeze_layer
 from tests.batquant.conftest import VOCAB, tiny_llama, tiny_qwen3, token_ids
 
@@ -299,7 +299,7 @@ def test_save_refuses_to_overwrite_and_load_names_bad_files(tmp_path, qwen3, cal
 
 
 def test_gpk_parameters_are_contiguous_so_safetensors_can_save_them():
-    from batquant.transforms import GPK
+    from batquant.algorithms.transforms import GPK
 
     t = GPK(64, init="hadamard")
     assert all(p.is_contiguous() for p in t.parameters())
@@ -391,8 +391,8 @@ def test_architecture_without_adapter_lists_the_supported_ones(calib_ids):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=1, n_head=2, vocab_size=VOCAB))
-    with pytest.raises(ValueError, match=r"no adapter for .*GPT2LMHeadModel.*LlamaForCausalLM, "
-                                         r"Qwen3ForCausalLM"):  # fmt: skip
+    with pytest.raises(ValueError, match=r"no adapter for architecture 'GPT2LMHeadModel'; "
+                                         r"supported: .*'LlamaForCausalLM'.*'Qwen3ForCausalLM'"):
         batquant.quantize_model(model, calib_ids, method="rtn", progress=False)
 
 
@@ -418,42 +418,29 @@ def test_an_adapter_linear_left_out_of_every_group_is_an_error(calib_ids):
         with pytest.raises(ValueError, match=r"mlp.down_proj are in no group"):
             batquant.quantize_model(model, calib_ids, method="rtn", progress=False)
     finally:
-        from batquant.models import _ADAPTERS
-
-        del _ADAPTERS["PartialQwen3"]
+        ADAPTERS.unregister("PartialQwen3")
 
 
 # -- a family added as one adapter -----------------------------------------------------------
 
 
 def test_a_new_family_needs_only_its_adapter(calib_ids):
-    """Mistral, registered the way a new file in batquant/models/ would do it."""
-    from transformers import MistralConfig, MistralForCausalLM
+    """OLMo 2, registered the way a new file in batquant/models/ would do it: one line."""
+    from transformers import Olmo2Config, Olmo2ForCausalLM
 
-    adapter = ModelAdapter(
-        architecture="MistralForCausalLM",
-        backbone="model",
-        layers="model.layers",
-        groups=(LinearGroup("qkv", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
-                LinearGroup("o", ("self_attn.o_proj",)),
-                LinearGroup("up", ("mlp.gate_proj", "mlp.up_proj")),
-                LinearGroup("down", ("mlp.down_proj",))),
-        attention="self_attn", v_proj="self_attn.v_proj", o_proj="self_attn.o_proj",
-    )  # fmt: skip
-    register_adapter(adapter)
+    assert "Olmo2ForCausalLM" not in ADAPTERS
+    register_adapter(ModelAdapter("Olmo2ForCausalLM"))
     try:
         torch.manual_seed(0)
-        config = MistralConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
-                               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                               head_dim=32, max_position_embeddings=256)  # fmt: skip
-        model = MistralForCausalLM(config).eval()
+        config = Olmo2Config(vocab_size=VOCAB, hidden_size=128, intermediate_size=128,
+                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                             max_position_embeddings=256)  # fmt: skip
+        model = Olmo2ForCausalLM(config).eval()
         q = batquant.quantize_model(model, calib_ids, method="batquant", config="W4A8KV4",
                                     calib=FAST, progress=False)  # fmt: skip
         assert torch.isfinite(logits(q, calib_ids)).all()
     finally:
-        from batquant.models import _ADAPTERS
-
-        del _ADAPTERS["MistralForCausalLM"]
+        ADAPTERS.unregister("Olmo2ForCausalLM")
 
 
 def test_bf16_and_eager_models_calibrate_in_float32_and_reload_bit_identically(tmp_path):

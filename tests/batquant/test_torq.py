@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import batquant
+from batquant.algorithms.transforms import MaxEntropyBlockRotation, SchurHornBalance
+from batquant.algorithms.transforms.rotations import code_entropy, schur_horn_rotation
 from batquant.synthetic import llm_like_activations
-from batquant.transforms import MaxEntropyBlockRotation, SchurHornBalance
-from batquant.transforms.rotations import code_entropy, schur_horn_rotation
 
 
 def random_second_moment(n: int, seed: int, rank: int | None = None) -> np.ndarray:
@@ -151,7 +151,7 @@ def test_torq_is_a_registered_training_free_method(name):
 
 
 def test_torq_balances_the_block_energies_of_its_output():
-    from batquant.methods import TransformContext
+    from batquant.algorithms.methods import TransformContext
 
     x = llm_like_activations(2048, 512, seed=7)
     ctx = TransformContext(size=512, block_size=32, act_absmax=x.abs().amax(0),

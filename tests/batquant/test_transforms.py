@@ -1,4 +1,4 @@
-"""batquant.transforms: the shared interface, every transform's algebra, guard and errors."""
+"""batquant.algorithms.transforms: the interface, every transform's algebra, guard and errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from batquant.transforms import (
+from batquant.algorithms.transforms import (
     GPK,
     BlockAffine,
     BlockHadamard,
@@ -21,7 +21,7 @@ from batquant.transforms import (
     TransformInit,
     hadamard_matrix,
 )
-from batquant.transforms.block import kron_blocks_matmul
+from batquant.algorithms.transforms.block import kron_blocks_matmul
 
 N = 256
 

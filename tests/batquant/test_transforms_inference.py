@@ -9,9 +9,9 @@ import torch
 
 import batquant
 from batquant import CalibSpec
+from batquant.algorithms.transforms import GPK, BlockAffine, NaiveKronecker, block
+from batquant.algorithms.transforms.block import _apply_blocks, kron_blocks_matmul
 from batquant.synthetic import llm_like_activations, llm_like_weight
-from batquant.transforms import GPK, BlockAffine, NaiveKronecker, block
-from batquant.transforms.block import _apply_blocks, kron_blocks_matmul
 
 N = 256
 

@@ -6,7 +6,7 @@ import functools
 
 from torch import Tensor, nn
 
-from batquant.transforms.base import Transform
+from batquant.algorithms.transforms.base import Transform
 
 __all__ = ["ComposedTransform"]
 

@@ -6,7 +6,7 @@ function registered under ``config._attn_implementation`` with
 ``(module, query, key, value, attention_mask, ...)``.  :func:`install`
 registers, for the model's implementation ``base`` (``"sdpa"``, ``"eager"``,
 ...), a wrapper ``"batquant_<base>"`` that runs the module's
-:class:`~batquant.heads.KVQuantizer` (found as ``module.batquant_kv``) on Q,
+:class:`~batquant.algorithms.heads.KVQuantizer` (found as ``module.batquant_kv``) on Q,
 K and V and then calls ``base`` itself; attention modules without a
 quantizer pass through unchanged.  The mask function of ``base`` is
 registered under the same name, so masks are built exactly as before.
@@ -98,5 +98,8 @@ def install(model: nn.Module) -> str:
 
 
 def attach(attention: nn.Module, quantizer: nn.Module | None) -> None:
-    """Give an attention module its KV quantizer (held by reference; its layer registers it)."""
-    object.__setattr__(attention, KV_ATTRIBUTE, quantizer)
+    """Give an attention module its KV quantizer, as a submodule ``batquant_kv``.
+
+    The layer's ``batquant`` dict registers it too; the layer saves it once.
+    """
+    setattr(attention, KV_ATTRIBUTE, quantizer)

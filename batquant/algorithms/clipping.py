@@ -27,12 +27,15 @@ until it crosses the near bound, where it would overrule it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from mxref.policies import Policy
+
+if TYPE_CHECKING:
+    from batquant.config import TensorQuant
 
 
 class ClipGroups(Policy):
@@ -158,3 +161,26 @@ class LearnableClip(nn.Module):
     def extra_repr(self) -> str:
         shape = tuple(self.alpha_max.shape)
         return f"groups={self.groups.value}, block_size={self.block_size}, params={shape}x2"
+
+
+def make_clip(
+    groups: ClipGroups, quant: TensorQuant, rows: int | None, n: int, init: float,
+    device: torch.device, role: str,
+) -> LearnableClip:  # fmt: skip
+    """A :class:`LearnableClip` of ``groups`` kind for one role.
+
+    Activations share their logits across tokens (``rows`` None); weights
+    have one pair per row (and per K-block for ``ClipGroups.BLOCK``).
+    """
+    if groups is ClipGroups.BLOCK:
+        if n % quant.block_size:
+            raise ValueError(
+                f"in_features {n} is not a multiple of QuantConfig.{role}.block_size "
+                f"{quant.block_size}, which block-wise clipping needs"
+            )
+        k = n // quant.block_size
+        shape: tuple[int, ...] = (k,) if rows is None else (rows, k)
+    else:
+        shape = () if rows is None else (rows,)
+    return LearnableClip(shape, groups=groups, block_size=quant.block_size, init=init,
+                         device=device)  # fmt: skip

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from batquant.transforms.base import Transform, check_dtype, check_size
-from batquant.transforms.matrices import hadamard_matrix
+from batquant.algorithms.transforms.base import Transform, check_dtype, check_size
+from batquant.algorithms.transforms.matrices import hadamard_matrix
 
 __all__ = [
     "MaxEntropyBlockRotation",

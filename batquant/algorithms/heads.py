@@ -1,6 +1,6 @@
 """Per-head transforms and the KV-cache quantizer (BATQuant paper, section 3.2.2).
 
-- :class:`HeadTransforms`: one :class:`~batquant.transforms.Transform` over
+- :class:`HeadTransforms`: one :class:`~batquant.algorithms.transforms.Transform` over
   head_dim per KV head, applied to ``[batch, heads, seq, head_dim]`` states,
   and fused into weights: into v_proj's output rows (``P_v``) and o_proj's
   input columns (``P_v^{-1}``, per query head through its KV head: GQA).
@@ -20,8 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from batquant.algorithms.transforms import Transform
 from batquant.config import TensorQuant
-from batquant.transforms import Transform
+from mxref.policies import Policy
 
 
 class HeadTransforms(nn.Module):
@@ -103,6 +104,52 @@ class HeadTransforms(nn.Module):
         return f"num_kv_heads={self.num_kv_heads}, num_heads={self.num_heads}"
 
 
+class FusedSide(Policy):
+    """Which side of a linear's weight a per-head transform is fused into."""
+
+    #: v_proj: the output rows of each KV head (``P_g^T W_g``, ``b_g P_g``)
+    ROWS = "rows"
+    #: o_proj: the input columns of each query head (``W_j P_{g(j)}^{-T}``)
+    COLUMNS = "columns"
+
+
+class HeadFusion(nn.Module):
+    """``P_v`` as one linear sees it: the one place that knows how it is wired.
+
+    v_proj fuses ``P_v`` into its output rows; o_proj fuses ``P_v^{-1}`` into
+    its input columns, so that attention's output (a mix of values) comes
+    back to the original basis.  Both linears hold the same
+    :class:`HeadTransforms` (registered in each; the layer saves it once).
+
+    Parameters
+    ----------
+    heads : HeadTransforms
+    side : FusedSide or str
+    """
+
+    def __init__(self, heads: HeadTransforms, side: FusedSide | str) -> None:
+        super().__init__()
+        self.heads = heads
+        self.side = FusedSide.parse(side, "side")
+
+    def fuse(self, weight: torch.Tensor, bias: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """The weight and bias with the transform fused in (differentiable)."""
+        if self.side is FusedSide.ROWS:
+            return self.heads.fuse_rows(weight, bias)
+        return self.heads.fuse_columns(weight), bias
+
+    def reference(self, inputs: torch.Tensor, outputs: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """The unfused linear's inputs and outputs, moved into the fused linear's basis."""
+        if self.side is FusedSide.ROWS:
+            return inputs, self.heads.rows_of(outputs)
+        return self.heads.columns_of(inputs), outputs
+
+    def extra_repr(self) -> str:
+        return f"side={self.side.value}"
+
+
 class KVQuantizer(nn.Module):
     """The online part of KV-cache quantization, called from attention after RoPE.
 
@@ -111,11 +158,9 @@ class KVQuantizer(nn.Module):
     key, value : TensorQuant or None
         MX fake quantization of K and V along head_dim (None: full precision).
     key_heads : HeadTransforms or None
-        ``P_k``, held by reference (the layer that owns it registers it);
-        ``P_v`` is fused into the weights and not held here.
+        ``P_k`` (also registered in the layer's ``batquant`` dict; the layer
+        saves it once); ``P_v`` is fused into the weights and not held here.
     """
-
-    key_heads: HeadTransforms | None
 
     def __init__(
         self,
@@ -126,7 +171,7 @@ class KVQuantizer(nn.Module):
         super().__init__()
         self.key = key
         self.value = value
-        object.__setattr__(self, "key_heads", key_heads)
+        self.key_heads = key_heads
         #: False: skip the fake quantization (the transform stays).
         self.quantize = True
 

@@ -25,11 +25,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from batquant.clipping import ClipGroups, LearnableClip
+from batquant.algorithms.clipping import LearnableClip, make_clip
+from batquant.algorithms.layer import InputQuantizer, QuantizedLinear, weight_side
+from batquant.algorithms.methods import Method, TransformContext, get_method
+from batquant.algorithms.observers import FIT_ROWS
+from batquant.algorithms.training import Training, train
+from batquant.algorithms.transforms import Transform
 from batquant.config import CalibSpec, QuantConfig, TensorQuant, get_config
-from batquant.layer import InputQuantizer, QuantizedLinear, weight_side
-from batquant.methods import FIT_ROWS, Method, TransformContext, get_method
-from batquant.transforms import Transform
 
 
 @dataclass
@@ -64,7 +66,7 @@ class CalibratedGroup:
     device: torch.device
 
     def quantized_linears(self) -> list[QuantizedLinear]:
-        """One :class:`~batquant.layer.QuantizedLinear` per linear, in order.
+        """One :class:`~batquant.algorithms.layer.QuantizedLinear` per linear, in order.
 
         The weight side (transform, clipping, fake quantization) is applied
         once here, in float32, and stored; the activation side runs online.
@@ -84,7 +86,6 @@ class CalibratedGroup:
                     None if lin.bias is None else bias[rows].clone(),
                     shared,
                     description=f"{self.method.name}, {self.config.describe()}",
-                    own_input=True,
                 )
             )
         return out
@@ -153,29 +154,6 @@ def _check_finite(samples: list[torch.Tensor], spec: CalibSpec, name: str) -> No
         )
 
 
-def make_clip(
-    groups: ClipGroups, quant: TensorQuant, rows: int | None, n: int, init: float,
-    device: torch.device, role: str,
-) -> LearnableClip:  # fmt: skip
-    """A :class:`LearnableClip` of ``groups`` kind for one role.
-
-    Activations share their logits across tokens (``rows`` None); weights
-    have one pair per row (and per K-block for ``ClipGroups.BLOCK``).
-    """
-    if groups is ClipGroups.BLOCK:
-        if n % quant.block_size:
-            raise ValueError(
-                f"in_features {n} is not a multiple of QuantConfig.{role}.block_size "
-                f"{quant.block_size}, which block-wise clipping needs"
-            )
-        k = n // quant.block_size
-        shape: tuple[int, ...] = (k,) if rows is None else (rows, k)
-    else:
-        shape = () if rows is None else (rows,)
-    return LearnableClip(shape, groups=groups, block_size=quant.block_size, init=init,
-                         device=device)  # fmt: skip
-
-
 def calibrate(
     module_group: nn.Linear | Iterable[nn.Linear],
     inputs: torch.Tensor,
@@ -198,7 +176,7 @@ def calibrate(
     spec : CalibSpec, optional
         Optimiser and schedule; the paper's defaults when omitted.
     method : str or Method
-        A name registered in :data:`batquant.methods.METHODS`.
+        A name registered in :data:`batquant.algorithms.methods.METHODS`.
     config : str or QuantConfig
         ``"W4A4"``, ``"W4A8"`` or a :class:`~batquant.config.QuantConfig`.
     seed : int
@@ -300,49 +278,25 @@ def _train(
     spec: CalibSpec,
     name: str,
 ) -> list[float]:
-    """Algorithm 2's loop; returns the loss of every step."""
-    transform_params = [] if transform is None else [
-        p for p in transform.parameters() if p.requires_grad
-    ]  # fmt: skip
-    clip_params = [p for c in (act_clip, weight_clip) if c is not None for p in c.parameters()]
-    groups = [g for g in (
-        {"params": transform_params, "lr": spec.lr},
-        {"params": clip_params, "lr": spec.lr if spec.clip_lr is None else spec.clip_lr},
-    ) if g["params"]]  # fmt: skip
-    if not groups:
-        return []
-    optimizer = torch.optim.AdamW(groups, weight_decay=spec.weight_decay)
-    per_epoch = math.ceil(len(x) / spec.batch_size)
-    total = spec.epochs * per_epoch
-    floor = spec.min_lr_ratio
-
-    def cosine(step: int) -> float:
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * step / total))
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    """Algorithm 2 on one group, through the one training loop; the loss of every step."""
+    transforms = [] if transform is None else [p for p in transform.parameters()
+                                               if p.requires_grad]  # fmt: skip
+    clips = [p for c in (act_clip, weight_clip) if c is not None for p in c.parameters()]
     activation_side = InputQuantizer(transform, act_clip, cfg.activation)
+    per_epoch = math.ceil(len(x) / spec.batch_size)
     batches = [torch.cat(x[b * spec.batch_size : (b + 1) * spec.batch_size])
                for b in range(per_epoch)]  # fmt: skip
-    losses = []
-    for epoch in range(spec.epochs):
-        for b, xb in enumerate(batches):
-            with torch.no_grad():
-                target = torch.addmm(bias, xb, weight.T)
-            xq = activation_side(xb)
-            wq = weight_side(weight, transform, weight_clip, cfg.weight)
-            loss = torch.nn.functional.mse_loss(torch.addmm(bias, xq, wq.T), target)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise ValueError(
-                    f"calibrate({name!r}): the loss of batch {b} (epoch {epoch}) is "
-                    f"{value}; the parameters diverged or the data overflow float32"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(value)
-    return losses
+
+    def loss_of(xb: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        with torch.no_grad():
+            target = torch.addmm(bias, xb, weight.T)
+        xq = activation_side(xb)
+        wq = weight_side(weight, transform, weight_clip, cfg.weight)
+        loss = torch.nn.functional.mse_loss(torch.addmm(bias, xq, wq.T), target)
+        return loss, {name: loss.item()}
+
+    return train(Training(transforms, clips, spec, batches, loss_of,
+                          where=f"calibrate({name!r})"))  # fmt: skip
 
 
 def quantize_linear(
@@ -364,7 +318,7 @@ def quantize_linear(
         Its input activations, ``[tokens, in_features]`` (or
         ``[samples, tokens, in_features]``).
     method : str
-        Any name in :data:`batquant.methods.METHODS` (``"rtn"``, ``"brq"``,
+        Any name in :data:`batquant.algorithms.methods.METHODS` (``"rtn"``, ``"brq"``,
         ``"quarot"``, ``"batquant"``, ...).
     config : str or QuantConfig
         ``"W4A4"`` (default), ``"W4A8"`` or a :class:`~batquant.config.QuantConfig`.

@@ -49,7 +49,7 @@ from typing import Self
 import torch
 from torch import Tensor, nn
 
-from batquant.transforms.base import (
+from batquant.algorithms.transforms.base import (
     DEFAULT_MAX_CONDITION,
     Transform,
     TransformInit,
@@ -267,7 +267,7 @@ class BlockAffine(Transform):
         Parameter dtype (float32 by default).
     device : torch.device or str, optional
     max_condition : float
-        Condition guard threshold (:mod:`batquant.transforms.base`).
+        Condition guard threshold (:mod:`batquant.algorithms.transforms.base`).
 
     Attributes
     ----------
@@ -517,7 +517,7 @@ class GPK(_KroneckerBlocks):
         ``"hadamard"``: ``A = H_g1 / sqrt(g1)``, ``B_i = H_g2^T / sqrt(g2)``, so
         every block is ``kron(H_g2, H_g1) / sqrt(g)``; for powers of two that
         is the Sylvester ``H_g / sqrt(g)`` (``H_32 = kron(H_4, H_8)``), exactly
-        :class:`~batquant.transforms.BlockHadamard`, BRQ's rotation.
+        :class:`~batquant.algorithms.transforms.BlockHadamard`, BRQ's rotation.
     block_size : int, optional
         g; must equal ``g1 * g2`` when given.
     seed : int

@@ -17,7 +17,7 @@ Hadamard matrices (entries +-1, ``H @ H.T == n * I``) of order ``n`` come from
 - the Kronecker product of a Sylvester matrix with one of the two Paley ones,
   for ``n = 2^a * m``.
 
-Other orders raise ``ValueError``; :class:`~batquant.transforms.GlobalHadamard`
+Other orders raise ``ValueError``; :class:`~batquant.algorithms.transforms.GlobalHadamard`
 documents its fallback for those.
 """
 

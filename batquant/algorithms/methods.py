@@ -56,8 +56,9 @@ from dataclasses import dataclass
 
 import torch
 
-from batquant.clipping import ClipGroups
-from batquant.transforms import (
+from batquant.algorithms.clipping import ClipGroups
+from batquant.algorithms.observers import Statistic
+from batquant.algorithms.transforms import (
     GPK,
     BlockAffine,
     BlockHadamard,
@@ -101,9 +102,9 @@ class TransformContext:
         (ones for a KV transform).
     inputs : torch.Tensor or None
         Calibration inputs ``[rows, N]`` (at most :data:`FIT_ROWS` rows), for the
-        methods that fit a transform to data without training
-        (``Method.needs_inputs``); None when the structure is rebuilt to load a
-        saved state.
+        methods that fit a transform to data without training (``Statistic.ROWS``
+        in ``Method.statistics``); None when the structure is rebuilt to load a
+        saved state, or when the stream saw too few tokens (a rarely routed expert).
     """
 
     size: int
@@ -114,11 +115,10 @@ class TransformContext:
     inputs: torch.Tensor | None = None
 
 
+#: What a data-fitted method observes: the channel maxima and a sample of rows.
+FITTED = frozenset({Statistic.ABSMAX, Statistic.ROWS})
+
 TransformFactory = Callable[[TransformContext], Transform | None]
-
-#: Most calibration rows a data-fitted transform sees (TransformContext.inputs).
-FIT_ROWS = 4096
-
 
 def _none(ctx: TransformContext) -> None:
     return None
@@ -141,9 +141,10 @@ class Method:
         others are training-free.
     build_kv_transform : callable
         ``TransformContext -> Transform | None`` over head_dim, for P_k and P_v.
-    needs_inputs : bool
-        Whether ``build_transform`` fits the transform to calibration inputs
-        (``TransformContext.inputs``); the callers then collect them.
+    statistics : frozenset of Statistic
+        What the calibration inputs must be observed for (the observer point,
+        :mod:`batquant.algorithms.observers`): ``ABSMAX`` always; ``ROWS`` when
+        ``build_transform`` fits the transform to ``TransformContext.inputs``.
     """
 
     name: str
@@ -152,7 +153,12 @@ class Method:
     clip: ClipGroups | None
     calibrated: bool
     build_kv_transform: TransformFactory = _none
-    needs_inputs: bool = False
+    statistics: frozenset[Statistic] = frozenset({Statistic.ABSMAX})
+
+    @property
+    def needs_inputs(self) -> bool:
+        """Whether ``build_transform`` fits the transform to calibration rows."""
+        return Statistic.ROWS in self.statistics
 
 
 #: Every registered method, by name.
@@ -307,9 +313,9 @@ for _method in (
            build_kv_transform=_gpk),
     Method("torq", "TORQ (our reconstruction): block Hadamard, Schur-Horn inter-block balance, "
            "error-guarded max-entropy intra-block rotation, training-free", _torq, None,
-           calibrated=False, build_kv_transform=_brq, needs_inputs=True),
+           calibrated=False, build_kv_transform=_brq, statistics=FITTED),
     Method("torq-abstract", "TORQ ablation in the abstract's order: Schur-Horn balance, then "
            "max-entropy rotation by entropy alone, training-free", _torq_abstract, None,
-           calibrated=False, build_kv_transform=_brq, needs_inputs=True),
+           calibrated=False, build_kv_transform=_brq, statistics=FITTED),
 ):  # fmt: skip
     register(_method)

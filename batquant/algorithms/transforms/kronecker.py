@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from batquant.transforms.base import (
+from batquant.algorithms.transforms.base import (
     DEFAULT_MAX_CONDITION,
     Transform,
     TransformInit,
@@ -67,8 +67,8 @@ class GlobalKronecker(Transform):
     FlatQuant's ``kronecker_matmul`` (:func:`kron_matmul`); the weight side is
     ``kron(L^{-T}, R^{-T})`` and the inverse ``kron(L^{-1}, R^{-1})``, each
     factor inverted in float64.  FlatQuant's per-channel diagonal is a
-    separate :class:`~batquant.transforms.SmoothScale`, composed in front
-    with :class:`~batquant.transforms.ComposedTransform`.
+    separate :class:`~batquant.algorithms.transforms.SmoothScale`, composed in front
+    with :class:`~batquant.algorithms.transforms.ComposedTransform`.
 
     Parameters
     ----------

@@ -14,9 +14,9 @@ import math
 import torch
 from torch import Tensor
 
-from batquant.transforms.base import Transform, check_dtype, check_size, make_generator
-from batquant.transforms.kronecker import kron_matmul
-from batquant.transforms.matrices import (
+from batquant.algorithms.transforms.base import Transform, check_dtype, check_size, make_generator
+from batquant.algorithms.transforms.kronecker import kron_matmul
+from batquant.algorithms.transforms.matrices import (
     hadamard_core,
     hadamard_matrix,
     random_orthogonal,
@@ -36,7 +36,7 @@ class BlockHadamard(Transform):
     ``P = D diag(H_g, ..., H_g) / sqrt(g)`` with ``D = diag(d)``, ``d`` random +-1
     when ``random_signs`` else all ones; ``H_g`` is Sylvester's for a power of
     two ``g`` (symmetric), else the Paley-based matrix of
-    :func:`~batquant.transforms.matrices.hadamard_matrix`.  ``transpose=True``
+    :func:`~batquant.algorithms.transforms.matrices.hadamard_matrix`.  ``transpose=True``
     gives ``P^T = diag(H_g^T, ...) D / sqrt(g)``, which is what :meth:`inverse`
     returns.  0 parameters.
 
@@ -130,7 +130,7 @@ class GlobalHadamard(Transform):
 
     ``D`` is a diagonal of seeded random +-1 and ``H_N`` a Hadamard matrix of
     order N, applied as a Kronecker product of two factors
-    (``P = D kron(L, R)``, :func:`~batquant.transforms.kronecker.kron_matmul`),
+    (``P = D kron(L, R)``, :func:`~batquant.algorithms.transforms.kronecker.kron_matmul`),
     never as an ``N x N`` matmul:
 
     - N a power of two: Sylvester, ``H_N = kron(H_n1, H_n2)`` with the most

@@ -46,7 +46,7 @@ Why :data:`DEFAULT_MAX_CONDITION` is ``1e3``
     float32 keeps no correct digit.  Transforms start orthogonal or at the
     identity (condition 1); one that drifts past ``1e3`` during calibration
     is degenerate for quantization anyway.  The threshold is per instance
-    (``max_condition=``).  :class:`~batquant.transforms.SmoothScale` uses a
+    (``max_condition=``).  :class:`~batquant.algorithms.transforms.SmoothScale` uses a
     looser default: inverting a diagonal is exact to ``u`` per entry,
     whatever its spread.
 """
@@ -61,7 +61,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from batquant.transforms.matrices import hadamard_matrix, random_orthogonal
+from batquant.algorithms.transforms.matrices import hadamard_matrix, random_orthogonal
 from mxref.policies import Policy
 
 __all__ = [

@@ -22,17 +22,17 @@ class                  ``P``                                 method
 =====================  ====================================  ==================
 
 Inverses are computed in float64, and every inverted factor passes a
-condition-number guard (:mod:`batquant.transforms.base`).
+condition-number guard (:mod:`batquant.algorithms.transforms.base`).
 """
 
-from batquant.transforms.base import DEFAULT_MAX_CONDITION, Transform, TransformInit
-from batquant.transforms.block import GPK, BlockAffine, NaiveKronecker
-from batquant.transforms.composed import ComposedTransform
-from batquant.transforms.hadamard import BlockHadamard, GlobalHadamard
-from batquant.transforms.kronecker import GlobalKronecker
-from batquant.transforms.matrices import hadamard_matrix
-from batquant.transforms.rotations import MaxEntropyBlockRotation, SchurHornBalance
-from batquant.transforms.smooth import SmoothScale
+from batquant.algorithms.transforms.base import DEFAULT_MAX_CONDITION, Transform, TransformInit
+from batquant.algorithms.transforms.block import GPK, BlockAffine, NaiveKronecker
+from batquant.algorithms.transforms.composed import ComposedTransform
+from batquant.algorithms.transforms.hadamard import BlockHadamard, GlobalHadamard
+from batquant.algorithms.transforms.kronecker import GlobalKronecker
+from batquant.algorithms.transforms.matrices import hadamard_matrix
+from batquant.algorithms.transforms.rotations import MaxEntropyBlockRotation, SchurHornBalance
+from batquant.algorithms.transforms.smooth import SmoothScale
 
 __all__ = [
     "DEFAULT_MAX_CONDITION",

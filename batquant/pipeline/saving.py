@@ -31,12 +31,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from batquant import attention
+from batquant.algorithms.methods import get_method
 from batquant.config import CalibSpec, QuantConfig
-from batquant.methods import get_method
 from batquant.models import get_adapter
+from batquant.pipeline import attention
 from batquant.pipeline.build import OWNER, LayerPlan, restore_layer
-from batquant.pipeline.sequential import RUN_FORMAT, layer_state
+from batquant.pipeline.checkpoint import RUN_FORMAT, layer_state
 
 CONFIG_FILE = "batquant.json"
 TENSORS_FILE = "quantized.safetensors"

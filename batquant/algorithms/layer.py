@@ -18,17 +18,14 @@ rounding (the invariance the tests check).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
-from batquant.clipping import LearnableClip
+from batquant.algorithms.clipping import LearnableClip
+from batquant.algorithms.heads import HeadFusion
+from batquant.algorithms.observers import InputStatistics
+from batquant.algorithms.transforms import Transform
 from batquant.config import TensorQuant
-from batquant.transforms import Transform
-
-if TYPE_CHECKING:
-    from batquant.heads import HeadTransforms
 
 
 class InputQuantizer(nn.Module):
@@ -59,6 +56,8 @@ class InputQuantizer(nn.Module):
         self.quant = quant
         #: False: skip clipping and fake quantization (the transform stays).
         self.quantize = True
+        #: Receives the transformed, clipped activation (observers.observing_transformed).
+        self.observer: InputStatistics | None = None
         self._last: tuple[torch.Tensor, int, bool, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,11 +69,12 @@ class InputQuantizer(nn.Module):
         h = x.to(self.dtype)
         if self.transform is not None:
             h = self.transform(h)
-        if self.quantize:
-            if self.clip is not None:
-                h = self.clip(h)
-            if self.quant is not None:
-                h = self.quant.fake_quantize(h)
+        if self.quantize and self.clip is not None:
+            h = self.clip(h)
+        if self.observer is not None:
+            self.observer.update(h)
+        if self.quantize and self.quant is not None:
+            h = self.quant.fake_quantize(h)
         self._last = (x, x._version, grad, h)
         return h
 
@@ -119,14 +119,14 @@ class CalibratingLinear(nn.Module):
     linear : nn.Linear
         The full-precision layer; its weight and bias are copied (float32).
     input_quantizer : InputQuantizer
-        Shared by the group; held by reference (the owner registers it).
+        Shared by the group (registered here and in the layer's ``batquant``
+        dict; the layer's state dict keeps each tensor once).
     weight_clip : LearnableClip or None
         One pair per row (and per K-block) of this linear.
     weight_quant : TensorQuant or None
-    out_heads, in_heads : HeadTransforms or None
-        A per-head transform fused into the output rows (v_proj: ``W' = P^T W``,
-        ``b' = b P`` per KV head) or into the input columns (o_proj:
-        ``W' = W P^{-T}`` per query head); also held by reference.
+    heads : HeadFusion or None
+        A per-head transform fused into this linear's weight (``P_v`` into
+        v_proj's output rows, ``P_v^{-1}`` into o_proj's input columns).
     """
 
     weight: torch.Tensor
@@ -139,32 +139,32 @@ class CalibratingLinear(nn.Module):
         weight_clip: LearnableClip | None,
         weight_quant: TensorQuant | None,
         *,
-        out_heads: HeadTransforms | None = None,
-        in_heads: HeadTransforms | None = None,
+        heads: HeadFusion | None = None,
     ) -> None:
         super().__init__()
         self.register_buffer("weight", linear.weight.detach().to(torch.float32).clone())
         bias = linear.bias
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
-        # references, not submodules: the layer that owns the group registers them once
-        object.__setattr__(self, "input_quantizer", input_quantizer)
-        object.__setattr__(self, "out_heads", out_heads)
-        object.__setattr__(self, "in_heads", in_heads)
+        self.input_quantizer = input_quantizer
+        self.heads = heads
         self.weight_clip = weight_clip
         self.weight_quant = weight_quant
 
-    input_quantizer: InputQuantizer
-    out_heads: HeadTransforms | None
-    in_heads: HeadTransforms | None
-
     def fused_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The weight and bias with the per-head transforms fused in (differentiable)."""
-        w, b = self.weight, self.bias
-        if self.out_heads is not None:
-            w, b = self.out_heads.fuse_rows(w, b)
-        if self.in_heads is not None:
-            w = self.in_heads.fuse_columns(w)
-        return w, b
+        """The weight and bias with the per-head transform fused in (differentiable)."""
+        if self.heads is None:
+            return self.weight, self.bias
+        return self.heads.fuse(self.weight, self.bias)
+
+    def reference(self, inputs: torch.Tensor, outputs: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """The full-precision linear's ``(inputs, outputs)`` in this linear's fused basis.
+
+        What Algorithm 2's per-linear loss compares this linear against.
+        """
+        if self.heads is None:
+            return inputs, outputs
+        return self.heads.reference(inputs, outputs)
 
     def quantized_weight(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``Q_w(clip_w(W' P^{-T}))`` and the bias."""
@@ -194,12 +194,10 @@ class QuantizedLinear(nn.Module):
         ``Q_w(clip_w(W P^{-T}))``, float32 [out_features, in_features].
     bias : torch.Tensor or None
     input_quantizer : InputQuantizer
-        The activation side (shared by the linears of a group).
+        The activation side (shared by the linears of a group, each of which
+        registers it; a layer built by the pipeline saves it once).
     description : str
         Shown by ``repr``.
-    own_input : bool
-        Register ``input_quantizer`` as a submodule (a linear on its own);
-        False when the layer that holds the group registers it once.
 
     The input may have any float dtype and any leading dimensions; it is
     computed in the layer's dtype (float32 as built) and the output is
@@ -217,17 +215,13 @@ class QuantizedLinear(nn.Module):
         input_quantizer: InputQuantizer,
         *,
         description: str = "",
-        own_input: bool = False,
     ) -> None:
         super().__init__()
         if weight.ndim != 2:
             raise ValueError(f"weight must be 2-D [out, in]; got shape {tuple(weight.shape)}")
         self.register_buffer("weight", weight.to(torch.float32))
         self.register_buffer("bias", None if bias is None else bias.to(torch.float32))
-        if own_input:
-            self.input_quantizer = input_quantizer
-        else:
-            object.__setattr__(self, "input_quantizer", input_quantizer)
+        self.input_quantizer = input_quantizer
         self.description = description
 
     @property
@@ -280,7 +274,7 @@ def set_quantization(module: nn.Module, enabled: bool) -> None:
     """Switch clipping and fake quantization of every quantizer in ``module`` on or off.
 
     The transforms stay.  Covers activations, weights of :class:`CalibratingLinear`
-    and the KV cache (:class:`batquant.heads.KVQuantizer`); the fused weights of
+    and the KV cache (:class:`batquant.algorithms.heads.KVQuantizer`); the fused weights of
     a :class:`QuantizedLinear` are already quantized and stay as they are.
     """
     for sub in module.modules():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from batquant.transforms.base import IllConditioned, Transform, check_dtype, check_size
+from batquant.algorithms.transforms.base import IllConditioned, Transform, check_dtype, check_size
 
 __all__ = ["DEFAULT_SMOOTH_MAX_CONDITION", "SMOOTH_STAT_FLOOR", "SmoothScale"]
 
@@ -30,7 +30,7 @@ class SmoothScale(Transform):
     Condition guard: ``cond(diag(s)) = max|s| / min|s|``; past ``max_condition``
     every ``|s_j|`` below ``max|s| / max_condition`` is raised to it (keeping its
     sign), on both sides, with one ``RuntimeWarning`` -- the SVD clamp of
-    :mod:`batquant.transforms.base` specialised to a diagonal.
+    :mod:`batquant.algorithms.transforms.base` specialised to a diagonal.
 
     Parameters
     ----------

@@ -1,0 +1,139 @@
+"""The one training loop of calibration: AdamW, a cosine schedule, steps, the log.
+
+:func:`train` is used by :func:`batquant.calibrate` (one group of linears)
+and by the whole-model pipeline (one decoder layer); the callers differ only
+in what a batch is and how its loss is computed, which they pass in as
+``loss_of``.  The loop owns everything else:
+
+- two parameter groups, the transforms at ``CalibSpec.lr`` and the clipping
+  logits at ``CalibSpec.clip_lr`` (``lr`` when unset), under one AdamW with
+  ``CalibSpec.weight_decay``;
+- a cosine decay from the learning rate to ``lr * min_lr_ratio`` over
+  ``epochs x len(batches)`` steps, the batches taken in order (no randomness,
+  so a run is deterministic);
+- a NaN/Inf loss is an error naming the caller's ``where``, the batch and the
+  epoch, raised before the optimiser can spread it into the parameters;
+- one record per step handed to ``on_step`` and a tqdm bar per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import torch
+from tqdm.auto import tqdm
+
+from batquant.config import CalibSpec
+
+B = TypeVar("B")
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What one optimiser step reports.
+
+    Attributes
+    ----------
+    epoch, step : int
+        The epoch (from 0) and the step counted over the whole run (from 0).
+    loss : float
+        The total loss the step minimised.
+    parts : dict
+        Named parts of the loss (``{"layer": ...}`` or one per group).
+    seconds : float
+        Since the loop started.
+    """
+
+    epoch: int
+    step: int
+    loss: float
+    parts: dict[str, float]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Training(Generic[B]):
+    """One run of the loop: what it trains, on what, and how it reports.
+
+    Attributes
+    ----------
+    transforms, clips : sequence of torch.Tensor
+        The learnable transform parameters and the clipping logits.
+    spec : CalibSpec
+    batches : sequence
+        One epoch's batches, in order; each is handed to ``loss_of``.
+    loss_of : callable
+        ``batch -> (loss, parts)``: the differentiable loss and its named parts.
+    where : str
+        Names the caller in errors (``"layer 3"``, ``"calibrate('qkv')"``).
+    on_step : callable, optional
+        Called with a :class:`StepRecord` after every step.
+    after_step : callable, optional
+        Called after every step (to drop activations kept for reuse).
+    progress : str, optional
+        Label of the per-epoch tqdm bar; None shows none.
+    """
+
+    transforms: Sequence[torch.Tensor]
+    clips: Sequence[torch.Tensor]
+    spec: CalibSpec
+    batches: Sequence[B]
+    loss_of: Callable[[B], tuple[torch.Tensor, dict[str, float]]]
+    where: str
+    on_step: Callable[[StepRecord], None] | None = None
+    after_step: Callable[[], None] | None = None
+    progress: str | None = None
+
+
+def train(run: Training[B]) -> list[float]:
+    """Optimise ``run``'s parameters; return the loss of every step (empty: nothing to train).
+
+    Raises
+    ------
+    ValueError
+        A loss that is NaN or Inf, naming ``run.where``, the batch and the epoch.
+    """
+    spec = run.spec
+    clip_lr = spec.lr if spec.clip_lr is None else spec.clip_lr
+    groups = [g for g in ({"params": list(run.transforms), "lr": spec.lr},
+                          {"params": list(run.clips), "lr": clip_lr}) if g["params"]]  # fmt: skip
+    if not groups or not run.batches:
+        return []
+    optimizer = torch.optim.AdamW(groups, weight_decay=spec.weight_decay)
+    total = spec.epochs * len(run.batches)
+    floor = spec.min_lr_ratio
+
+    def cosine(step: int) -> float:
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * step / total))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    losses: list[float] = []
+    started = time.perf_counter()
+    for epoch in range(spec.epochs):
+        bar = tqdm(run.batches, desc=f"{run.progress} epoch {epoch + 1}/{spec.epochs}",
+                   leave=False, disable=run.progress is None, file=sys.stderr)  # fmt: skip
+        for b, batch in enumerate(bar):
+            loss, parts = run.loss_of(batch)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise ValueError(
+                    f"{run.where}: the loss of batch {b} (epoch {epoch}) is {value}; "
+                    "the parameters diverged or the data overflow float32"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            if run.after_step is not None:
+                run.after_step()
+            if run.on_step is not None:
+                run.on_step(StepRecord(epoch, len(losses), value, parts,
+                                       round(time.perf_counter() - started, 4)))  # fmt: skip
+            losses.append(value)
+            bar.set_postfix(loss=f"{value:.3g}")
+    return losses
