@@ -62,3 +62,33 @@ def llama() -> torch.nn.Module:
 @pytest.fixture
 def calib_ids() -> torch.Tensor:
     return token_ids()
+
+
+def tiny_qwen3_moe(layers: int = 3, seed: int = 0, experts: int = 8) -> torch.nn.Module:
+    """A random Qwen3MoeForCausalLM: hidden 64, 8 experts of 64, top-2; layer 1 is dense."""
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen3MoeConfig(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, moe_intermediate_size=64,
+        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+        num_experts=experts, num_experts_per_tok=2, norm_topk_prob=True, mlp_only_layers=[1],
+        max_position_embeddings=256, rms_norm_eps=1e-6,
+    )  # fmt: skip
+    config.architectures = ["Qwen3MoeForCausalLM"]
+    return Qwen3MoeForCausalLM(config).eval()
+
+
+def tiny_gemma3(layers: int = 4, seed: int = 0) -> torch.nn.Module:
+    """A random Gemma3ForCausalLM: sliding-window (8 tokens) and global layers alternate."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(seed)
+    config = Gemma3TextConfig(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"] * (layers // 2),
+        max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+    )  # fmt: skip
+    config.architectures = ["Gemma3ForCausalLM"]
+    return Gemma3ForCausalLM(config).eval()

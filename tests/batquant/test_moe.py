@@ -1,0 +1,214 @@
+"""MoE layers: Qwen3-MoE's fused experts, per-expert linears, Qwen2-MoE's shared expert."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import batquant
+import mxref
+from batquant.algorithms.experts import QuantizedExperts
+from batquant.algorithms.layer import QuantizedLinear
+from batquant.algorithms.transforms import GPK
+from batquant.models import ADAPTERS, ExpertLayout, ExpertsSite, ModelAdapter, register_adapter
+from batquant.models.qwen3_moe import MOE_GROUPS
+from batquant.pipeline import sequential
+from tests.batquant.conftest import VOCAB, tiny_qwen3_moe, token_ids
+
+FAST = batquant.CalibSpec(epochs=1, batch_size=4)
+MOE_LAYERS = (0, 2)  # layer 1 is dense (mlp_only_layers)
+
+
+def logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(ids).logits
+
+
+@pytest.fixture(scope="module")
+def moe() -> nn.Module:
+    return tiny_qwen3_moe()
+
+
+@pytest.mark.parametrize("method", sorted(batquant.METHODS))
+def test_every_method_quantizes_every_expert_tensor(moe, method):
+    ids = token_ids(8, 32)
+    calib = FAST if batquant.METHODS[method].calibrated else None
+    q = batquant.quantize_model(moe, ids, method=method, config="W4A8KV4", calib=calib,
+                                progress=False, min_expert_tokens=0)  # fmt: skip
+    out = logits(q, ids)
+    assert torch.isfinite(out).all()
+    assert not torch.equal(out, logits(moe, ids))
+    for i in MOE_LAYERS:
+        experts = q.model.layers[i].mlp.experts
+        assert isinstance(experts, QuantizedExperts)
+        # every expert weight is MX along its reduction axis (the last): quantizing it is a no-op
+        for weight in (experts.gate_up, experts.down_weight):
+            for e in range(experts.num_experts):
+                w = weight[e].numpy()
+                assert mxref.quantize_dequantize(w, "mxfp4").tobytes() == w.tobytes()
+    assert isinstance(q.model.layers[1].mlp.down_proj, QuantizedLinear)  # the dense layer
+
+
+def test_the_quantized_block_routes_every_token_as_the_full_precision_one(moe):
+    ids = token_ids(8, 32)
+    q = batquant.quantize_model(moe, ids, method="batquant", config="W4A4KV16", calib=FAST,
+                                progress=False, min_expert_tokens=0)  # fmt: skip
+    hidden = torch.randn(2, 32, 64, generator=torch.Generator().manual_seed(3))
+    for i in MOE_LAYERS:
+        chosen = []
+        for model in (moe, q):
+            block = model.model.layers[i].mlp
+            handle = block.gate.register_forward_hook(lambda m, a, out: chosen.append(out[2]))
+            with torch.no_grad():
+                block(hidden)
+            handle.remove()
+        assert torch.equal(chosen[0], chosen[1])
+        assert type(q.model.layers[i].mlp.gate) is type(moe.model.layers[i].mlp.gate)
+
+
+def test_save_load_and_resume_are_bit_identical(tmp_path, monkeypatch, moe):
+    ids = token_ids(8, 32)
+    kwargs = dict(method="batquant", config="W4A8KV8", calib=FAST, progress=False,
+                  min_expert_tokens=0)  # fmt: skip
+    q = batquant.quantize_model(moe, ids, **kwargs)
+    reference = logits(q, ids)
+    batquant.save_quantized(q, tmp_path / "out")
+    assert torch.equal(logits(batquant.load_quantized(tmp_path / "out", moe), ids), reference)
+
+    original = sequential._Runner._train
+
+    def interrupted(self, index, *args, **kw):
+        if index == 2:
+            raise KeyboardInterrupt  # dies while training the second MoE layer
+        return original(self, index, *args, **kw)
+
+    monkeypatch.setattr(sequential._Runner, "_train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        batquant.quantize_model(moe, ids, cache_dir=tmp_path / "run", **kwargs)
+    monkeypatch.setattr(sequential._Runner, "_train", original)
+    resumed = batquant.quantize_model(moe, ids, cache_dir=tmp_path / "run", **kwargs)
+    assert torch.equal(logits(resumed, ids), reference)
+    log = [json.loads(line) for line in
+           (tmp_path / "run" / "calibration.jsonl").read_text().splitlines()]
+    tokens = [r for r in log if "expert_tokens" in r]
+    assert [r["layer"] for r in tokens] == [0, 2]  # once per MoE layer, none repeated
+    assert all(sum(r["expert_tokens"]) == 8 * 32 * 2 for r in tokens)  # every token, top-2
+
+
+def test_rarely_routed_experts_keep_their_initial_transform(moe, capsys):
+    ids = token_ids(8, 32)
+    q = batquant.quantize_model(moe, ids, method="batquant", config="W4A4KV16", calib=FAST,
+                                min_expert_tokens=10_000)  # fmt: skip
+    summary = q.batquant_info["layers"][0]
+    assert len(summary["experts_kept_initial"]) == 8
+    assert "experts below min_expert_tokens, kept initial: experts[0]" in capsys.readouterr().err
+    start = GPK(64, g1=8, g2=4, init="hadamard")
+    experts = q.model.layers[0].mlp.experts
+    for e in range(8):
+        for p, p0 in zip(experts.down[e].transform.parameters(), start.parameters(), strict=True):
+            assert torch.equal(p, p0)
+    trained = batquant.quantize_model(moe, ids, method="batquant", config="W4A4KV16",
+                                      calib=FAST, progress=False, min_expert_tokens=0)
+    moved = trained.model.layers[0].mlp.experts.down[0].transform
+    assert not all(torch.equal(p, p0) for p, p0 in zip(moved.parameters(), start.parameters(),
+                                                        strict=True))  # fmt: skip
+
+
+def test_an_expert_layout_the_adapter_does_not_describe_is_refused():
+    model = tiny_qwen3_moe()
+    model.model.layers[2].mlp.experts.is_transposed = True
+    with pytest.raises(ValueError, match=r"layer 2: 'mlp.experts' \(Qwen3MoeExperts\) has "
+                                         r"is_transposed=True"):  # fmt: skip
+        batquant.quantize_model(model, token_ids(4, 16), method="rtn", progress=False)
+    dense = ModelAdapter("DenseOnlyMoe", groups=MOE_GROUPS)
+    register_adapter(dense)
+    try:
+        model = tiny_qwen3_moe()
+        model.config.architectures = ["DenseOnlyMoe"]
+        with pytest.raises(ValueError, match=r"layer 0: 'mlp.experts' \(Qwen3MoeExperts\) holds "
+                                             "3-D expert weights that no ExpertsSite"):  # fmt: skip
+            batquant.quantize_model(model, token_ids(4, 16), method="rtn", progress=False)
+    finally:
+        ADAPTERS.unregister("DenseOnlyMoe")
+
+
+class _LinearExperts(nn.Module):
+    """An MoE block whose experts are nn.Linear MLPs, called one by one (the older layout)."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeMLP
+
+        fused = block.experts
+        self.gate = block.gate
+        self.experts = nn.ModuleList()
+        for e in range(fused.num_experts):
+            mlp = Qwen3MoeMLP(fused.config, intermediate_size=fused.intermediate_dim)
+            gate, up = fused.gate_up_proj.data[e].chunk(2)
+            mlp.gate_proj.weight.data.copy_(gate)
+            mlp.up_proj.weight.data.copy_(up)
+            mlp.down_proj.weight.data.copy_(fused.down_proj.data[e])
+            self.experts.append(mlp)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        _, weights, index = self.gate(flat)
+        out = torch.zeros_like(flat)
+        for e, expert in enumerate(self.experts):
+            token, slot = torch.where(index == e)
+            if len(token):
+                out.index_add_(0, token, expert(flat[token]) * weights[token, slot, None])
+        return out.view_as(hidden)
+
+
+def test_per_expert_linears_share_one_up_transform_and_save_bit_identically(tmp_path):
+    model = tiny_qwen3_moe()
+    ids = token_ids(8, 32)
+    reference = logits(model, ids)
+    for i in MOE_LAYERS:
+        model.model.layers[i].mlp = _LinearExperts(model.model.layers[i].mlp)
+    assert (logits(model, ids) - reference).abs().max() < 1e-4  # the same model
+    register_adapter(ModelAdapter("LinearExpertsMoe", groups=MOE_GROUPS, experts=(
+        ExpertsSite("mlp.experts", layout=ExpertLayout.LINEARS),)))  # fmt: skip
+    try:
+        model.config.architectures = ["LinearExpertsMoe"]
+        q = batquant.quantize_model(model, ids, method="batquant", config="W4A8KV16",
+                                    calib=FAST, progress=False, min_expert_tokens=0)  # fmt: skip
+        layer = q.model.layers[0]
+        shared = layer.batquant["experts_up"]
+        for expert in layer.mlp.experts:
+            assert expert.gate_proj.input_quantizer is shared
+            assert expert.up_proj.input_quantizer is shared
+        downs = {expert.down_proj.input_quantizer for expert in layer.mlp.experts}
+        assert len(downs) == 8  # one P_down per expert
+        assert len(q.batquant_info["layers"][0]["expert_tokens"]["experts"]) == 8
+        batquant.save_quantized(q, tmp_path / "lin")
+        loaded = batquant.load_quantized(tmp_path / "lin", model)
+        assert torch.equal(logits(loaded, ids), logits(q, ids))
+    finally:
+        ADAPTERS.unregister("LinearExpertsMoe")
+
+
+def test_qwen2_moe_shared_expert_shares_the_experts_up_transform(tmp_path):
+    from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2MoeConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
+                            moe_intermediate_size=64, shared_expert_intermediate_size=96,
+                            num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                            num_experts=4, num_experts_per_tok=2, max_position_embeddings=256)
+    config.architectures = ["Qwen2MoeForCausalLM"]
+    model = Qwen2MoeForCausalLM(config).eval()
+    ids = token_ids(8, 32)
+    q = batquant.quantize_model(model, ids, method="flatquant", config="W4A8KV8", calib=FAST,
+                                progress=False, min_expert_tokens=0)  # fmt: skip
+    mlp = q.model.layers[0].mlp
+    assert mlp.experts.up is q.model.layers[0].batquant["shared_up"]
+    assert mlp.shared_expert.gate_proj.input_quantizer is mlp.experts.up
+    assert type(mlp.shared_expert_gate) is nn.Linear  # the sigmoid gate stays in full precision
+    batquant.save_quantized(q, tmp_path / "q2")
+    assert torch.equal(logits(batquant.load_quantized(tmp_path / "q2", model), ids),
+                       logits(q, ids))  # fmt: skip
