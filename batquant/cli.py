@@ -159,6 +159,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     out, model_dir = Path(args.out), Path(args.model)
     run = _prepare_out(out, model_dir, args.resume, args.force)
     _check_architecture(model_dir)
+    _check_seq_len(model_dir, args.seq_len)
     tokenizer = load_tokenizer(model_dir)
     ids = read_token_ids(tokenizer, args.calib)
     windows = calibration_windows(ids, args.samples, args.seq_len, args.seed,
@@ -193,6 +194,17 @@ def _check_architecture(model_dir: Path) -> None:
         raise ValueError(f"{model_dir}: architecture {name!r} has no adapter; supported: {known}")
 
 
+def _check_seq_len(model_dir: Path, seq_len: int) -> None:
+    """Refuse windows longer than the checkpoint's max_position_embeddings, before loading it."""
+    from types import SimpleNamespace
+
+    from batquant.loading import max_positions
+    from batquant.pipeline.validate import check_seq_len
+
+    check_seq_len(seq_len, SimpleNamespace(max_position_embeddings=max_positions(model_dir)),
+                  "--seq-len")  # fmt: skip
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run ``batquant eval``: the perplexity table."""
     from batquant.eval import perplexity
@@ -205,6 +217,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for q in args.quantized:
         read_settings(q)  # fail on a bad folder before the long full-precision run
     _check_architecture(model_dir)
+    _check_seq_len(model_dir, args.seq_len)
     tokenizer = load_tokenizer(model_dir)
     ids = read_token_ids(tokenizer, args.ppl)
     if ids.numel() < args.seq_len:

@@ -13,11 +13,38 @@ Every failure is a ``ValueError`` naming the folder or file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+#: Loggers of packages that transformers imports when it loads a checkpoint and that
+#: warn about things batquant never uses: torchao's CUDA extensions missing on a CPU
+#: machine, and torch's notice about the enums torchao registers with pytree.
+_LOADING_NOISE = ("torchao", "torch.utils._pytree")
+
+
+def _import_loading_quietly() -> None:
+    """Import transformers' loading machinery with the noise of optional packages muted.
+
+    transformers imports torchao (when it is installed) the first time it
+    resolves a checkpoint's quantization config, and torchao then logs two
+    warnings per missing CUDA extension and two pytree deprecations on every
+    batquant command.  Importing that part of transformers once with those
+    loggers raised to ERROR keeps real errors and silences the noise; other
+    loggers, and every later message, are untouched.
+    """
+    loggers = [logging.getLogger(name) for name in _LOADING_NOISE]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        import transformers.quantizers.auto  # noqa: F401 - imported here for its side imports
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _gguf_file(folder: Path) -> str | None:
@@ -55,6 +82,25 @@ def architecture(folder: str | os.PathLike[str]) -> str:
     return ""
 
 
+def max_positions(folder: str | os.PathLike[str]) -> int | None:
+    """The ``max_position_embeddings`` a checkpoint folder declares (its text model's), or None.
+
+    None for a GGUF folder (known only after loading) or a config without one.
+    """
+    path = _check_folder(folder)
+    if not (path / "config.json").is_file():
+        return None
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path / 'config.json'}: unreadable ({exc})") from None
+    for source in (config, config.get("text_config") or {}):
+        value = source.get("max_position_embeddings")
+        if isinstance(value, int):
+            return value
+    return None
+
+
 def load_model(folder: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32) -> Any:
     """A causal LM from a local folder, offline, in ``dtype``.
 
@@ -68,6 +114,7 @@ def load_model(folder: str | os.PathLike[str], *, dtype: torch.dtype = torch.flo
 
     path = _check_folder(folder)
     gguf = _gguf_file(path)
+    _import_loading_quietly()
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(path), local_files_only=True, dtype=dtype,

@@ -116,6 +116,7 @@ def test_resume_continues_an_unfinished_run(tmp_path, checkpoint, texts, capsys)
         ("training-free-epochs", "--epochs: method 'rtn' is training-free"),
         ("bad-method", "method must be one of"),
         ("nan", "layer 0: the loss of batch 0 (epoch 0) is nan"),
+        ("seq-len", "--seq-len 512 is longer than the model's max_position_embeddings 256"),
     ],
 )
 def test_bad_input_is_exit_two_with_one_line(tmp_path, checkpoint, texts, capsys, case, needle):
@@ -160,11 +161,54 @@ def test_bad_input_is_exit_two_with_one_line(tmp_path, checkpoint, texts, capsys
         for f in checkpoint.glob("tokenizer*"):
             shutil.copy(f, model / f.name)
         extra = ["--samples", 4, "--epochs", 1]
+    elif case == "seq-len":
+        extra = ["--samples", 1, "--seq-len", 512]
     out = tmp_path / "out"
     rc = run("calibrate", "--model", model, "--method", method, "--calib", calib, "--out", out,
              "--seq-len", 32, "--quiet", *extra)  # fmt: skip
     assert rc == 2
     one_line_error(capsys, needle)
+
+
+def test_resume_after_an_interruption_inside_the_first_layer(tmp_path, checkpoint, texts,
+                                                            monkeypatch, capsys):  # fmt: skip
+    """As ``timeout -s INT`` would: the run dies while layer 0 trains; --resume finishes it."""
+    from batquant.pipeline import sequential
+
+    calib, _ = texts
+    args = ["calibrate", "--model", checkpoint, "--method", "batquant", "--calib", calib,
+            "--samples", 8, "--seq-len", 32, "--epochs", 1, "--quiet"]  # fmt: skip
+    assert run(*args, "--out", tmp_path / "whole") == 0
+    original = sequential.forget
+    calls = []
+
+    def interrupted(layer):
+        calls.append(1)
+        if len(calls) == 1:  # after layer 0's first optimiser step
+            raise KeyboardInterrupt
+        return original(layer)
+
+    monkeypatch.setattr(sequential, "forget", interrupted)
+    out = tmp_path / "q"
+    assert run(*args, "--out", out) == 130
+    monkeypatch.undo()
+    assert "interrupted; continue with --resume" in capsys.readouterr().err
+    assert run(*args, "--out", out) == 2
+    one_line_error(capsys, "pass --force to replace it, or --resume to continue")
+    assert run(*args, "--out", out, "--resume") == 0
+    whole = (tmp_path / "whole" / "quantized.safetensors").read_bytes()
+    assert (out / "quantized.safetensors").read_bytes() == whole
+
+
+def test_the_command_line_prints_nothing_but_its_own_output(tmp_path, checkpoint, texts):
+    calib, _ = texts
+    done = subprocess.run([sys.executable, "-m", "batquant", "calibrate", "--model", checkpoint,
+                           "--method", "rtn", "--calib", calib, "--out", tmp_path / "q",
+                           "--samples", "2", "--seq-len", "32", "--quiet"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.startswith("wrote ")
 
 
 def test_nothing_the_user_gave_is_overwritten(tmp_path, checkpoint, texts, capsys):
@@ -185,9 +229,14 @@ def test_nothing_the_user_gave_is_overwritten(tmp_path, checkpoint, texts, capsy
 
 def test_eval_errors(tmp_path, checkpoint, texts, capsys):
     _, ev = texts
-    assert run("eval", "--model", checkpoint, "--ppl", ev, "--seq-len", 100000) == 2
+    short = tmp_path / "short.txt"
+    short.write_text("The function number 1 returns the value.")
+    assert run("eval", "--model", checkpoint, "--ppl", short, "--seq-len", 200) == 2
     one_line_error(capsys, "fewer than one window")
-    assert run("eval", "--model", checkpoint, "--ppl", tmp_path / "none.txt") == 2
+    assert run("eval", "--model", checkpoint, "--ppl", ev, "--seq-len", 100000) == 2
+    one_line_error(capsys, "--seq-len 100000 is longer than the model's max_position_embeddings "
+                           "256")  # fmt: skip
+    assert run("eval", "--model", checkpoint, "--ppl", tmp_path / "none.txt", "--seq-len", 32) == 2
     one_line_error(capsys, "no such text file")
     assert run("eval", "--model", checkpoint, "--ppl", ev, "--quantized", tmp_path) == 2
     one_line_error(capsys, "batquant.json: not found")

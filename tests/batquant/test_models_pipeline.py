@@ -13,7 +13,7 @@ import mxref
 from batquant import CalibSpec, QuantConfig, TensorQuant
 from batquant.algorithms.heads import HeadTransforms
 from batquant.algorithms.layer import QuantizedLinear, set_quantization
-from batquant.models import ADAPTERS, LinearGroup, ModelAdapter, get_adapter, register_adapter
+from batquant.models import ADAPTERS, ModelAdapter, get_adapter, register_adapter
 from batquant.pipeline import sequential
 from batquant.pipeline.attention import install
 from batquant.pipeline.build import KEY_HEADS, VALUE_HEADS, LayerPlan, build_layer, freeze_layer
@@ -335,6 +335,44 @@ def test_resume_after_an_interruption_is_bit_identical(tmp_path, monkeypatch, qw
     record = json.loads(log[-1])
     assert set(record) == {"layer", "group", "epoch", "step", "loss", "seconds"}
     assert record["layer"] == 1
+
+
+def _stop(function, at):
+    """``function``, raising KeyboardInterrupt at its ``at``-th call (counting from 1)."""
+    calls = []
+
+    def stopping(*args, **kw):
+        calls.append(1)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return function(*args, **kw)
+
+    return stopping
+
+
+@pytest.mark.parametrize("point", ["capture", "first layer's targets", "first layer's training"])
+def test_resume_works_from_any_interruption(tmp_path, monkeypatch, qwen3, point):
+    from batquant.pipeline import capture
+
+    ids = token_ids(8, 32)
+    kwargs = dict(method="batquant", config="W4A8KV4", calib=FAST, progress=False)
+    reference = logits(batquant.quantize_model(qwen3, ids, **kwargs), ids)
+    owner, name, at = {
+        "capture": (capture._Recorder, "forward", 5),  # sample 2 of 8, after 0 and 1 were stored
+        "first layer's targets": (sequential, "run_layer", 2),  # after batch 0's targets
+        "first layer's training": (sequential, "forget", 1),  # after the first optimiser step
+    }[point]
+    monkeypatch.setattr(owner, name, _stop(getattr(owner, name), at))
+    with pytest.raises(KeyboardInterrupt):
+        batquant.quantize_model(qwen3, ids, cache_dir=tmp_path / "run", **kwargs)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["done"] == 0
+    monkeypatch.undo()
+    resumed = batquant.quantize_model(qwen3, ids, cache_dir=tmp_path / "run", **kwargs)
+    assert torch.equal(logits(resumed, ids), reference)
+    steps = [json.loads(line) for line in
+             (tmp_path / "run" / "calibration.jsonl").read_text().splitlines()]
+    keys = [(r["layer"], r["step"]) for r in steps]
+    assert len(keys) == len(set(keys)) == 4  # 2 layers x 2 steps, each logged once
 
 
 def test_a_cache_dir_of_another_run_is_an_error(tmp_path, qwen3, calib_ids):
