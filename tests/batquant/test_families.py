@@ -9,7 +9,7 @@ from torch import nn
 
 import batquant
 from batquant.algorithms.layer import QuantizedLinear
-from batquant.models import ADAPTERS, LLAMA_GROUPS, ModelAdapter, get_adapter
+from batquant.models import ADAPTERS, LLAMA_GROUPS, ExpertsSite, ModelAdapter, get_adapter
 from batquant.pipeline import sequential
 from batquant.pipeline.cache import ActivationCache
 from batquant.pipeline.capture import capture_layer_inputs
@@ -88,6 +88,38 @@ def test_every_layer_runs_with_the_arguments_the_model_gives_it(family):
             x = y
 
 
+@pytest.mark.parametrize("family", sorted(f for f in MIXED if MIXED[f][1] in ADAPTERS))
+def test_registered_mixed_families_calibrate_and_reload_bit_identically(tmp_path, family):
+    model = mixed_model(family)
+    model.config.architectures = [MIXED[family][1]]
+    ids = token_ids(4, 32)
+    q = batquant.quantize_model(model, ids, method="batquant", config="W4A8KV4", calib=FAST,
+                                progress=False)  # fmt: skip
+    layers = get_adapter(q).decoder_layers(q)
+    assert all(isinstance(layer.mlp.down_proj, QuantizedLinear) for layer in layers)
+    with torch.no_grad():
+        out = q(ids).logits
+    assert torch.isfinite(out).all()
+    batquant.save_quantized(q, tmp_path / family)
+    with torch.no_grad():
+        assert torch.equal(batquant.load_quantized(tmp_path / family, model)(ids).logits, out)
+
+
+def test_an_unregistered_family_with_other_experts_is_refused_by_name():
+    model = mixed_model("gpt_oss")  # transposed, interleaved experts with biases: no adapter
+    with pytest.raises(ValueError, match="no adapter for architecture 'GptOssForCausalLM'"):
+        batquant.quantize_model(model, token_ids(2, 16), method="rtn", progress=False)
+    register = ModelAdapter("GptOssForCausalLM", groups=LLAMA_GROUPS[:2], experts=(
+        ExpertsSite("mlp.experts"),), full_precision=("mlp.router",))  # fmt: skip
+    ADAPTERS.register(register)
+    try:
+        with pytest.raises(ValueError, match=r"layer 0: 'mlp.experts' \(GptOssExperts\) has "
+                                             r"(is_transposed=True|has_bias=True)"):  # fmt: skip
+            batquant.quantize_model(model, token_ids(2, 16), method="rtn", progress=False)
+    finally:
+        ADAPTERS.unregister("GptOssForCausalLM")
+
+
 def test_the_pipeline_calibrates_each_layer_against_the_models_own_outputs(monkeypatch):
     """The runner's full-precision pass reproduces the model's hidden states at every layer."""
     model = tiny_gemma3()
@@ -157,7 +189,7 @@ def test_the_llama_shaped_families_are_one_declaration_each():
 
 
 def test_adapter_declarations_are_checked():
-    from batquant.models import ExpertsSite, LinearGroup
+    from batquant.models import LinearGroup
 
     with pytest.raises(ValueError, match="site name 'q.k' must be letters"):
         ModelAdapter("X", groups=(LinearGroup("q.k", ("a",)),))
