@@ -21,22 +21,21 @@ not a test.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import torch
-from timing import cpu_model, median_seconds  # beside this script
+from timing import (  # beside this script
+    cpu_model,
+    full_precision_layer_costs,
+    median_seconds,
+    rss_mib,
+)
 
 import batquant
 
 TORCH_THREADS = 2
 STEP_TARGET = 3.0
 INFERENCE_TARGET = 1.25
-
-
-def rss_mib() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,26 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     ids = torch.randint(0, 1024, (args.samples, args.seq_len))
     batch = 4
 
-    # the same-run baseline: full-precision forward + backward of the layer on one batch
+    # the same-run baselines: full-precision forward+backward and forward of the layer
     layer = model.model.layers[0]
     x = torch.randn(batch, args.seq_len, 1024)
     pos = torch.arange(args.seq_len)[None]
     rope = model.model.rotary_emb(x, pos)
-    target = torch.randn_like(x)
-
-    def fp_step() -> None:
-        layer.zero_grad(set_to_none=True)
-        out = layer(x, position_embeddings=rope, attention_mask=None)
-        torch.nn.functional.mse_loss(out, target).backward()
-
-    for p in layer.parameters():
-        p.requires_grad_(True)
-    fp_step_s = median_seconds(fp_step, args.reps)
-    for p in layer.parameters():
-        p.requires_grad_(False)
-    with torch.no_grad():
-        fp_forward_s = median_seconds(lambda: layer(x, position_embeddings=rope,
-                                                    attention_mask=None), args.reps)  # fmt: skip
+    fp_step_s, fp_forward_s = full_precision_layer_costs(layer, x, rope, args.reps)
 
     before = rss_mib()
     started = time.perf_counter()

@@ -19,20 +19,19 @@ torch runs on 2 threads.  The exit status is 0: a measurement, not a test.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import torch
-from timing import cpu_model, median_seconds  # beside this script
+from timing import (  # beside this script
+    cpu_model,
+    full_precision_layer_costs,
+    median_seconds,
+    rss_mib,
+)
 
 import batquant
 
 TORCH_THREADS = 2
-
-
-def rss_mib() -> float:
-    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="W4A4KV16")
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.experts < 8:
+        parser.error(f"--experts {args.experts}: the layer routes every token to 8 experts")
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
     torch.set_num_threads(TORCH_THREADS)
@@ -63,22 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.randn(batch, args.seq_len, 2048)
     pos = torch.arange(args.seq_len)[None]
     rope = model.model.rotary_emb(x, pos)
-    target = torch.randn_like(x)
-
-    def fp_step() -> None:
-        layer.zero_grad(set_to_none=True)
-        out = layer(x, position_embeddings=rope, attention_mask=None)
-        torch.nn.functional.mse_loss(out, target).backward()
-
-    for p in layer.parameters():
-        p.requires_grad_(True)
-    fp_step_s = median_seconds(fp_step, args.reps)
-    layer.zero_grad(set_to_none=True)
-    for p in layer.parameters():
-        p.requires_grad_(False)
-    with torch.no_grad():
-        fp_forward_s = median_seconds(lambda: layer(x, position_embeddings=rope,
-                                                    attention_mask=None), args.reps)  # fmt: skip
+    fp_step_s, fp_forward_s = full_precision_layer_costs(layer, x, rope, args.reps)
 
     before = rss_mib()
     started = time.perf_counter()

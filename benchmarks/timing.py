@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -30,3 +31,36 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.machine()
+
+
+def rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def full_precision_layer_costs(layer: Any, x: Any, rope: Any, reps: int) -> tuple[float, float]:
+    """The same-run baselines of a decoder layer: median forward+backward and forward seconds.
+
+    The forward+backward trains every weight of the layer on an MSE against a
+    random target (what a calibration step is compared with); the layer's
+    weights are left not requiring grad afterwards.
+    """
+    import torch
+
+    target = torch.randn_like(x)
+
+    def step() -> None:
+        layer.zero_grad(set_to_none=True)
+        out = layer(x, position_embeddings=rope, attention_mask=None)
+        torch.nn.functional.mse_loss(out, target).backward()
+
+    for p in layer.parameters():
+        p.requires_grad_(True)
+    step_s = median_seconds(step, reps)
+    layer.zero_grad(set_to_none=True)
+    for p in layer.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        forward_s = median_seconds(lambda: layer(x, position_embeddings=rope,
+                                                 attention_mask=None), reps)  # fmt: skip
+    return step_s, forward_s
