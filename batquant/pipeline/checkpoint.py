@@ -55,6 +55,15 @@ def fingerprint(settings: dict[str, Any], calib_ids: torch.Tensor,
     return h.hexdigest()
 
 
+def _layer_of(line: str) -> int:
+    """The layer of a log record; a line torn by the interruption counts as unfinished."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return 1 << 30
+    return int(record.get("layer", 1 << 30)) if isinstance(record, dict) else 1 << 30
+
+
 class RunFolder:
     """The files of one resumable run (module docstring)."""
 
@@ -102,7 +111,7 @@ class RunFolder:
         if not self.log_path.is_file():
             return
         kept = [line for line in self.log_path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("layer", -1) < layer]  # fmt: skip
+                if _layer_of(line) < layer]  # fmt: skip
         tmp = self.log_path.with_suffix(".partial")
         tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
         os.replace(tmp, self.log_path)

@@ -161,7 +161,8 @@ def load_quantized(out_dir: str | os.PathLike[str], model: nn.Module, *,
         model_config._attn_implementation = info["attention"]
     attention.install(work)
     layers = adapter.decoder_layers(work)
-    plan = LayerPlan(adapter, adapter.geometry(work.config), method, config, spec, seed)
+    plan = LayerPlan(adapter, adapter.geometry(adapter.config_of(work)), method, config, spec,
+                     seed)  # fmt: skip
     for index, layer in enumerate(layers):
         prefix = f"layers.{index}."
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -155,7 +155,7 @@ def test_gemma3_end_to_end_and_reload_bit_identical(tmp_path):
         assert torch.equal(batquant.load_quantized(tmp_path / "g3", model)(ids).logits, out)
 
 
-def test_a_multimodal_model_quantizes_its_text_backbone():
+def test_a_multimodal_model_quantizes_its_text_backbone(tmp_path):
     """Gemma3ForConditionalGeneration: the text backbone and config are named by the adapter."""
     torch.manual_seed(0)
     text = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -169,7 +169,12 @@ def test_a_multimodal_model_quantizes_its_text_backbone():
     config.architectures = ["Gemma3ForConditionalGeneration"]
     model = transformers.Gemma3ForConditionalGeneration(config).eval()
     ids = torch.randint(0, 290, (4, 32), generator=torch.Generator().manual_seed(1))
-    q = batquant.quantize_model(model, ids, method="rtn", progress=False)
+    q = batquant.quantize_model(model, ids, method="batquant", config="W4A8KV4", calib=FAST,
+                                progress=False)  # fmt: skip
+    batquant.save_quantized(q, tmp_path / "mm")
+    with torch.no_grad():
+        reloaded = batquant.load_quantized(tmp_path / "mm", model)(ids).logits
+        assert torch.equal(reloaded, q(ids).logits)
     layers = q.model.language_model.layers
     assert all(isinstance(layer.mlp.down_proj, QuantizedLinear) for layer in layers)
     vision = list(q.model.vision_tower.modules())  # the vision tower is left as it is

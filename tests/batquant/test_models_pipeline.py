@@ -366,6 +366,8 @@ def test_resume_works_from_any_interruption(tmp_path, monkeypatch, qwen3, point)
     with pytest.raises(KeyboardInterrupt):
         batquant.quantize_model(qwen3, ids, cache_dir=tmp_path / "run", **kwargs)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["done"] == 0
+    with (tmp_path / "run" / "calibration.jsonl").open("a") as log:
+        log.write('{"layer": 0, "gro')  # a record torn by the interruption
     monkeypatch.undo()
     resumed = batquant.quantize_model(qwen3, ids, cache_dir=tmp_path / "run", **kwargs)
     assert torch.equal(logits(resumed, ids), reference)
