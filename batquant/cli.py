@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``batquant``."""
     from batquant.algorithms.methods import METHODS
     from batquant.config import CONFIGS
+    from batquant.pipeline.sequential import MIN_EXPERT_TOKENS
 
     parser = _Parser(
         prog="batquant",
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--propagate", default="full_precision",
                      choices=("full_precision", "quantized"),
                      help="what the next layer calibrates on (default: %(default)s)")
+    cal.add_argument("--min-expert-tokens", type=int, default=None, metavar="N",
+                     help="MoE models: an expert routed fewer calibration tokens keeps its "
+                     f"initial transform (default: {MIN_EXPERT_TOKENS})")
     cal.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     cal.add_argument("--resume", action="store_true",
                      help="continue the unfinished run in --out")
@@ -169,7 +173,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     qmodel: Any = quantize_model(
         model, windows, method=method, config=config, calib=calib, seed=args.seed,
         cache_dir=run, progress=not args.quiet, device=args.device,
-        objective=args.objective, propagate=args.propagate, inplace=True,
+        objective=args.objective, propagate=args.propagate,
+        min_expert_tokens=args.min_expert_tokens, inplace=True,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     qmodel.batquant_info["source"] = {"model": str(model_dir), "calib": str(args.calib),

@@ -119,7 +119,7 @@ def quantize_model(
     device: str | torch.device | None = None,
     objective: str | Objective = Objective.LAYER,
     propagate: str | Propagation = Propagation.FULL_PRECISION,
-    min_expert_tokens: int = MIN_EXPERT_TOKENS,
+    min_expert_tokens: int | None = None,
     inplace: bool = False,
 ) -> nn.Module:
     """Calibrate and quantize every decoder layer of a transformers causal LM.
@@ -158,9 +158,10 @@ def quantize_model(
         keeps its initial value, as no linear's output depends on it).
     propagate : {"full_precision", "quantized"}
         What the next layer is calibrated on.
-    min_expert_tokens : int
+    min_expert_tokens : int, optional
         An MoE expert routed fewer calibration tokens than this keeps its
-        initial transform and clipping (listed in the summary).
+        initial transform and clipping (listed in the summary); default
+        :data:`MIN_EXPERT_TOKENS`.  A model without experts rejects one.
     inplace : bool
         Quantize ``model`` itself instead of a copy (no second copy in memory).
 
@@ -190,7 +191,8 @@ def quantize_model(
         )
     spec = calib or CalibSpec()
     for name, value in (("seed", seed), ("min_expert_tokens", min_expert_tokens)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 0):  # fmt: skip
             raise TypeError(f"{name} must be a non-negative int; got {value!r}")
     obj = Objective.parse(objective, "objective")
     prop = Propagation.parse(propagate, "propagate")
@@ -204,6 +206,10 @@ def quantize_model(
         )
     geometry = adapter.geometry(text_config)
     sites = check_dimensions(model, adapter, geometry, cfg)
+    if min_expert_tokens is not None and not any(s.expert_counts for s in sites):
+        raise ValueError(f"min_expert_tokens: {adapter.architecture} has no MoE experts, so it "
+                         "would be ignored; leave it out")  # fmt: skip
+    threshold = MIN_EXPERT_TOKENS if min_expert_tokens is None else min_expert_tokens
     dev = resolve_device(device, model)
 
     work = model if inplace else copy.deepcopy(model)
@@ -223,9 +229,9 @@ def quantize_model(
         "samples": int(ids.shape[0]),
         "seq_len": int(ids.shape[1]),
         "attention": base_attention,
-        "min_expert_tokens": min_expert_tokens,
+        "min_expert_tokens": threshold,
     }
-    runner = _Runner(work, plan, sites, ids, dev, obj, prop, min_expert_tokens, progress)
+    runner = _Runner(work, plan, sites, ids, dev, obj, prop, threshold, progress)
     folder = None
     if cache_dir is not None:
         layers = adapter.decoder_layers(model)

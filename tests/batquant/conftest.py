@@ -64,13 +64,14 @@ def calib_ids() -> torch.Tensor:
     return token_ids()
 
 
-def tiny_qwen3_moe(layers: int = 3, seed: int = 0, experts: int = 8) -> torch.nn.Module:
+def tiny_qwen3_moe(layers: int = 3, seed: int = 0, experts: int = 8, vocab: int = VOCAB,
+                   ) -> torch.nn.Module:  # fmt: skip
     """A random Qwen3MoeForCausalLM: hidden 64, 8 experts of 64, top-2; layer 1 is dense."""
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
     torch.manual_seed(seed)
     config = Qwen3MoeConfig(
-        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, moe_intermediate_size=64,
+        vocab_size=vocab, hidden_size=64, intermediate_size=128, moe_intermediate_size=64,
         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
         num_experts=experts, num_experts_per_tok=2, norm_topk_prob=True, mlp_only_layers=[1],
         max_position_embeddings=256, rms_norm_eps=1e-6,

@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerFast
 
 import batquant
 from batquant.cli import main
-from tests.batquant.conftest import tiny_qwen3
+from tests.batquant.conftest import tiny_qwen3, tiny_qwen3_moe
 
 CLI_VOCAB = 320
 TEXT = " ".join(
@@ -117,6 +117,7 @@ def test_resume_continues_an_unfinished_run(tmp_path, checkpoint, texts, capsys)
         ("bad-method", "method must be one of"),
         ("nan", "layer 0: the loss of batch 0 (epoch 0) is nan"),
         ("seq-len", "--seq-len 512 is longer than the model's max_position_embeddings 256"),
+        ("min-expert-tokens", "min_expert_tokens: Qwen3ForCausalLM has no MoE experts"),
     ],
 )
 def test_bad_input_is_exit_two_with_one_line(tmp_path, checkpoint, texts, capsys, case, needle):
@@ -163,6 +164,8 @@ def test_bad_input_is_exit_two_with_one_line(tmp_path, checkpoint, texts, capsys
         extra = ["--samples", 4, "--epochs", 1]
     elif case == "seq-len":
         extra = ["--samples", 1, "--seq-len", 512]
+    elif case == "min-expert-tokens":
+        method, extra = "rtn", ["--samples", 4, "--min-expert-tokens", 8]
     out = tmp_path / "out"
     rc = run("calibrate", "--model", model, "--method", method, "--calib", calib, "--out", out,
              "--seq-len", 32, "--quiet", *extra)  # fmt: skip
@@ -198,6 +201,25 @@ def test_resume_after_an_interruption_inside_the_first_layer(tmp_path, checkpoin
     assert run(*args, "--out", out, "--resume") == 0
     whole = (tmp_path / "whole" / "quantized.safetensors").read_bytes()
     assert (out / "quantized.safetensors").read_bytes() == whole
+
+
+def test_an_moe_checkpoint_calibrates_with_its_expert_threshold(tmp_path, checkpoint, texts):
+    import shutil
+
+    calib, _ = texts
+    model = tmp_path / "moe"
+    tiny_qwen3_moe(vocab=CLI_VOCAB).save_pretrained(model)
+    for f in checkpoint.glob("tokenizer*"):
+        shutil.copy(f, model / f.name)
+    out = tmp_path / "q"
+    assert run("calibrate", "--model", model, "--method", "rtn", "--calib", calib, "--out", out,
+               "--samples", 4, "--seq-len", 32, "--min-expert-tokens", 100_000,
+               "--quiet") == 0  # fmt: skip
+    info = json.loads((out / "batquant.json").read_text())
+    assert info["min_expert_tokens"] == 100_000
+    assert len(info["layers"][0]["experts_kept_initial"]) == 8
+    q = batquant.load_quantized(out, batquant.loading.load_model(model))
+    assert q.model.layers[0].mlp.experts.num_experts == 8
 
 
 def test_the_command_line_prints_nothing_but_its_own_output(tmp_path, checkpoint, texts):

@@ -416,6 +416,8 @@ def test_bad_arguments_name_what_is_wrong(qwen3, calib_ids):
         qm(qwen3, calib_ids, objective="tokens", progress=False)
     with pytest.raises(ValueError, match="propagate must be one of"):
         qm(qwen3, calib_ids, propagate="both", progress=False)
+    with pytest.raises(ValueError, match="min_expert_tokens: Qwen3ForCausalLM has no MoE experts"):
+        qm(qwen3, calib_ids, min_expert_tokens=8, progress=False)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="torch sees no CUDA device"):
             qm(qwen3, calib_ids, device="cuda", progress=False)
