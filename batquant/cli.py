@@ -4,13 +4,14 @@
 
     batquant calibrate --model DIR --method batquant --config W4A4KV16 --calib FILE.txt
                        --out DIR [--samples 128] [--seq-len 2048] [--epochs 5]
-                       [--device cpu|cuda] [--resume] [--force]
+                       [--device cpu|cuda] [--min-expert-tokens 32] [--resume] [--force]
     batquant eval --model DIR [--quantized DIR ...] --ppl FILE.txt [--seq-len 2048]
 
 Every problem the user can fix (a missing or corrupt checkpoint, an
-architecture without an adapter, dimensions the MX blocks do not divide, an
-output folder that exists, too little calibration text, NaN or Inf during
-calibration) prints one line, ``batquant: error: ...``, on stderr and exits
+architecture without an adapter, a layer the adapter does not describe,
+dimensions the MX blocks do not divide, a ``--seq-len`` past the model's
+positions, an output folder that exists, too little calibration text, NaN or
+Inf during calibration) prints one line, ``batquant: error: ...``, on stderr and exits
 with status 2.  Nothing the user gave is overwritten.
 """
 
