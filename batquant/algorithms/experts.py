@@ -66,6 +66,8 @@ def route(
     x = up(hidden)
     out = torch.zeros(hidden.shape, dtype=x.dtype, device=hidden.device)
     for e in torch.unique(top_k_index).tolist():
+        if not 0 <= e < len(gate_up):
+            continue  # an index past the experts means "no expert" (expert parallelism)
         token, slot = torch.where(top_k_index == e)
         w_gu = gate_up[e]
         gate, upv = nn.functional.linear(x[token].to(w_gu.dtype), w_gu).chunk(2, dim=-1)

@@ -211,3 +211,40 @@ def test_qwen2_moe_shared_expert_shares_the_experts_up_transform(tmp_path):
     batquant.save_quantized(q, tmp_path / "q2")
     assert torch.equal(logits(batquant.load_quantized(tmp_path / "q2", model), ids),
                        logits(q, ids))  # fmt: skip
+
+
+def test_experts_train_on_the_full_precision_routing(monkeypatch, moe):
+    """While the twin trains, its experts get the FP router's choice, batch by batch."""
+    from transformers.models.qwen3_moe import modeling_qwen3_moe
+
+    from batquant.algorithms.experts import CalibratingExperts
+
+    seen: dict[str, list[torch.Tensor]] = {"fp": [], "training": []}
+    fp_forward, cal_forward = modeling_qwen3_moe.Qwen3MoeExperts.forward, CalibratingExperts.forward
+
+    def fp(self, hidden, index, weights):
+        seen["fp"].append(index.clone())
+        return fp_forward(self, hidden, index, weights)
+
+    def calibrating(self, hidden, index, weights):
+        seen["training"].append(index.clone())
+        return cal_forward(self, hidden, index, weights)
+
+    monkeypatch.setattr(modeling_qwen3_moe.Qwen3MoeExperts, "forward", fp)
+    monkeypatch.setattr(CalibratingExperts, "forward", calibrating)
+    ids = token_ids(8, 32)
+    batquant.quantize_model(moe, ids, method="batquant", config="W4A4KV16", calib=FAST,
+                            progress=False, min_expert_tokens=0)  # fmt: skip
+    # per MoE layer: the FP pass sees batches 0 and 1, then one epoch trains on them in order
+    assert len(seen["fp"]) == len(seen["training"]) == 4
+    for fp_index, trained in zip(seen["fp"], seen["training"], strict=True):
+        assert torch.equal(fp_index, trained)
+
+
+def test_the_linear_objective_trains_experts_against_their_full_precision_outputs(moe):
+    ids = token_ids(8, 32)
+    q = batquant.quantize_model(moe, ids, method="batquant", config="W4A8KV16", calib=FAST,
+                                progress=False, min_expert_tokens=0, objective="linear",
+                                cache_dir=None)  # fmt: skip
+    assert torch.isfinite(logits(q, ids)).all()
+    assert all(s["steps"] == 2 for s in q.batquant_info["layers"])
