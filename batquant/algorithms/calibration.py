@@ -295,8 +295,11 @@ def _train(
         loss = torch.nn.functional.mse_loss(torch.addmm(bias, xq, wq.T), target)
         return loss, {name: loss.item()}
 
+    # the batches are the same tensors every epoch, so the reused activation side
+    # (and its freed graph) must be dropped after each step
     return train(Training(transforms, clips, spec, batches, loss_of,
-                          where=f"calibrate({name!r})"))  # fmt: skip
+                          where=f"calibrate({name!r})",
+                          after_step=activation_side.forget))  # fmt: skip
 
 
 def quantize_linear(

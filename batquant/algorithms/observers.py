@@ -52,19 +52,25 @@ class InputStatistics:
     Parameters
     ----------
     wanted : iterable of Statistic
-    stride : int
+    stride : int or None
         ``ROWS`` keeps every ``stride``-th row of each update (so the sample
-        spreads over the calibration set; :func:`row_stride`).
+        spreads over the calibration set, whose size is known:
+        :func:`row_stride`).  None, for a stream whose size is not known in
+        advance (the tokens routed to an expert): every row is kept until
+        ``2 * limit`` are, then every other one, with the stride doubling each
+        time, so that the sample spreads evenly over the whole stream.
     limit : int
         Most rows kept.
     """
 
-    def __init__(self, wanted: Iterable[Statistic | str], stride: int = 1,
+    def __init__(self, wanted: Iterable[Statistic | str], stride: int | None = 1,
                  limit: int = FIT_ROWS) -> None:  # fmt: skip
         self.wanted = frozenset(Statistic.parse(w, "statistic") for w in wanted)
-        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-            raise ValueError(f"stride must be a positive int; got {stride!r}")
-        self.stride = stride
+        if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int)
+                                   or stride < 1):  # fmt: skip
+            raise ValueError(f"stride must be a positive int or None; got {stride!r}")
+        self.adaptive = stride is None
+        self.stride = 1 if stride is None else stride
         self.limit = limit
         self.tokens = 0
         self.absmax: torch.Tensor | None = None
@@ -75,13 +81,16 @@ class InputStatistics:
     def update(self, x: torch.Tensor) -> None:
         """Add the rows of ``x`` (any leading shape, channels last)."""
         flat = x.detach().flatten(0, -2).float()
+        seen = self.tokens
         self.tokens += flat.shape[0]
         if flat.shape[0] == 0:
             return
         if Statistic.ABSMAX in self.wanted:
             amax = flat.abs().amax(0)
             self.absmax = amax if self.absmax is None else torch.maximum(self.absmax, amax)
-        if Statistic.ROWS in self.wanted and self._kept < self.limit:
+        if Statistic.ROWS in self.wanted and self.adaptive:
+            self._sample_evenly(flat, seen)
+        elif Statistic.ROWS in self.wanted and self._kept < self.limit:
             rows = flat[:: self.stride][: self.limit - self._kept].cpu()
             self._rows.append(rows)
             self._kept += rows.shape[0]
@@ -90,10 +99,23 @@ class InputStatistics:
             gram = x64.T @ x64
             self.gram = gram if self.gram is None else self.gram + gram
 
+    def _sample_evenly(self, flat: torch.Tensor, seen: int) -> None:
+        """Keep the rows at stream positions that are multiples of the stride (adaptive)."""
+        self._rows.append(flat[(-seen) % self.stride :: self.stride].cpu())
+        self._kept += self._rows[-1].shape[0]
+        while self._kept > 2 * self.limit:  # positions k*stride: the even k are 2*stride apart
+            kept = torch.cat(self._rows)[::2]
+            self._rows, self._kept, self.stride = [kept], kept.shape[0], 2 * self.stride
+
     @property
     def rows(self) -> torch.Tensor | None:
         """The sampled rows ``[rows, N]`` (None when not wanted or none seen)."""
-        return torch.cat(self._rows) if self._rows else None
+        if not self._rows:
+            return None
+        rows = torch.cat(self._rows)
+        if self.adaptive and rows.shape[0] > self.limit:
+            rows = rows[:: -(-rows.shape[0] // self.limit)]
+        return rows
 
 
 def row_stride(tokens: int, limit: int = FIT_ROWS) -> int:
@@ -103,7 +125,8 @@ def row_stride(tokens: int, limit: int = FIT_ROWS) -> int:
 
 @contextmanager
 def observing(streams: dict[str, list[nn.Module]], wanted: Iterable[Statistic | str],
-              stride: int = 1) -> Iterator[dict[str, InputStatistics]]:  # fmt: skip
+              stride: int = 1, routed: Iterable[str] = (),
+              ) -> Iterator[dict[str, InputStatistics]]:  # fmt: skip
     """Hook one :class:`InputStatistics` per stream onto the inputs of its modules.
 
     Parameters
@@ -113,6 +136,9 @@ def observing(streams: dict[str, list[nn.Module]], wanted: Iterable[Statistic | 
         are the stream (a group's first linear; every expert's first linear).
     wanted : iterable of Statistic
     stride : int
+    routed : iterable of str
+        Streams of routed tokens, whose size is not known in advance: they
+        sample rows adaptively (``stride=None``).
 
     Yields
     ------
@@ -120,7 +146,9 @@ def observing(streams: dict[str, list[nn.Module]], wanted: Iterable[Statistic | 
         Stream name -> its statistics, filled while the block runs.
     """
     wanted = frozenset(wanted)
-    stats = {name: InputStatistics(wanted, stride) for name in streams}
+    adaptive = set(routed)
+    stats = {name: InputStatistics(wanted, None if name in adaptive else stride)
+             for name in streams}  # fmt: skip
     hooks = []
     for name, modules in streams.items():
         def record(module: nn.Module, args: tuple[Any, ...],

@@ -254,10 +254,16 @@ def build_layer(
         adapter.v_proj: HeadFusion(value_heads, FusedSide.ROWS),
         adapter.o_proj: HeadFusion(value_heads, FusedSide.COLUMNS),
     }  # fmt: skip
+    # a group whose P_up the fused experts share: their gate/up weights count too
+    partners = {f.shares_with: getattr(work.get_submodule(f.site.path), f.site.gate_up)
+                for f in sites.experts if f.shares_with}  # fmt: skip
     for site, group in enumerate(sites.groups):
         linears = [_as_linear(work.get_submodule(path)) for path in group.linears]
         n = linears[0].in_features
         weight_absmax = torch.cat([lin.weight.detach().float() for lin in linears]).abs().amax(0)
+        if group.name in partners:
+            experts_absmax = partners[group.name].detach().float().abs().amax((0, 1))
+            weight_absmax = torch.maximum(weight_absmax, experts_absmax.to(weight_absmax.device))
         offset = _EXPERT_SITE + group.expert[1] if group.expert else _GROUP_SITE + site
         shared = build.quantizer(group.name, n, weight_absmax, offset)
         owned[group.name] = shared

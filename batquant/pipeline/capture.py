@@ -223,7 +223,8 @@ def capture_layer_inputs(
                 continue
             for n, (a, b) in enumerate(zip(first, seen, strict=True)):
                 if not _same(a, b):
-                    names = [k for k in a if k not in b or not _same(a[k], b[k])]
+                    names = sorted(k for k in {*a, *b} if k not in a or k not in b
+                                   or not _same(a[k], b[k]))  # fmt: skip
                     raise ValueError(
                         f"{adapter.architecture}: the backbone passes layer {n} argument(s) "
                         f"{names} that differ between calibration samples 0 and {i}; batquant "

@@ -191,9 +191,10 @@ def quantize_model(
         )
     spec = calib or CalibSpec()
     for name, value in (("seed", seed), ("min_expert_tokens", min_expert_tokens)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 0):  # fmt: skip
-            raise TypeError(f"{name} must be a non-negative int; got {value!r}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{name} must be an int; got {value!r}")
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must be >= 0; got {value}")
     obj = Objective.parse(objective, "objective")
     prop = Propagation.parse(propagate, "propagate")
     adapter = get_adapter(model)
@@ -237,7 +238,8 @@ def quantize_model(
         layers = adapter.decoder_layers(model)
         probe = [layers[i].get_submodule(sites[i].linears()[0]).get_parameter("weight")
                  for i in (0, len(layers) - 1) if sites[i].linears()]  # fmt: skip
-        folder = RunFolder(Path(cache_dir), fingerprint(settings, ids, probe), len(layers))
+        run = {**settings, "dtype": str(probe[0].dtype) if probe else "", "device": dev.type}
+        folder = RunFolder(Path(cache_dir), fingerprint(run, ids, probe), len(layers))
     summaries = runner.run(folder)
     work.batquant_info = {**settings, "layers": summaries}  # type: ignore[assignment]
     if progress:
@@ -271,6 +273,8 @@ class _Runner:
             self._restore(index, folder.layer_path(index))
             summaries.append({"layer": index, "resumed": True})
         if start == self.num_layers:
+            assert folder is not None
+            folder.inputs(start).clear()  # a run stopped just before it cleaned up
             return summaries
         inputs, arguments = self._inputs(folder, start)
         arguments = arguments.to(self.device, torch.float32)
@@ -382,10 +386,11 @@ class _Runner:
         stride = row_stride(self.ids.numel())
         wanted = self.plan.method.statistics
         with ExitStack() as stack:
-            stats = stack.enter_context(observing(streams, wanted, stride))
-            routed = stack.enter_context(recording(experts))
+            routed = [g.name for g in sites.groups if g.routed]
+            stats = stack.enter_context(observing(streams, wanted, stride, routed))
+            choices = stack.enter_context(recording(experts))
             for fused in sites.experts:
-                downs = {e: InputStatistics(wanted, stride) for e in range(fused.num_experts)}
+                downs = {e: InputStatistics(wanted, None) for e in range(fused.num_experts)}
                 stats.update({expert_key(fused.name, e): s for e, s in downs.items()})
                 hook = partial(_observe_expert_inputs, downs=downs, gate_up=fused.site.gate_up)
                 stack.enter_context(experts[fused.name].register_forward_pre_hook(hook))
@@ -398,7 +403,7 @@ class _Runner:
                     y = run_layer(layer, x, kwargs)
                     for i, row in zip(batch, y, strict=True):
                         targets.put(i, row)
-                    for name, calls in routed.items():
+                    for name, calls in choices.items():
                         routing[name].put(batch, *calls.pop())
         return stats
 
@@ -446,6 +451,8 @@ class _Runner:
         for group in sites.groups:
             group_loss = torch.zeros((), device=x.device)
             for path in group.linears:
+                if path not in seen:
+                    continue  # an expert the router sent no token of this batch
                 args, output = seen[path]
                 module = work.get_submodule(path)
                 assert isinstance(module, CalibratingLinear)

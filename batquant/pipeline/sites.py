@@ -42,12 +42,17 @@ class GroupSite:
         (the first linear; for experts, the first linear of every expert).
     expert : tuple of (str, int) or None
         ``(site name, expert index)`` when the group is one expert's down projection.
+    routed : bool
+        Whether its stream is made of routed tokens (an expert's down
+        projection; every expert's gate/up), whose count is known only after
+        the pass.
     """
 
     name: str
     linears: tuple[str, ...]
     observe: tuple[str, ...]
     expert: tuple[str, int] | None = None
+    routed: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,8 +173,8 @@ def _expert_linears(layer: nn.Module, site: ExpertsSite, where: str
             _linear(layer, prefix + name, where)
         ups += [prefix + gate, prefix + up]
         downs.append(GroupSite(expert_key(site.name, e), (prefix + down,), (prefix + down,),
-                               expert=(site.name, e)))  # fmt: skip
-    shared = GroupSite(f"{site.name}_up", tuple(ups), tuple(ups[::2]))
+                               expert=(site.name, e), routed=True))  # fmt: skip
+    shared = GroupSite(f"{site.name}_up", tuple(ups), tuple(ups[::2]), routed=True)
     return downs, shared
 
 
@@ -206,7 +211,7 @@ def layer_sites(adapter: ModelAdapter, layer: nn.Module, index: int) -> LayerSit
         downs, shared = _expert_linears(layer, site, where)
         if partner is not None:  # one P_up for the shared expert's and the routed experts' gate/up
             shared = GroupSite(partner.name, partner.linears + shared.linears,
-                               partner.observe + shared.observe)  # fmt: skip
+                               partner.observe + shared.observe, routed=True)  # fmt: skip
         groups[shared.name] = shared
         groups.update({d.name: d for d in downs})
         counts[site.name] = len(downs)

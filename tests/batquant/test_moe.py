@@ -248,3 +248,53 @@ def test_the_linear_objective_trains_experts_against_their_full_precision_output
                                 cache_dir=None)  # fmt: skip
     assert torch.isfinite(logits(q, ids)).all()
     assert all(s["steps"] == 2 for s in q.batquant_info["layers"])
+
+
+def test_a_shared_up_transform_is_initialised_from_the_routed_experts_weights_too():
+    """Qwen2-MoE: SmoothQuant's start for the shared P_up sees every gate/up that uses it."""
+    from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+    from batquant.algorithms.transforms import SmoothScale
+
+    torch.manual_seed(0)
+    config = Qwen2MoeConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
+                            moe_intermediate_size=64, shared_expert_intermediate_size=96,
+                            num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                            num_experts=4, num_experts_per_tok=2, max_position_embeddings=256)
+    config.architectures = ["Qwen2MoeForCausalLM"]
+    model = Qwen2MoeForCausalLM(config).eval()
+    mlp = model.model.layers[0].mlp
+    with torch.no_grad():
+        mlp.experts.gate_up_proj[:, :, 5] *= 100  # a channel that only the routed experts weigh
+    ids = token_ids(4, 32)
+    seen = []
+    handle = mlp.register_forward_pre_hook(lambda m, a: seen.append(a[0].flatten(0, 1)))
+    with torch.no_grad():
+        model(ids)
+    handle.remove()
+    q = batquant.quantize_model(model, ids, method="smoothquant", config="W4A8KV16",
+                                progress=False, min_expert_tokens=0)  # fmt: skip
+    weights = torch.cat([mlp.shared_expert.gate_proj.weight, mlp.shared_expert.up_proj.weight,
+                         mlp.experts.gate_up_proj.flatten(0, 1)])  # fmt: skip
+    expected = SmoothScale(64, alpha=0.5).init_from_stats(torch.cat(seen).abs().amax(0),
+                                                          weights.detach().abs().amax(0))
+    got = q.model.layers[0].batquant["shared_up"].transform
+    for a, b in zip(got.state_dict().values(), expected.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_the_linear_objective_skips_experts_a_batch_never_reaches(tmp_path):
+    model = tiny_qwen3_moe(experts=16)
+    for i in MOE_LAYERS:
+        model.model.layers[i].mlp = _LinearExperts(model.model.layers[i].mlp)
+    register_adapter(ModelAdapter("LinearExpertsMoe", groups=MOE_GROUPS, experts=(
+        ExpertsSite("mlp.experts", layout=ExpertLayout.LINEARS),)))  # fmt: skip
+    try:
+        model.config.architectures = ["LinearExpertsMoe"]
+        ids = token_ids(4, 3)  # 3 tokens x top-2 per batch of one: most experts get none
+        q = batquant.quantize_model(model, ids, method="batquant", config="W4A8KV16",
+                                    calib=batquant.CalibSpec(epochs=1, batch_size=1),
+                                    objective="linear", progress=False, min_expert_tokens=0)
+        assert torch.isfinite(logits(q, ids)).all()
+    finally:
+        ADAPTERS.unregister("LinearExpertsMoe")

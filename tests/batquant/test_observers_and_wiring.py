@@ -106,3 +106,27 @@ def test_shared_modules_are_visible_and_saved_once():
     for (name, a), (_, b) in zip(work.named_parameters(), other.named_parameters(), strict=True):
         assert torch.equal(a, b), name
     assert isinstance(other.self_attn.q_proj.input_quantizer, InputQuantizer)
+
+
+def test_a_stream_of_unknown_length_is_sampled_evenly_over_its_whole_length():
+    gen = torch.Generator().manual_seed(2)
+    updates = [torch.randn(n, 4, generator=gen) for n in (7, 30, 1, 0, 55, 13, 90, 8)]
+    stats = InputStatistics([Statistic.ROWS], stride=None, limit=10)
+    for u in updates:
+        stats.update(u)
+    every = torch.cat(updates)  # 204 rows
+    assert stats.tokens == 204
+    assert stats.stride == 16  # doubled until at most 2 x 10 rows were kept
+    kept = every[::16]  # 13 rows at positions 0, 16, ..., 192: the whole stream
+    assert torch.equal(stats.rows, kept[::2])  # evenly thinned to at most 10
+    assert stats.rows.shape[0] <= 10
+
+
+def test_calibrate_reuses_no_freed_graph_when_an_epoch_is_one_batch():
+    """Two samples, batch 4, three epochs: the same batch tensor every step."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    x = torch.randn(2, 16, 64)
+    group = batquant.calibrate(linear, x, batquant.CalibSpec(epochs=3), method="batquant",
+                               config="W4A8")  # fmt: skip
+    assert len(group.losses) == 3
