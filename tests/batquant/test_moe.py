@@ -298,3 +298,18 @@ def test_the_linear_objective_skips_experts_a_batch_never_reaches(tmp_path):
         assert torch.isfinite(logits(q, ids)).all()
     finally:
         ADAPTERS.unregister("LinearExpertsMoe")
+
+
+def test_a_bf16_moe_model_calibrates_in_float32_and_reloads_bit_identically(tmp_path):
+    model = tiny_qwen3_moe().to(torch.bfloat16)
+    model.config._attn_implementation = "eager"
+    ids = token_ids(4, 16)
+    q = batquant.quantize_model(model, ids, method="batquant", config="W4A8KV8", calib=FAST,
+                                progress=False, min_expert_tokens=0)  # fmt: skip
+    experts = q.model.layers[0].mlp.experts
+    assert experts.gate_up.dtype == torch.bfloat16  # back in the model's dtype
+    out = logits(q, ids)
+    assert out.dtype == torch.bfloat16
+    assert torch.isfinite(out.float()).all()
+    batquant.save_quantized(q, tmp_path / "bf16")
+    assert torch.equal(logits(batquant.load_quantized(tmp_path / "bf16", model), ids), out)
