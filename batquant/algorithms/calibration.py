@@ -28,7 +28,7 @@ from torch import nn
 from batquant.algorithms.clipping import LearnableClip, make_clip
 from batquant.algorithms.layer import InputQuantizer, QuantizedLinear, weight_side
 from batquant.algorithms.methods import Method, TransformContext, get_method
-from batquant.algorithms.observers import FIT_ROWS
+from batquant.algorithms.observers import InputStatistics, row_stride
 from batquant.algorithms.training import Training, train
 from batquant.algorithms.transforms import Transform
 from batquant.config import CalibSpec, QuantConfig, TensorQuant, get_config
@@ -138,12 +138,6 @@ def _as_samples(inputs: torch.Tensor, n: int, spec: CalibSpec, name: str) -> lis
     return list(torch.tensor_split(x, min(spec.samples, x.shape[0])))
 
 
-def fit_rows(rows: torch.Tensor, limit: int = FIT_ROWS) -> torch.Tensor:
-    """At most ``limit`` rows of ``[tokens, N]``, evenly strided (all of them when fewer)."""
-    stride = max(1, -(-rows.shape[0] // limit))
-    return rows[::stride][:limit]
-
-
 def _check_finite(samples: list[torch.Tensor], spec: CalibSpec, name: str) -> None:
     for sample, x in enumerate(samples):
         if bool(torch.isfinite(x).all()):
@@ -220,13 +214,16 @@ def calibrate(
 
     act_q, w_q = cfg.activation, cfg.weight
     block = (act_q or w_q or TensorQuant()).block_size
+    tokens = torch.cat(x)
+    stats = InputStatistics(meth.statistics, row_stride(tokens.shape[0]))  # the observer point
+    stats.update(tokens)
     ctx = TransformContext(
         size=n,
         block_size=block,
         seed=seed,
-        act_absmax=torch.stack([s.abs().amax(dim=0) for s in x]).amax(dim=0),
+        act_absmax=torch.ones(n, device=device) if stats.absmax is None else stats.absmax,
         weight_absmax=weight.abs().amax(dim=0),
-        inputs=fit_rows(torch.cat(x)) if meth.needs_inputs else None,
+        inputs=stats.rows,
     )
     try:
         transform = meth.build_transform(ctx)

@@ -27,15 +27,13 @@ until it crosses the near bound, where it would overrule it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
+from batquant.config import TensorQuant
 from mxref.policies import Policy
-
-if TYPE_CHECKING:
-    from batquant.config import TensorQuant
 
 
 class ClipGroups(Policy):
