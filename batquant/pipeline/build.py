@@ -168,11 +168,16 @@ class _Builder:
         return InputQuantizer(transform, clip, act_q).to(self.device)
 
     def weight_clip(self, rows: int, n: int) -> LearnableClip | None:
+        clips = self.weight_clips(1, rows, n)
+        return None if clips is None else clips[0]
+
+    def weight_clips(self, count: int, rows: int, n: int) -> list[LearnableClip] | None:
+        """``count`` weight clippings of ``rows x n`` (one per expert), or None: no clipping."""
         plan = self.plan
         if plan.method.clip is None or plan.config.weight is None:
             return None
-        return make_clip(plan.method.clip, plan.config.weight, rows, n, plan.spec.clip_init,
-                         self.device, "weight")  # fmt: skip
+        return [make_clip(plan.method.clip, plan.config.weight, rows, n, plan.spec.clip_init,
+                          self.device, "weight") for _ in range(count)]  # fmt: skip
 
     def experts(self, module: nn.Module, site: FusedExperts, up: InputQuantizer | None,
                 seed_site: int) -> CalibratingExperts:  # fmt: skip
@@ -183,15 +188,11 @@ class _Builder:
         downs = [self.quantizer(expert_key(site.name, e), site.intermediate,
                                 down[e].abs().amax(0), _EXPERT_SITE + e)
                  for e in range(site.num_experts)]  # fmt: skip
-        clips_gu = [self.weight_clip(2 * site.intermediate, site.hidden)
-                    for _ in range(site.num_experts)]  # fmt: skip
-        clips_d = [self.weight_clip(site.hidden, site.intermediate)
-                   for _ in range(site.num_experts)]  # fmt: skip
         act_fn = copy.deepcopy(getattr(module, "act_fn"))  # noqa: B009 - the experts' own
         return CalibratingExperts(
             gate_up, down, act_fn, up, downs,
-            None if clips_gu[0] is None else [c for c in clips_gu if c is not None],
-            None if clips_d[0] is None else [c for c in clips_d if c is not None],
+            self.weight_clips(site.num_experts, 2 * site.intermediate, site.hidden),
+            self.weight_clips(site.num_experts, site.hidden, site.intermediate),
             self.plan.config.weight,
         )  # fmt: skip
 
@@ -201,7 +202,7 @@ def build_layer(
     plan: LayerPlan,
     layer_index: int,
     stats: dict[str, InputStatistics] | None = None,
-    frozen_streams: Iterable[str] = (),
+    initial_experts: Iterable[tuple[str, int]] = (),
     sites: LayerSites | None = None,
 ) -> nn.Module:
     """A copy of ``layer`` with every linear and expert under calibration, on the layer's device.
@@ -218,9 +219,9 @@ def build_layer(
         :func:`~batquant.pipeline.sites.expert_key` per expert), the statistics
         of the calibration inputs; without them (a saved model rebuilt before
         its state is loaded) transforms start from ones and fit to nothing.
-    frozen_streams : iterable of str
-        Streams of experts that saw too few tokens: they keep the method's
-        unfitted initial transform (and :func:`freeze_experts` keeps them from training).
+    initial_experts : iterable of (str, int)
+        ``(site, expert)`` of experts that saw too few tokens: they keep the
+        method's unfitted initial transform and clipping, which do not train.
     sites : LayerSites, optional
         Resolved from the adapter when omitted.
 
@@ -249,7 +250,8 @@ def build_layer(
         owned[KV] = kv
         attach(work.get_submodule(adapter.attention), kv)
 
-    build = _Builder(plan, layer_index, stats, set(frozen_streams), device)
+    initial = list(initial_experts)
+    build = _Builder(plan, layer_index, stats, {expert_key(s, e) for s, e in initial}, device)
     fusions = {} if value_heads is None else {
         adapter.v_proj: HeadFusion(value_heads, FusedSide.ROWS),
         adapter.o_proj: HeadFusion(value_heads, FusedSide.COLUMNS),
@@ -282,6 +284,9 @@ def build_layer(
         _replace(work, fused.site.path, experts)
     setattr(work, OWNER, owned.to(device))
     share_once(work)
+    for site_name, expert in initial:
+        for module in expert_modules(work, sites, site_name, expert):
+            module.requires_grad_(False)
     return work
 
 
@@ -351,14 +356,6 @@ def expert_modules(layer: nn.Module, sites: LayerSites, site: str, expert: int
                      if name.startswith(prefix) and isinstance(m, CalibratingLinear)
                      and m.weight_clip is not None]  # fmt: skip
     return mods
-
-
-def freeze_experts(layer: nn.Module, sites: LayerSites, experts: Iterable[tuple[str, int]]
-                   ) -> None:  # fmt: skip
-    """Keep the given experts' transforms and clipping at their initial values."""
-    for site, expert in experts:
-        for module in expert_modules(layer, sites, site, expert):
-            module.requires_grad_(False)
 
 
 def learnable_parameters(layer: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

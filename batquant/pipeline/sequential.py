@@ -65,7 +65,6 @@ from batquant.pipeline.build import (
     LayerPlan,
     build_layer,
     forget,
-    freeze_experts,
     freeze_layer,
     learnable_parameters,
     restore_layer,
@@ -341,9 +340,7 @@ class _Runner:
                 if n < self.min_expert_tokens]  # fmt: skip
         for site, counts in tokens.items():
             log.write(layer=index, site=site, expert_tokens=counts)
-        work = build_layer(layer, self.plan, index, stats, [expert_key(s, e) for s, e in kept],
-                           sites)  # fmt: skip
-        freeze_experts(work, sites, kept)
+        work = build_layer(layer, self.plan, index, stats, kept, sites)
         train_started = time.perf_counter()
         losses = self._train(index, layer, work, sites, inputs, targets, routing, kwargs, log)
         train_seconds = time.perf_counter() - train_started
