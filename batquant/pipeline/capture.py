@@ -80,6 +80,8 @@ def _layers_replaced(model: nn.Module, path: str, stand_ins: list[nn.Module]) ->
 
 def _same(a: Any, b: Any) -> bool:
     """Equal values, tensors bit for bit (same dtype and shape)."""
+    if a is b:  # layers of one type usually get the very same mask and RoPE tensors
+        return True
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
                 and a.dtype == b.dtype and a.shape == b.shape
@@ -217,7 +219,8 @@ def capture_layer_inputs(
                     f"layer(s) {missing[:8]} of {adapter.layers!r}"
                 )
             cache.put(i, head[0])
-            seen = [_to(s.kwargs, "cpu") for s in stand_ins]
+            # compared where the model runs; only sample 0's arguments are kept
+            seen = [dict(s.kwargs or {}) for s in stand_ins]
             if i == 0:
                 first = seen
                 continue
@@ -230,4 +233,4 @@ def capture_layer_inputs(
                         f"{names} that differ between calibration samples 0 and {i}; batquant "
                         "calibrates layers whose arguments depend only on the sequence length"
                     )
-    return LayerArguments.collect(first)
+    return LayerArguments.collect([_to(kwargs, "cpu") for kwargs in first])
