@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -163,17 +165,26 @@ class _LinearExperts(nn.Module):
         return out.view_as(hidden)
 
 
-def test_per_expert_linears_share_one_up_transform_and_save_bit_identically(tmp_path):
-    model = tiny_qwen3_moe()
-    ids = token_ids(8, 32)
-    reference = logits(model, ids)
+@contextmanager
+def linear_experts_moe(experts: int = 8) -> Iterator[nn.Module]:
+    """The tiny Qwen3-MoE with per-expert linears, under an adapter registered meanwhile."""
+    model = tiny_qwen3_moe(experts=experts)
     for i in MOE_LAYERS:
         model.model.layers[i].mlp = _LinearExperts(model.model.layers[i].mlp)
-    assert (logits(model, ids) - reference).abs().max() < 1e-4  # the same model
     register_adapter(ModelAdapter("LinearExpertsMoe", groups=MOE_GROUPS, experts=(
         ExpertsSite("mlp.experts", layout=ExpertLayout.LINEARS),)))  # fmt: skip
+    model.config.architectures = ["LinearExpertsMoe"]
     try:
-        model.config.architectures = ["LinearExpertsMoe"]
+        yield model
+    finally:
+        ADAPTERS.unregister("LinearExpertsMoe")
+
+
+def test_per_expert_linears_share_one_up_transform_and_save_bit_identically(tmp_path):
+    ids = token_ids(8, 32)
+    reference = logits(tiny_qwen3_moe(), ids)
+    with linear_experts_moe() as model:
+        assert (logits(model, ids) - reference).abs().max() < 1e-4  # the same model
         q = batquant.quantize_model(model, ids, method="batquant", config="W4A8KV16",
                                     calib=FAST, progress=False, min_expert_tokens=0)  # fmt: skip
         layer = q.model.layers[0]
@@ -187,8 +198,6 @@ def test_per_expert_linears_share_one_up_transform_and_save_bit_identically(tmp_
         batquant.save_quantized(q, tmp_path / "lin")
         loaded = batquant.load_quantized(tmp_path / "lin", model)
         assert torch.equal(logits(loaded, ids), logits(q, ids))
-    finally:
-        ADAPTERS.unregister("LinearExpertsMoe")
 
 
 def test_qwen2_moe_shared_expert_shares_the_experts_up_transform(tmp_path):
@@ -283,21 +292,13 @@ def test_a_shared_up_transform_is_initialised_from_the_routed_experts_weights_to
         assert torch.equal(a, b)
 
 
-def test_the_linear_objective_skips_experts_a_batch_never_reaches(tmp_path):
-    model = tiny_qwen3_moe(experts=16)
-    for i in MOE_LAYERS:
-        model.model.layers[i].mlp = _LinearExperts(model.model.layers[i].mlp)
-    register_adapter(ModelAdapter("LinearExpertsMoe", groups=MOE_GROUPS, experts=(
-        ExpertsSite("mlp.experts", layout=ExpertLayout.LINEARS),)))  # fmt: skip
-    try:
-        model.config.architectures = ["LinearExpertsMoe"]
+def test_the_linear_objective_skips_experts_a_batch_never_reaches():
+    with linear_experts_moe(experts=16) as model:
         ids = token_ids(4, 3)  # 3 tokens x top-2 per batch of one: most experts get none
         q = batquant.quantize_model(model, ids, method="batquant", config="W4A8KV16",
                                     calib=batquant.CalibSpec(epochs=1, batch_size=1),
                                     objective="linear", progress=False, min_expert_tokens=0)
         assert torch.isfinite(logits(q, ids)).all()
-    finally:
-        ADAPTERS.unregister("LinearExpertsMoe")
 
 
 def test_a_bf16_moe_model_calibrates_in_float32_and_reloads_bit_identically(tmp_path):
