@@ -12,7 +12,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mxref.arguments import check_axis, check_block_size, check_seed, resolve_policies
+from mxref.arguments import (
+    check_axis,
+    check_block_size,
+    check_scales,
+    check_scales_alone,
+    check_seed,
+    first_nonfinite,
+    nonfinite_input_error,
+    resolve_policies,
+)
 from mxref.array import MXArray, scales_shape
 from mxref.dtypes import FLOAT_DTYPES
 from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format
@@ -63,20 +72,30 @@ def _run_quantize(
     preset: str | Preset | None,
     want_values: bool,
     values: np.ndarray | None = None,
+    given: Any = None,
 ) -> _Quantized:
     """Validate every argument and run the kernel for the input's layout.
 
     ``values``, when given, is where the fake-quantized values go (checked by
     the caller to be C-contiguous, of the input's shape and of the host dtype).
+    ``given`` is the caller's ``scales=``.
     """
     fmt = get_format(fmt)
+    check_scales_alone(scale_rule, given)
     chosen, rule, rnd, ovf = resolve_policies(preset, scale_rule, rounding, overflow)
     key = np.uint64(check_seed(seed, rnd))  # kernels take it unsigned: seeds reach 2**64 - 1
     bs = check_block_size(block_size)
     arr = as_float_array(x, "x")
     ax = check_axis(axis, arr.ndim)
+    if given is not None:
+        given = check_scales(given, arr.shape, ax, bs)
     host = np.float64 if arr.dtype == np.float64 else np.float32
     work = np.ascontiguousarray(arr, dtype=host)
+    if given is not None:
+        # before any kernel runs: out=x must be left untouched by a refusal
+        bad = first_nonfinite(work)
+        if bad is not None:
+            raise nonfinite_input_error(bad, float(work[bad]))
     ip, fp = element_params(fmt, rnd, ovf, work.dtype, chosen.keep_negative_zero)
     sp = scale_params(fmt, rule, work.dtype, chosen.divisor_min_exponent)
     shape = work.shape
@@ -86,10 +105,14 @@ def _run_quantize(
     codes = np.empty(shape if not want_values else (0,) * len(shape), np.uint8)
     if want_values and values is None:
         values = np.empty(shape, host)
-    scales = np.empty(scales_shape(shape, ax, bs), np.uint8)
+    if given is None:
+        scales = np.empty(scales_shape(shape, ax, bs), np.uint8)
+    else:
+        # the kernels read each block's byte from the array they would write it to
+        scales = np.array(given, np.uint8, order="C")
     if work.size == 0:
         return _Quantized(arr, values, codes, scales, fmt, ax)
-    args = (ip, fp, sp, ROUNDING_CODES[rnd], key)
+    args = (ip, fp, sp, ROUNDING_CODES[rnd], key, given is not None)
     if inner == 1 and n % bs == 0:
         rows = work.size // bs
         flat_scales = scales.reshape(-1)
@@ -119,6 +142,7 @@ def quantize(
     overflow: str | Overflow | None = None,
     seed: int | None = None,
     preset: str | Preset | None = None,
+    scales: np.ndarray | None = None,
 ) -> MXArray:
     """Encode ``x`` into MX element codes and E8M0 block scales.
 
@@ -146,6 +170,17 @@ def quantize(
     preset : {"ocp", "microxcaling", "torchao", "cublas", "quark", "triton"}, optional
         Reproduce that implementation (see :mod:`mxref.presets`); it fixes the
         three policies, so they may not be passed with it.
+    scales : np.ndarray of uint8, optional
+        Given E8M0 block scales ("static scales", e.g. fixed by GPTQ), of
+        exactly ``scales_shape(x.shape, axis, block_size)``, to encode against
+        instead of computing them.  Each block's elements are divided by
+        ``2**(max(byte, divisor_min) - 127)`` (``divisor_min`` is 0 but for a
+        preset's quirk) and rounded and overflow-handled as usual: elements
+        beyond max normal times the scale saturate under ``"saturate"``.  No
+        byte may be 0xFF and ``x`` must be finite.  An explicit
+        ``scale_rule`` is refused (it would choose nothing); a preset is
+        accepted for its rounding, overflow and quirks.  The result's scales
+        are a copy of these.
 
     Returns
     -------
@@ -159,8 +194,9 @@ def quantize(
     Spec: OCP MX v1.0 section 6.3.
     """
     run = _run_quantize(
-        x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset, want_values=False
-    )
+        x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset,
+        want_values=False, given=scales,
+    )  # fmt: skip
     return MXArray(
         codes=run.codes, scales=run.scales, fmt=run.fmt, axis=run.axis, block_size=int(block_size)
     )
@@ -234,6 +270,7 @@ def quantize_dequantize(
     seed: int | None = None,
     preset: str | Preset | None = None,
     out: np.ndarray | None = None,
+    scales: np.ndarray | None = None,
 ) -> Any:
     """Fake-quantize: ``dequantize(quantize(x, ...))`` in one fused pass.
 
@@ -243,7 +280,7 @@ def quantize_dequantize(
 
     Parameters
     ----------
-    x, fmt, axis, block_size, scale_rule, rounding, overflow, seed
+    x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset, scales
         As for :func:`quantize`.
     out : np.ndarray, optional
         For a numpy ``x``: a C-contiguous, writeable array of ``x``'s shape
@@ -266,7 +303,7 @@ def quantize_dequantize(
     direct = target if target is not None and target.dtype in (np.float32, np.float64) else None
     run = _run_quantize(
         x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset,
-        want_values=True, values=direct,
+        want_values=True, values=direct, given=scales,
     )  # fmt: skip
     arr, values = run.source, run.values
     assert values is not None

@@ -297,6 +297,29 @@ def read_mx(path: PathLike) -> MXArray:
     )
 
 
+def recorded_scale_rule(path: PathLike) -> ScaleRule | None:
+    """The scale rule an MX file records, or None where it records none.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An ``.npz``, or a packed ``.bin`` or its ``.json`` sidecar, that
+        :func:`read_mx` has read; only the small policy field is read again.
+
+    Returns
+    -------
+    ScaleRule or None
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".npz":
+        with p.open("rb") as f, np.load(f, allow_pickle=False) as z:
+            value: object = str(z["scale_rule"]) if "scale_rule" in z.files else None
+    else:
+        side = p if p.suffix.lower() == ".json" else packed_paths(p)[2]
+        value = json.loads(side.read_text(encoding="utf-8")).get("scale_rule")
+    return None if value is None else ScaleRule.parse(value, "scale_rule")
+
+
 def _known_format(p: Path, name: object, field: str = "format") -> str:
     if not isinstance(name, str) or name.strip().lower() not in FORMATS:
         raise InputError(

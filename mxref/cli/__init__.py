@@ -6,7 +6,7 @@
                  [--rounding rne|away|zero|stochastic] [--overflow saturate|ieee]
                  [--seed N] [--axis -1] [--block-size 32]
                  [--dtype float32 --shape 4,64] [--tensor NAME]
-                 [--scale-layout plain|nvidia_blocked] [--force] IN OUT
+                 [--scale-layout plain|nvidia_blocked] [--scales FILE] [--force] IN OUT
     mxref decode [--dtype float32|float64|float16|bfloat16] [--force] IN OUT
     mxref gemm --a A --b B [--c C.npy] [--accum exact|block_fp32|fixed_point:W:G[:rne]]
                [--out-dtype float32|float16|bfloat16] [--force] --out D
@@ -18,9 +18,10 @@
 
 ``encode`` reads IN (``.npy``, ``.safetensors`` or raw ``.bin`` with
 ``--dtype`` and ``--shape``) and writes OUT as ``.npz`` or as packed ``.bin``
-plus ``.scales.bin`` and a ``.json`` sidecar.  ``decode`` reads either back and
-writes ``.npy`` or raw ``.bin``.  The file formats are described in
-:mod:`mxref.io`.
+plus ``.scales.bin`` and a ``.json`` sidecar; ``--scales FILE`` encodes against
+the E8M0 scales of an MX file instead of choosing them.  ``decode`` reads
+either back and writes ``.npy`` or raw ``.bin``.  The file formats are
+described in :mod:`mxref.io`.
 
 ``gemm`` reads A (M x K, blocked along K) and B (K x N blocked along axis 0,
 or N x K blocked along axis 1, meaning ``D = A @ B.T``), both results of

@@ -5,12 +5,24 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
+from mxref.arguments import first_nonfinite
+from mxref.array import MXArray
 from mxref.cli.help import ExamplesFormatter, examples
 from mxref.cli.presets import check_preset_alone
 from mxref.codec import quantize
-from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, get_format
-from mxref.io import DTYPES, InputError, check_new, parse_dtype, parse_shape, read_tensor
-from mxref.mx_files import SCALE_LAYOUTS, packed_paths, write_mx
+from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, SCALE_NAN, ElementFormat, get_format
+from mxref.io import (
+    DTYPES,
+    InputError,
+    _fmt_shape,
+    check_new,
+    parse_dtype,
+    parse_shape,
+    read_tensor,
+)
+from mxref.mx_files import SCALE_LAYOUTS, packed_paths, read_mx, recorded_scale_rule, write_mx
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.presets import PRESETS, get_preset
 
@@ -33,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "--shape 128,4096 dump.bin out.bin",
             "mxref encode --format mxfp4 --rounding stochastic --seed 7 --axis 0 w.npy w.npz",
             "mxref encode --format mxfp8_e4m3 --preset cublas x.npy x_cublas.npz",
+            "mxref encode --format mxfp4 --scales w_gptq.npz w_dequantized.npy w_again.npz",
         ),
     )
     enc.add_argument(
@@ -57,6 +70,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--preset",
         metavar="{" + ",".join(PRESETS) + "}",
         help="reproduce that implementation's conversion (fixes the three policies)",
+    )
+    enc.add_argument(
+        "--scales",
+        metavar="FILE",
+        help="encode against the E8M0 scales of this MX file (.npz, or packed .bin or its "
+        ".json) instead of choosing them; its format, shape, axis and block size must match "
+        "(no --scale-rule then)",
     )
     enc.add_argument("--seed", type=int, help="seed for --rounding stochastic (required there)")
     enc.add_argument("--axis", type=int, default=-1, help="axis cut into blocks (default: -1)")
@@ -101,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     # Check every argument before reading the input, which may be large.
     fmt = get_format(args.format)
     check_preset_alone(args)
+    if args.scales is not None and args.scale_rule is not None:
+        raise InputError("--scale-rule has no effect with --scales; drop one")
     preset = get_preset(args.preset if args.preset is not None else "ocp")
     rule = ScaleRule.parse(args.scale_rule or preset.scale_rule, "--scale-rule")
     rounding = Rounding.parse(args.rounding or preset.rounding, "--rounding")
@@ -124,16 +146,29 @@ def run(args: argparse.Namespace) -> int:
         check_new(packed_paths(out), force=args.force, option="--force")
     else:
         raise InputError(f"{out}: OUT must end in .npz or .bin (packed)")
+    given = None if args.scales is None else _read_scales(args.scales, fmt)
 
     x = read_tensor(args.input, dtype=dtype, shape=shape, tensor=args.tensor)
+    if given is not None:
+        _check_scales_fit(args, given, x)
+        # OUT records the rule that chose the scales, as far as FILE says
+        rule = recorded_scale_rule(args.scales) or rule
     _warn_short_blocks(x.shape, args.axis, args.block_size)
-    # a preset may carry more than its three policies (torchao's divisor clamp)
+    # a preset may carry more than its three policies (torchao's divisor clamp);
+    # given scales leave a scale rule nothing to choose
     policies = (
         {"preset": preset}
         if args.preset is not None
-        else {"scale_rule": rule, "rounding": rounding, "overflow": overflow}
+        else {
+            "scale_rule": rule if given is None else None,
+            "rounding": rounding,
+            "overflow": overflow,
+        }
     )
-    mx = quantize(x, fmt, axis=args.axis, block_size=args.block_size, seed=args.seed, **policies)
+    mx = quantize(
+        x, fmt, axis=args.axis, block_size=args.block_size, seed=args.seed,
+        scales=None if given is None else given.scales, **policies,
+    )  # fmt: skip
     write_mx(
         out,
         mx,
@@ -145,6 +180,37 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
     )
     return 0
+
+
+def _read_scales(path: str, fmt: ElementFormat) -> MXArray:
+    """The MX file ``path`` whose scales ``--scales`` gives, once its format and scales fit."""
+    given = read_mx(path)
+    if given.fmt != fmt:
+        raise InputError(f"{path}: field 'format' is {given.fmt.name}, but --format is {fmt.name}")
+    nan = np.argwhere(given.scales == SCALE_NAN)
+    if len(nan):
+        block = tuple(int(i) for i in nan[0])
+        raise InputError(f"{path}: its scales hold 0xFF (the NaN scale) at block {block}; "
+                         "--scales must be finite")  # fmt: skip
+    return given
+
+
+def _check_scales_fit(args: argparse.Namespace, given: MXArray, x: np.ndarray) -> None:
+    """Refuse ``--scales`` whose shape, axis or block size is not IN's, and a non-finite IN."""
+    path = args.scales
+    if given.shape != x.shape:
+        raise InputError(f"{path}: field 'shape' is {_fmt_shape(given.shape)}, but IN has "
+                         f"shape {_fmt_shape(x.shape)}")  # fmt: skip
+    if -x.ndim <= args.axis < x.ndim and args.axis % x.ndim != given.axis:
+        raise InputError(f"{path}: field 'axis' is {given.axis}, but --axis {args.axis} blocks "
+                         f"axis {args.axis % x.ndim}")  # fmt: skip
+    if given.block_size != args.block_size:
+        raise InputError(f"{path}: field 'block_size' is {given.block_size}, but --block-size "
+                         f"is {args.block_size}")  # fmt: skip
+    bad = first_nonfinite(x)
+    if bad is not None:
+        raise InputError(f"{args.input}: holds {x[bad]} at {bad}; --scales needs finite "
+                         "inputs (a finite scale gives NaN and Inf no encoding)")  # fmt: skip
 
 
 def _warn_short_blocks(shape: tuple[int, ...], axis: int, block_size: int) -> None:

@@ -11,10 +11,17 @@ Two layouts reach the kernels:
 In both, the block with scale index ``b`` (flat, C order) uses stochastic
 counters ``b * block_size + lane``, as the oracle does.
 
+The quantize drivers take ``given``: False writes every block's E8M0 byte
+into ``scales``; True reads the block's byte from there instead (static
+scales, checked finite by the caller) and encodes against it.  It is one
+branch per block, outside the element loop.
+
 numba's on-disk cache keys these drivers on this file alone, yet they
 compile in :mod:`~mxref.kernels.block`, :mod:`~mxref.kernels.element`,
 :mod:`~mxref.kernels.scale` and :mod:`~mxref.kernels.bits`: after editing
-those, touch this file (or delete ``__pycache__``) so the drivers recompile.
+those, delete ``mxref/kernels/__pycache__`` so the drivers recompile.
+Touching this file is not enough: numba 0.68 (the locked version) keys the
+cache on the file's contents, not its modification time.
 """
 
 from __future__ import annotations
@@ -26,20 +33,21 @@ from mxref.kernels.block import dequantize_block, quantize_block
 
 
 @njit(cache=True, inline="always")
-def blocked_pass(x2, codes2, values2, scales, ip, fp, sp, rounding, seed,
+def blocked_pass(x2, codes2, values2, scales, ip, fp, sp, rounding, seed, given,
                  write_codes, write_values):  # fmt: skip
     """One block per row of the C-contiguous ``x2``; rows in parallel."""
     nblk, bs = x2.shape
     for b in prange(nblk):
+        given_byte = np.int64(scales[b]) if given else np.int64(-1)
         scales[b] = quantize_block(
-            x2[b], codes2[b], values2[b], ip, fp, sp, rounding, seed, b * bs,
+            x2[b], codes2[b], values2[b], ip, fp, sp, rounding, seed, b * bs, given_byte,
             write_codes, write_values,
         )  # fmt: skip
 
 
 @njit(cache=True, inline="always")
 def strided_pass(x3, codes3, values3, scales3, block_size, ip, fp, sp, rounding,
-                 seed, write_codes, write_values):  # fmt: skip
+                 seed, given, write_codes, write_values):  # fmt: skip
     """Blocks along axis 1 of ``x3`` (outer, n, inner); (outer, block) pairs in parallel."""
     outer, n, inner = x3.shape
     nblk = scales3.shape[1]
@@ -50,9 +58,10 @@ def strided_pass(x3, codes3, values3, scales3, block_size, ip, fp, sp, rounding,
         hi = min(n, lo + block_size)
         for i in range(inner):
             flat = (o * nblk + b) * inner + i
+            given_byte = np.int64(scales3[o, b, i]) if given else np.int64(-1)
             scales3[o, b, i] = quantize_block(
                 x3[o, lo:hi, i], codes3[o, lo:hi, i], values3[o, lo:hi, i], ip, fp,
-                sp, rounding, seed, flat * block_size, write_codes, write_values,
+                sp, rounding, seed, flat * block_size, given_byte, write_codes, write_values,
             )  # fmt: skip
 
 
@@ -61,34 +70,34 @@ def strided_pass(x3, codes3, values3, scales3, block_size, ip, fp, sp, rounding,
 
 
 @njit(cache=True, parallel=True)
-def quantize_blocked(x2, codes2, scales, ip, fp, sp, rounding, seed):
+def quantize_blocked(x2, codes2, scales, ip, fp, sp, rounding, seed, given):
     """Codes and scales of the C-contiguous (nblocks, block_size) ``x2``."""
     values2 = np.empty((x2.shape[0], 0), x2.dtype)
-    blocked_pass(x2, codes2, values2, scales, ip, fp, sp, rounding, seed, True, False)
+    blocked_pass(x2, codes2, values2, scales, ip, fp, sp, rounding, seed, given, True, False)
 
 
 @njit(cache=True, parallel=True)
-def fake_quantize_blocked(x2, values2, scales, ip, fp, sp, rounding, seed):
+def fake_quantize_blocked(x2, values2, scales, ip, fp, sp, rounding, seed, given):
     """Fake-quantized values of the C-contiguous (nblocks, block_size) ``x2``."""
     codes2 = np.empty((x2.shape[0], 0), np.uint8)
-    blocked_pass(x2, codes2, values2, scales, ip, fp, sp, rounding, seed, False, True)
+    blocked_pass(x2, codes2, values2, scales, ip, fp, sp, rounding, seed, given, False, True)
 
 
 @njit(cache=True, parallel=True)
-def quantize_strided(x3, codes3, scales3, block_size, ip, fp, sp, rounding, seed):
+def quantize_strided(x3, codes3, scales3, block_size, ip, fp, sp, rounding, seed, given):
     """Codes and scales of ``x3`` (outer, n, inner), blocked along axis 1."""
     values3 = np.empty((x3.shape[0], 0, x3.shape[2]), x3.dtype)
     strided_pass(x3, codes3, values3, scales3, block_size, ip, fp, sp, rounding,
-                 seed, True, False)  # fmt: skip
+                 seed, given, True, False)  # fmt: skip
 
 
 @njit(cache=True, parallel=True)
 def fake_quantize_strided(x3, values3, scales3, block_size, ip, fp, sp, rounding,
-                          seed):  # fmt: skip
+                          seed, given):  # fmt: skip
     """Fake-quantized values of ``x3`` (outer, n, inner), blocked along axis 1."""
     codes3 = np.empty((x3.shape[0], 0, x3.shape[2]), np.uint8)
     strided_pass(x3, codes3, values3, scales3, block_size, ip, fp, sp, rounding,
-                 seed, False, True)  # fmt: skip
+                 seed, given, False, True)  # fmt: skip
 
 
 @njit(cache=True, parallel=True)

@@ -32,8 +32,9 @@ from mxref.kernels.stochastic import random_u32
 
 @njit(cache=True, inline="always")
 def quantize_block(
-    xb, codes, values, ip, fp, sp, rounding, seed, counter0, write_codes, write_values
-):
+    xb, codes, values, ip, fp, sp, rounding, seed, counter0, given_byte, write_codes,
+    write_values,
+):  # fmt: skip
     """Quantize the block ``xb``; return its E8M0 byte.
 
     Parameters
@@ -47,26 +48,34 @@ def quantize_block(
     rounding : int
     seed, counter0 : int
         Stochastic rounding key and the counter of the block's first lane.
+    given_byte : int
+        -1 derives the byte from the block's amax by the scale rule; 0 to 254
+        is a given byte (static scales) to encode against instead, for a block
+        the caller has checked to be finite; no amax is taken then.
     write_codes, write_values : bool
 
     Spec: OCP MX v1.0 section 6.3.
     """
-    n = xb.shape[0]
-    amax = uint_like(0, xb[0])
-    for j in range(n):
-        amax = max(amax, uint_like(float_bits(xb[j]) & ip[IP_ABS_MASK], xb[0]))
-    special = amax >= ip[IP_EXP_MASK]
-    byte = encode_scale(amax, special, sp[0], sp[1], sp[2], sp[3], sp[4], sp[5])
-    if special:
-        # NaN/Inf block: scale 0xFF, every code a signed zero, every value NaN
+    if given_byte >= 0:
+        # static scales: the scale is fixed, so the amax pass has nothing to decide
+        byte = np.int64(given_byte)
+    else:
+        n = xb.shape[0]
+        amax = uint_like(0, xb[0])
         for j in range(n):
-            sign = sign_bit(xb[j] + fp[2])
-            if write_codes:
-                codes[j] = (sign * ip[IP_SIGN_XOR] + sign * ip[IP_SIGN_ADD]) & ip[IP_CODE_MASK]
-            if write_values:
-                neg = sign == 1 and ip[IP_NEGATIVE_ZERO] == 1
-                values[j] = float_like(math.copysign(np.nan, -1.0 if neg else 1.0), xb[0])
-        return byte
+            amax = max(amax, uint_like(float_bits(xb[j]) & ip[IP_ABS_MASK], xb[0]))
+        special = amax >= ip[IP_EXP_MASK]
+        byte = encode_scale(amax, special, sp[0], sp[1], sp[2], sp[3], sp[4], sp[5])
+        if special:
+            # NaN/Inf block: scale 0xFF, every code a signed zero, every value NaN
+            for j in range(n):
+                sign = sign_bit(xb[j] + fp[2])
+                if write_codes:
+                    codes[j] = (sign * ip[IP_SIGN_XOR] + sign * ip[IP_SIGN_ADD]) & ip[IP_CODE_MASK]
+                if write_values:
+                    neg = sign == 1 and ip[IP_NEGATIVE_ZERO] == 1
+                    values[j] = float_like(math.copysign(np.nan, -1.0 if neg else 1.0), xb[0])
+            return byte
     # the divisor may be clamped above the stored scale (sp[6]; a vendor quirk)
     inv_scale = float_like(pow2_float64(127 - max(byte, sp[6])), xb[0])  # exact: 2**-127 too
     scale = float_like(pow2_float64(byte - 127), xb[0])

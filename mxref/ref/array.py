@@ -67,23 +67,31 @@ def quantize_array(
     seed: int | None = None,
     divisor_min_exponent: int = -127,
     keep_negative_zero: bool = True,
+    scales: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Quantize ``x`` along ``axis``; return ``(codes, scales)`` as uint8 arrays.
 
     A last block shorter than ``block_size`` is quantized as it is, which is the
     same as padding it with zeros.  Stochastic draws use the counter described
-    in :mod:`mxref.ref.stochastic`.
+    in :mod:`mxref.ref.stochastic`.  ``scales``, when given, holds every
+    block's E8M0 byte in the shape of the result's scales; the elements are
+    encoded against those (``quantize_block``'s ``scale_byte``) and the
+    returned scales are a copy of them.
     """
     axis = axis % x.ndim
     n = x.shape[axis]
     nblk = -(-n // block_size)
+    sshape = x.shape[:axis] + (nblk,) + x.shape[axis + 1 :]
+    if scales is not None and scales.shape != sshape:
+        raise ValueError(f"scales must have shape {sshape}; got {scales.shape}")
     values = np.empty(x.shape, dtype=object)
     values.ravel()[:] = [None] * x.size
     flat = exact_values(x)
     for i, idx in enumerate(np.ndindex(*x.shape)):
         values[idx] = flat[i]
     codes = np.zeros(x.shape, np.uint8)
-    scales = np.zeros(x.shape[:axis] + (nblk,) + x.shape[axis + 1 :], np.uint8)
+    given = scales
+    scales = np.zeros(sshape, np.uint8)
     for flat_block, (sidx, elems) in enumerate(_blocks(x.shape, axis, block_size)):
         draws = None
         if rounding is Rounding.STOCHASTIC:
@@ -92,6 +100,7 @@ def quantize_array(
         byte, block_codes = quantize_block(
             [values[e] for e in elems], fmt, scale_rule, rounding, overflow, draws,
             divisor_min_exponent, keep_negative_zero,
+            None if given is None else int(given[sidx]),
         )  # fmt: skip
         scales[sidx] = byte
         for e, c in zip(elems, block_codes, strict=True):

@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from fractions import Fraction
 
-from mxref.formats import ElementFormat
+from mxref.formats import SCALE_NAN, ElementFormat
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.ref.element import Value, apply_sign, decode_element, encode_element
 from mxref.ref.scale import decode_scale, encode_scale
@@ -24,6 +24,7 @@ def quantize_block(
     random32: Sequence[int] | None = None,
     divisor_min_exponent: int = -127,
     keep_negative_zero: bool = True,
+    scale_byte: int | None = None,
 ) -> tuple[int, list[int]]:
     """Quantize one block of exact values.
 
@@ -40,6 +41,12 @@ def quantize_block(
         -127 divides by X itself (torchao 0.18 uses -126 while storing X).
     keep_negative_zero : bool
         False reads a -0.0 input as +0.0 (microxcaling).
+    scale_byte : int, optional
+        A given E8M0 byte (0x00 to 0xFE) to encode against instead of the
+        one ``scale_rule`` derives from the amax ("static scales"); the
+        divisor is still ``2**max(scale_byte - 127, divisor_min_exponent)``
+        and rounding and overflow apply as usual, so elements beyond max
+        normal times the scale overflow.  ``scale_rule`` is then unused.
 
     Returns
     -------
@@ -47,17 +54,32 @@ def quantize_block(
         The E8M0 byte and the element codes.  A block holding NaN or Inf gets
         byte 0xFF and every element the signed zero code (sign of its input;
         two's complement has only +0).  An all-zero block gets byte 0x00.
+        With ``scale_byte`` the byte is ``scale_byte``.
+
+    Raises
+    ------
+    ValueError
+        ``scale_byte`` outside 0x00-0xFE, or a NaN or Inf value with
+        ``scale_byte`` (a finite scale gives them no encoding).
 
     Spec: OCP MX v1.0 section 6.3.
     """
     draws = list(random32) if random32 is not None else [0] * len(values)
     if not keep_negative_zero:
         values = [(0, mag) if mag == 0 else (s, mag) for s, mag in values]
-    if any(isinstance(mag, float) for _, mag in values):
+    special = any(isinstance(mag, float) for _, mag in values)
+    if scale_byte is not None:
+        if not 0 <= scale_byte < SCALE_NAN:
+            raise ValueError(f"scale_byte must be an E8M0 byte 0x00-0xFE; got {scale_byte:#x}")
+        if special:
+            raise ValueError("values must be finite with a given scale_byte")
+        byte = scale_byte
+    elif special:
         return encode_scale(None, fmt, scale_rule), [apply_sign(s, 0, fmt) for s, _ in values]
-    amax = max((mag for _, mag in values), default=Fraction(0))
-    assert isinstance(amax, Fraction)
-    byte = encode_scale(amax, fmt, scale_rule)
+    else:
+        amax = max((mag for _, mag in values), default=Fraction(0))
+        assert isinstance(amax, Fraction)
+        byte = encode_scale(amax, fmt, scale_rule)
     scale = decode_scale(max(byte, divisor_min_exponent + 127))
     assert scale is not None
     codes = [

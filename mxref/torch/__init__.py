@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mxref.arguments import check_axis, check_block_size
+from mxref.arguments import check_axis, check_block_size, check_scales_type
 from mxref.array import MXArray
 from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format
 from mxref.policies import Overflow, Rounding, ScaleRule
@@ -44,6 +44,7 @@ def quantize(
     overflow: str | Overflow | None = None,
     seed: int | None = None,
     preset: str | Preset | None = None,
+    scales: np.ndarray | None = None,
 ) -> MXArray:
     """:func:`mxref.quantize` computed by the torch codec (:func:`encode`) on the CPU.
 
@@ -52,8 +53,8 @@ def quantize(
     x : array_like or torch.Tensor
         float16, bfloat16 (a torch tensor, or an ml_dtypes array), float32 or
         float64 values, at least 1-d.
-    fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset
-        As for :func:`mxref.quantize`.
+    fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset, scales
+        As for :func:`mxref.quantize` (``scales`` a uint8 numpy array).
 
     Returns
     -------
@@ -63,11 +64,14 @@ def quantize(
     Spec: OCP MX v1.0 sections 5.4.1 and 6.3.
     """
     t = _as_tensor(x)
-    codes, scales = encode(
+    given = None
+    if scales is not None:
+        given = torch.from_numpy(np.array(check_scales_type(scales))).to(t.device)
+    codes, bytes_ = encode(
         t, fmt, axis=axis, block_size=block_size, scale_rule=scale_rule, rounding=rounding,
-        overflow=overflow, seed=seed, preset=preset,
+        overflow=overflow, seed=seed, preset=preset, scales=given,
     )  # fmt: skip
-    return MXArray(codes.cpu().numpy(), scales.cpu().numpy(), get_format(fmt),
+    return MXArray(codes.cpu().numpy(), bytes_.cpu().numpy(), get_format(fmt),
                    check_axis(axis, t.dim()), check_block_size(block_size))  # fmt: skip
 
 

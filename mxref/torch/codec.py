@@ -51,7 +51,16 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from mxref.arguments import check_axis, check_block_size, check_seed, resolve_policies
+from mxref.arguments import (
+    check_axis,
+    check_block_size,
+    check_scales_alone,
+    check_scales_shape,
+    check_seed,
+    nan_scale_error,
+    nonfinite_input_error,
+    resolve_policies,
+)
 from mxref.array import scales_shape
 from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format
 from mxref.kernels import element as el
@@ -195,12 +204,32 @@ def _check_tensor(x: object) -> torch.Tensor:
 
 
 class _Call(NamedTuple):
-    """A validated call: the plan, the blocked axis, the block size and the seed."""
+    """A validated call: the plan, the blocked axis, the block size, the seed and given scales."""
 
     plan: _Plan
     axis: int
     block_size: int
     seed: int
+    scales: torch.Tensor | None = None  # uint8 in the scales' shape, checked finite
+
+
+def _check_scales(scales: object, t: torch.Tensor, axis: int, block_size: int) -> torch.Tensor:
+    """Return given ``scales`` once they fit ``t`` and ``t`` is finite; mxref's rules, messages."""
+    if not isinstance(scales, torch.Tensor) or scales.dtype != torch.uint8:
+        got = (f"torch dtype {scales.dtype}" if isinstance(scales, torch.Tensor)
+               else type(scales).__name__)  # fmt: skip
+        raise TypeError(f"scales must be a uint8 torch.Tensor; got {got}")
+    if scales.device != t.device:
+        raise ValueError(f"scales must be on x's device {t.device}; got {scales.device}")
+    check_scales_shape(tuple(scales.shape), tuple(t.shape), axis, block_size)
+    nan = (scales == 255).nonzero()
+    if len(nan):
+        raise nan_scale_error(tuple(nan[0].tolist()))
+    finite = torch.isfinite(t)
+    if not bool(finite.all()):
+        bad = tuple((~finite).nonzero()[0].tolist())
+        raise nonfinite_input_error(bad, float(t[bad]))
+    return scales
 
 
 def _prepare(
@@ -213,18 +242,21 @@ def _prepare(
     overflow: str | Overflow | None,
     seed: object,
     preset: str | Preset | None,
+    scales: object = None,
 ) -> tuple[torch.Tensor, _Call]:
     """Validate every argument in mxref's order, with mxref's messages."""
     fmt = get_format(fmt)
+    check_scales_alone(scale_rule, scales)
     chosen, rule, rnd, ovf = resolve_policies(preset, scale_rule, rounding, overflow)
     key = _signed(check_seed(seed, rnd), 64)  # SplitMix64 adds it modulo 2**64, in int64
     bs = check_block_size(block_size)
     t = _check_tensor(x)
     ax = check_axis(axis, t.dim())
+    given = None if scales is None else _check_scales(scales, t, ax, bs)
     host = torch.float64 if t.dtype == torch.float64 else torch.float32
     plan = _plan(fmt, rule, rnd, ovf, host, chosen.keep_negative_zero,
                  chosen.divisor_min_exponent)  # fmt: skip
-    return t, _Call(plan, ax, bs, key)
+    return t, _Call(plan, ax, bs, key, given)
 
 
 # --- per-block scale -------------------------------------------------------------------
@@ -295,25 +327,35 @@ class _Blocks(NamedTuple):
     needs_clamp: bool  # some |x| / X exceeds 2**(emax + 1)
 
 
-def _blocks(xc: torch.Tensor, p: _Plan) -> _Blocks:
-    """Amax, E8M0 byte and scales of every block (axis 1) of ``xc``; mxref's quantize_block head."""
+def _blocks(xc: torch.Tensor, p: _Plan, given: torch.Tensor | None = None) -> _Blocks:
+    """Amax, E8M0 byte and scales of every block (axis 1) of ``xc``; mxref's quantize_block head.
+
+    ``given`` holds the chunk's given E8M0 bytes (int64, finite blocks), used
+    instead of the scale rule's.
+    """
     # max |x| from max and -min: two reads and no full-size |x|; NaN propagates
     amag = torch.maximum(xc.amax(dim=1, keepdim=True), xc.amin(dim=1, keepdim=True).neg_())
-    a = amag.view(p.itype).bitwise_and(p.abs_mask).to(torch.int64)
-    special = a >= p.exp_mask  # NaN or Inf somewhere in the block
-    byte = _scale_bytes(a, amag, p)
     flags: torch.Tensor | None = None
-    live = byte
-    if bool(special.any()):
-        flags = special
-        byte.masked_fill_(special, 255)
-        live = byte.masked_fill(special, 127)  # any finite scale: those lanes are rewritten
+    if given is not None:
+        byte = live = given  # the caller checked every element finite
+    else:
+        a = amag.view(p.itype).bitwise_and(p.abs_mask).to(torch.int64)
+        special = a >= p.exp_mask  # NaN or Inf somewhere in the block
+        byte = _scale_bytes(a, amag, p)
+        live = byte
+        if bool(special.any()):
+            flags = special
+            byte.masked_fill_(special, 255)
+            live = byte.masked_fill(special, 127)  # any finite scale: those lanes are rewritten
     # the divisor may be clamped above the stored scale (a vendor quirk, torchao's 2**-126)
     divisor = live.clamp_min(p.divisor_min_byte) if p.divisor_min_byte > 0 else live
     inv_scale = _pow2(127 - divisor, p.host)
     scale = _pow2(live - 127, p.host)
     # the kernel clamps y = |x| / X to 2**(emax + 1); the amax tells whether any y needs it
-    over = (amag * inv_scale > p.clamp).masked_fill_(special, False)
+    # (a small given scale can take |x| / X to Inf: the clamp makes that max normal's overflow)
+    over = amag * inv_scale > p.clamp
+    if flags is not None:
+        over.masked_fill_(flags, False)
     return _Blocks(byte, flags, inv_scale, scale, bool(over.any()))
 
 
@@ -402,12 +444,14 @@ def _chunk_values(
     call: _Call,
     r0: int,
     inner: int,
+    gc: torch.Tensor | None,
 ) -> bool:
     """Fake-quantize one chunk of blocks ``xc`` into ``oc`` (and the gradient mask into ``mc``).
 
-    Returns whether any block of the chunk is a NaN/Inf block.
+    ``gc`` holds the chunk's given E8M0 bytes, if any.  Returns whether any
+    block of the chunk is a NaN/Inf block.
     """
-    blk = _blocks(xc, p)
+    blk = _blocks(xc, p, gc)
     # the identity, or -0.0 -> +0.0 where a preset says so
     xs = xc + 0.0 if p.drop_negative_zero else xc
     y = torch.mul(xs, blk.inv_scale, out=oc).abs_()  # |x| * 2**-s = |x * 2**-s|, exactly
@@ -447,9 +491,10 @@ def _chunk_codes(
     call: _Call,
     r0: int,
     inner: int,
+    gc: torch.Tensor | None,
 ) -> None:
-    """Encode one chunk of blocks ``xc``: codes into ``cc``, bytes into ``sc``."""
-    blk = _blocks(xc, p)
+    """Encode one chunk of blocks ``xc``: codes into ``cc``, bytes into ``sc`` (``gc`` if given)."""
+    blk = _blocks(xc, p, gc)
     sc.copy_(blk.byte.view(sc.shape))
     xs = xc + 0.0 if p.drop_negative_zero else xc
     torch.mul(xs, blk.inv_scale, out=y).abs_()
@@ -518,6 +563,15 @@ def _layout(t: torch.Tensor, call: _Call) -> _Layout:
     return _Layout(blocks, outer, n, inner, nblk, chunk)
 
 
+def _given_blocks(call: _Call, lay: _Layout) -> torch.Tensor | None:
+    """The given scales as int64 in the blocks' layout: (rows, 1[, inner])."""
+    if call.scales is None:
+        return None
+    rows = lay.outer * lay.nblk
+    shape = (rows, 1, lay.inner) if lay.inner > 1 else (rows, 1)
+    return call.scales.reshape(shape).to(torch.int64)
+
+
 def _unblock(a: torch.Tensor, lay: _Layout, shape: torch.Size) -> torch.Tensor:
     """Undo :func:`_layout`: drop padding and restore ``shape`` (contiguous)."""
     full = a.view(lay.outer, lay.nblk * a.shape[1], lay.inner)
@@ -567,12 +621,14 @@ def _fake_quantize(
     rows = xb.shape[0]
     work_all = torch.empty((min(lay.chunk_rows, rows), *xb.shape[1:]), dtype=p.itype,
                            device=xb.device)  # fmt: skip
+    given = _given_blocks(call, lay)
     specials = False
     for r0 in range(0, rows, lay.chunk_rows):
         r1 = min(rows, r0 + lay.chunk_rows)
         mc = None if mask is None else mask[r0:r1]
         work = work_all[: r1 - r0]
-        specials |= _chunk_values(xb[r0:r1], out[r0:r1], mc, work, p, call, r0, lay.inner)
+        gc = None if given is None else given[r0:r1]
+        specials |= _chunk_values(xb[r0:r1], out[r0:r1], mc, work, p, call, r0, lay.inner, gc)
     values = _unblock(out, lay, shape)
     if t.dtype != p.host:
         values = _narrow(values, t.dtype, specials or math.isnan(p.overflow_value))
@@ -606,6 +662,7 @@ def quantize_dequantize(
     overflow: str | Overflow | None = None,
     seed: int | None = None,
     preset: str | Preset | None = None,
+    scales: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fake-quantize ``x``: encode to MX and decode again, bit for bit as mxref does.
 
@@ -629,6 +686,13 @@ def quantize_dequantize(
         Required with ``rounding="stochastic"`` and rejected otherwise.
     preset : str or Preset, optional
         A vendor preset (:mod:`mxref.presets`); it fixes the three policies.
+    scales : torch.Tensor of uint8, optional
+        Given E8M0 block scales on ``x``'s device, of exactly
+        ``mxref.scales_shape(x.shape, axis, block_size)``, to encode against
+        instead of computing them, as for :func:`mxref.quantize`: no 0xFF byte,
+        a finite ``x``, no explicit ``scale_rule`` (a preset is accepted).
+        Where a given scale makes ``|x| / X`` exceed max normal the gradient
+        is zero, as for any saturated element.
 
     Returns
     -------
@@ -646,7 +710,8 @@ def quantize_dequantize(
 
     Spec: OCP MX v1.0 sections 5.1, 5.4.1 and 6.3.
     """
-    t, call = _prepare(x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset)
+    t, call = _prepare(x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset,
+                       scales)  # fmt: skip
     return _FakeQuantize.apply(t, call)
 
 
@@ -662,12 +727,13 @@ def encode(
     overflow: str | Overflow | None = None,
     seed: int | None = None,
     preset: str | Preset | None = None,
+    scales: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Encode ``x`` into MX element codes and E8M0 scale bytes on ``x``'s device.
 
     Parameters
     ----------
-    x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset
+    x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset, scales
         As for :func:`quantize_dequantize`.
 
     Returns
@@ -676,7 +742,8 @@ def encode(
         ``x``'s shape: equal to ``mxref.quantize(x, ...).codes``.
     scales : torch.Tensor of uint8
         ``x``'s shape with ``axis`` cut into ``ceil(n / block_size)`` blocks:
-        equal to ``mxref.quantize(x, ...).scales`` (0xFF for NaN/Inf blocks).
+        equal to ``mxref.quantize(x, ...).scales`` (0xFF for NaN/Inf blocks);
+        a copy of the given ``scales`` when given.
 
     Not differentiable.
 
@@ -687,7 +754,8 @@ def encode(
 
     Spec: OCP MX v1.0 sections 5.4.1 and 6.3.
     """
-    t, call = _prepare(x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset)
+    t, call = _prepare(x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset,
+                       scales)  # fmt: skip
     p = call.plan
     shape = t.shape
     sshape = scales_shape(tuple(shape), call.axis, call.block_size)
@@ -704,9 +772,11 @@ def encode(
     chunk_shape = (min(lay.chunk_rows, rows), *xb.shape[1:])
     y_all = torch.empty(chunk_shape, dtype=p.host, device=xb.device)
     work_all = torch.empty(chunk_shape, dtype=p.itype, device=xb.device)
+    given = _given_blocks(call, lay)
     for r0 in range(0, rows, lay.chunk_rows):
         r1 = min(rows, r0 + lay.chunk_rows)
         k = r1 - r0
+        gc = None if given is None else given[r0:r1]
         _chunk_codes(xb[r0:r1], codes[r0:r1], scales[r0:r1], y_all[:k], work_all[:k], p, call,
-                     r0, lay.inner)  # fmt: skip
+                     r0, lay.inner, gc)  # fmt: skip
     return _unblock(codes, lay, shape), scales.reshape(sshape)
