@@ -7,10 +7,14 @@
   (MXFP4 weights; MXFP4 or MXFP8 E4M3 activations; the KV cache in full
   precision), ``W4A8KV8`` and ``W4A8KV4`` (K and V in MXFP8 E4M3 or MXFP4, in
   blocks along head_dim).  ``W4A4`` and ``W4A8`` are the KV16 configs under
-  their layer-level names.
+  their layer-level names.  ``W4A16KV16`` is weight-only MXFP4, what most
+  deployments run first.
 - :class:`CalibSpec`: the optimiser and schedule of layer calibration, with
   the BATQuant paper's defaults (appendix A.5: AdamW, lr 2e-3, cosine decay,
   5 epochs, batch 4).
+- :class:`GPTQSpec` and :func:`get_weight_quantizer`: how the weights are
+  rounded once the transforms are fixed, to nearest (``"rtn"``) or by MX-GPTQ
+  (``"gptq"``).
 
 Every field is checked at construction; a bad value raises ``ValueError`` or
 ``TypeError`` naming the class and the field (``TensorQuant.fmt``).
@@ -23,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from mxref.formats import DEFAULT_BLOCK_SIZE, get_format
-from mxref.policies import Overflow, Rounding, ScaleRule
+from mxref.policies import Overflow, Policy, Rounding, ScaleRule
 from mxref.registry import Registry
 
 
@@ -222,6 +226,8 @@ CONFIGS: Registry[QuantConfig] = Registry(
     QuantConfig,
     (
         _preset("W4A4KV16", "mxfp4", None),
+    # weight-only MXFP4: what most deployments run first
+    QuantConfig(TensorQuant("mxfp4"), None, None, None, name="W4A16KV16"),
         _preset("W4A8KV16", "mxfp8_e4m3", None),
         _preset("W4A8KV8", "mxfp8_e4m3", "mxfp8_e4m3"),
         _preset("W4A8KV4", "mxfp8_e4m3", "mxfp4"),
@@ -302,3 +308,99 @@ class CalibSpec:
             not math.isfinite(self.clip_init)
         ):
             raise ValueError(f"CalibSpec.clip_init must be a finite number; got {self.clip_init!r}")
+
+
+class WeightQuantizer(Policy):
+    """How a weight is rounded to its MX codes once its transform and clipping are fixed."""
+
+    #: To nearest, every element on its own (the methods' own rounding).
+    RTN = "rtn"
+    #: GPTQ with static MX groups (:mod:`batquant.algorithms.gptq`).
+    GPTQ = "gptq"
+
+
+@dataclass(frozen=True)
+class GPTQSpec:
+    """MX-GPTQ's settings; the defaults are GPTQ's and FP-Quant's.
+
+    Attributes
+    ----------
+    damping : float
+        ``damping * mean(diag H)`` is added to the Hessian's diagonal.  When
+        its Cholesky factorisation fails, the damping is raised tenfold (at
+        most :data:`GPTQ_DAMPING_RETRIES` times) and the raise is reported.
+    block : int
+        Columns whose errors are propagated together (lazy batch updates).
+    act_order : bool
+        Quantize the columns in order of decreasing ``H_jj``; each keeps the
+        E8M0 scale of its own 32-column block (static groups).
+    """
+
+    damping: float = 0.01
+    block: int = 128
+    act_order: bool = False
+
+    def __post_init__(self) -> None:
+        _check_float("GPTQSpec", "damping", self.damping, positive=True)
+        _check_int("GPTQSpec", "block", self.block, 1)
+        if not isinstance(self.act_order, bool):
+            raise TypeError(f"GPTQSpec.act_order must be a bool; got {self.act_order!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready values (inverse of :meth:`from_dict`)."""
+        return {"damping": self.damping, "block": self.block, "act_order": self.act_order}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GPTQSpec:
+        """Build from :meth:`to_dict`'s output; unknown keys are errors."""
+        if not isinstance(data, dict):
+            raise ValueError(f"GPTQSpec must be an object; got {type(data).__name__}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"GPTQSpec: unknown field(s) {', '.join(unknown)}")
+        return cls(**data)
+
+
+#: How many times a failed Cholesky factorisation raises GPTQ's damping tenfold.
+GPTQ_DAMPING_RETRIES = 4
+
+
+def get_weight_quantizer(value: object, argname: str = "weight_quantizer") -> GPTQSpec | None:
+    """``"rtn"`` -> None; ``"gptq"`` -> the default :class:`GPTQSpec`; a GPTQSpec -> itself.
+
+    Raises
+    ------
+    ValueError
+        Naming ``argname`` and the accepted values.
+    """
+    if isinstance(value, GPTQSpec):
+        return value
+    try:
+        choice = WeightQuantizer.parse(value, argname)
+    except ValueError:
+        raise ValueError(f"{argname} must be 'rtn', 'gptq' or a GPTQSpec; got {value!r}") from None
+    return GPTQSpec() if choice is WeightQuantizer.GPTQ else None
+
+
+def describe_weight_quantizer(spec: GPTQSpec | None) -> dict[str, Any]:
+    """The weight quantizer as saved in a run's settings (read by :func:`weight_quantizer_of`)."""
+    if spec is None:
+        return {"name": WeightQuantizer.RTN.value}
+    return {"name": WeightQuantizer.GPTQ.value, **spec.to_dict()}
+
+
+def weight_quantizer_of(data: object, where: str) -> GPTQSpec | None:
+    """Inverse of :func:`describe_weight_quantizer`; a bad entry is an error naming ``where``."""
+    if not isinstance(data, dict) or "name" not in data:
+        raise ValueError(f"{where}: weight_quantizer must be an object with a name; got {data!r}")
+    rest = {k: v for k, v in data.items() if k != "name"}
+    spec = get_weight_quantizer(data["name"], f"{where}: weight_quantizer.name")
+    if spec is None:
+        if rest:
+            raise ValueError(f"{where}: weight_quantizer 'rtn' takes no settings; got "
+                             f"{', '.join(sorted(rest))}")  # fmt: skip
+        return None
+    try:
+        return GPTQSpec.from_dict(rest)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None

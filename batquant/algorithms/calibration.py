@@ -26,12 +26,20 @@ import torch
 from torch import nn
 
 from batquant.algorithms.clipping import LearnableClip, make_clip
-from batquant.algorithms.layer import InputQuantizer, QuantizedLinear, weight_side
+from batquant.algorithms.gptq import LayerHessians
+from batquant.algorithms.layer import InputQuantizer, QuantizedLinear, frozen_weight, weight_side
 from batquant.algorithms.methods import Method, TransformContext, get_method
 from batquant.algorithms.observers import InputStatistics, row_stride
 from batquant.algorithms.training import Training, train
 from batquant.algorithms.transforms import Transform
-from batquant.config import CalibSpec, QuantConfig, TensorQuant, get_config
+from batquant.config import (
+    CalibSpec,
+    GPTQSpec,
+    QuantConfig,
+    TensorQuant,
+    get_config,
+    get_weight_quantizer,
+)
 
 
 @dataclass
@@ -65,16 +73,40 @@ class CalibratedGroup:
     losses: list[float]
     device: torch.device
 
-    def quantized_linears(self) -> list[QuantizedLinear]:
+    def quantized_linears(self, weight_quantizer: str | GPTQSpec = "rtn",
+                          inputs: torch.Tensor | None = None) -> list[QuantizedLinear]:  # fmt: skip
         """One :class:`~batquant.algorithms.layer.QuantizedLinear` per linear, in order.
 
-        The weight side (transform, clipping, fake quantization) is applied
-        once here, in float32, and stored; the activation side runs online.
+        The weight side (transform, clipping, rounding) is applied once here,
+        in float32, and stored; the activation side runs online.
+
+        Parameters
+        ----------
+        weight_quantizer : {"rtn", "gptq"} or GPTQSpec
+            Round the transformed, clipped weights to nearest, or by MX-GPTQ
+            (:mod:`batquant.algorithms.gptq`) with the Hessian of ``inputs``.
+        inputs : torch.Tensor, optional
+            The calibration inputs (as :func:`calibrate` took them); GPTQ
+            needs them, RTN rejects them.
         """
+        gptq = get_weight_quantizer(weight_quantizer)
+        if (gptq is None) != (inputs is None):
+            raise ValueError("inputs: weight_quantizer 'gptq' needs the calibration inputs and "
+                             "'rtn' takes none")  # fmt: skip
         weight, bias = _stacked(self.linears, self.device)
-        with torch.no_grad():
-            fused = weight_side(weight, self.transform, self.weight_clip, self.config.weight)
         shared = InputQuantizer(self.transform, self.act_clip, self.config.activation)
+        rounding = None
+        if gptq is not None and self.config.weight is not None:
+            assert inputs is not None
+            hessians = LayerHessians(shared, gptq)
+            with torch.no_grad(), hessians.gathering():
+                n = weight.shape[1]
+                for x in _as_samples(inputs, n, CalibSpec(), self.name):
+                    shared(x.to(self.device))
+                    shared.forget()
+            rounding = hessians
+        fused, scales = frozen_weight(weight, self.transform, self.weight_clip, self.config.weight,
+                                      shared, rounding, None, self.name)  # fmt: skip
         out = []
         start = 0
         for lin in self.linears:
@@ -85,6 +117,7 @@ class CalibratedGroup:
                     fused[rows].clone(),
                     None if lin.bias is None else bias[rows].clone(),
                     shared,
+                    weight_scale=None if scales is None else scales[rows].clone(),
                     description=f"{self.method.name}, {self.config.describe()}",
                 )
             )
@@ -307,6 +340,7 @@ def quantize_linear(
     config: str | QuantConfig = "W4A4",
     calib: CalibSpec | None = None,
     seed: int = 0,
+    weight_quantizer: str | GPTQSpec = "rtn",
 ) -> QuantizedLinear:
     """Quantize one linear layer with ``method``, calibrated on ``x_calib``.
 
@@ -325,6 +359,10 @@ def quantize_linear(
     calib : CalibSpec, optional
         The paper's defaults when omitted; a training-free method rejects one.
     seed : int
+    weight_quantizer : {"rtn", "gptq"} or GPTQSpec
+        How the weight is rounded once its transform and clipping are fixed:
+        to nearest, or by MX-GPTQ with the Hessian of the transformed,
+        clipped ``x_calib``.
 
     Returns
     -------
@@ -334,6 +372,7 @@ def quantize_linear(
     """
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be an nn.Linear; got {type(linear).__name__}")
+    gptq = get_weight_quantizer(weight_quantizer)
     group = calibrate(linear, x_calib, calib, method=method, config=config, seed=seed,
                       name="linear")  # fmt: skip
-    return group.quantized_linears()[0]
+    return group.quantized_linears(gptq or "rtn", None if gptq is None else x_calib)[0]

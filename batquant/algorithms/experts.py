@@ -24,11 +24,14 @@ a model family or a method.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from batquant.algorithms.clipping import LearnableClip
-from batquant.algorithms.layer import InputQuantizer, weight_side
+from batquant.algorithms.layer import InputQuantizer, frozen_weight, weight_side
+from batquant.algorithms.rounding import MXWeight, WeightRounding
 from batquant.config import TensorQuant
 
 
@@ -154,6 +157,16 @@ class CalibratingExperts(nn.Module):
                                     self.weight_quant, dq.quantize))  # fmt: skip
         return gate_up, down
 
+    def routed_inputs(self, hidden: torch.Tensor, top_k_index: torch.Tensor
+                      ) -> dict[int, torch.Tensor]:  # fmt: skip
+        """Each hit expert's gate/up input ``clip(x P_up)`` on its routed tokens, unquantized.
+
+        What a Hessian of that expert's gate/up weight is built from.
+        """
+        x = self.up.unquantized(hidden)
+        return {e: x[torch.where(top_k_index == e)[0]] for e in torch.unique(top_k_index).tolist()
+                if 0 <= e < self.num_experts}  # fmt: skip
+
     def forward(self, hidden: torch.Tensor, top_k_index: torch.Tensor,
                 top_k_weights: torch.Tensor) -> torch.Tensor:  # fmt: skip
         """As the full-precision experts, with every side quantized."""
@@ -161,12 +174,31 @@ class CalibratingExperts(nn.Module):
         return route(hidden, top_k_index, top_k_weights, self.up, self.down, gate_up, down,
                      self.act_fn)  # fmt: skip
 
-    def freeze(self, description: str = "") -> QuantizedExperts:
-        """:class:`QuantizedExperts` with every weight side applied once, without grad."""
-        with torch.no_grad():
-            gate_up, down = self.quantized_weights()
-        return QuantizedExperts(torch.stack(gate_up).detach(), torch.stack(down).detach(),
-                                self.act_fn, self.up, list(self.down),
+    def freeze(self, description: str = "", rounding: WeightRounding | None = None,
+               where: str = "experts") -> QuantizedExperts:  # fmt: skip
+        """:class:`QuantizedExperts` with every weight side applied once, without grad.
+
+        ``rounding`` rounds each expert's transformed, clipped weights (to
+        nearest when omitted; :mod:`batquant.algorithms.gptq`); gate/up is
+        weighed by the expert's own routed tokens.
+        """
+        sides: list[list[tuple[torch.Tensor, torch.Tensor | None]]] = [[], []]
+        for e in range(self.num_experts):
+            dq = self.down[e]
+            assert isinstance(dq, InputQuantizer)
+            for side, (weight, clips, inputs, expert, name) in enumerate((
+                (self.gate_up[e], self.gate_up_clips, self.up, e, "gate_up"),
+                (self.down_weight[e], self.down_clips, dq, None, "down"),
+            )):  # fmt: skip
+                clip = None if clips is None else clips[e]
+                assert clip is None or isinstance(clip, LearnableClip)
+                sides[side].append(frozen_weight(weight, inputs.transform, clip, self.weight_quant,
+                                                 inputs, rounding, expert,
+                                                 f"{where}.{name}[{e}]"))  # fmt: skip
+        (gate_up, gu_scales), (down, d_scales) = (zip(*s, strict=True) for s in sides)
+        return QuantizedExperts(torch.stack(gate_up), torch.stack(down), self.act_fn, self.up,
+                                list(self.down), gate_up_scale=_stacked_scales(gu_scales),
+                                down_scale=_stacked_scales(d_scales),
                                 description=description)  # fmt: skip
 
 
@@ -180,19 +212,33 @@ class QuantizedExperts(nn.Module):
     act_fn : nn.Module
     up : InputQuantizer
     down_quantizers : list of InputQuantizer
+    gate_up_scale, down_scale : torch.Tensor, optional
+        The E8M0 bytes ``[E, 2I, H / block]`` and ``[E, H, I / block]`` (uint8)
+        the weights are valid MX under; None for full-precision weights.
     description : str
         Shown by ``repr``.
     """
 
     gate_up: torch.Tensor
     down_weight: torch.Tensor
+    gate_up_scale: torch.Tensor | None
+    down_scale: torch.Tensor | None
+    #: what an export packs
+    mx_weights: ClassVar[tuple[MXWeight, ...]] = (
+        MXWeight("gate_up", "gate_up_scale", "gate_up_packed"),
+        MXWeight("down_weight", "down_scale", "down_packed"),
+    )
 
     def __init__(self, gate_up: torch.Tensor, down: torch.Tensor, act_fn: nn.Module,
                  up: InputQuantizer, down_quantizers: list[nn.Module], *,
+                 gate_up_scale: torch.Tensor | None = None,
+                 down_scale: torch.Tensor | None = None,
                  description: str = "") -> None:  # fmt: skip
         super().__init__()
         self.register_buffer("gate_up", gate_up.to(torch.float32))
         self.register_buffer("down_weight", down.to(torch.float32))
+        self.register_buffer("gate_up_scale", gate_up_scale)
+        self.register_buffer("down_scale", down_scale)
         self.act_fn = act_fn
         self.up = up
         self.down = nn.ModuleList(down_quantizers)
@@ -212,6 +258,11 @@ class QuantizedExperts(nn.Module):
     def extra_repr(self) -> str:
         e, two_i, h = self.gate_up.shape
         return f"experts={e}, hidden={h}, intermediate={two_i // 2}, {self.description}"
+
+
+def _stacked_scales(scales: tuple[torch.Tensor | None, ...]) -> torch.Tensor | None:
+    present = [s for s in scales if s is not None]
+    return torch.stack(present) if len(present) == len(scales) and present else None
 
 
 def fused_expert_inputs(gate_up: torch.Tensor, act_fn: nn.Module, hidden: torch.Tensor,

@@ -18,12 +18,15 @@ rounding (the invariance the tests check).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from batquant.algorithms.clipping import LearnableClip
 from batquant.algorithms.heads import HeadFusion
 from batquant.algorithms.observers import InputStatistics
+from batquant.algorithms.rounding import MXWeight, WeightRounding, round_to_nearest
 from batquant.algorithms.transforms import Transform
 from batquant.config import TensorQuant
 
@@ -66,16 +69,25 @@ class InputQuantizer(nn.Module):
         grad = torch.is_grad_enabled()
         if last is not None and last[0] is x and last[1] == x._version and last[2] == grad:
             return last[3]
-        h = x.to(self.dtype)
-        if self.transform is not None:
-            h = self.transform(h)
-        if self.quantize and self.clip is not None:
-            h = self.clip(h)
+        h = self.unquantized(x)
         if self.observer is not None:
             self.observer.update(h)
         if self.quantize and self.quant is not None:
             h = self.quant.fake_quantize(h)
         self._last = (x, x._version, grad, h)
+        return h
+
+    def unquantized(self, x: torch.Tensor) -> torch.Tensor:
+        """``clip(T(x))`` in the quantizer's dtype: the activation before its fake quantization.
+
+        What the observers see, and what a Hessian for the transformed weights
+        is built from.
+        """
+        h = x.to(self.dtype)
+        if self.transform is not None:
+            h = self.transform(h)
+        if self.quantize and self.clip is not None:
+            h = self.clip(h)
         return h
 
     def forget(self) -> None:
@@ -103,12 +115,42 @@ def weight_side(
     quantize: bool = True,
 ) -> torch.Tensor:
     """``Q_w(clip_w(W P^{-T}))`` (BATQuant paper, Algorithm 2, lines 4-6)."""
+    w = clipped_weight(weight, transform, clip, quantize)
+    return w if quant is None or not quantize else quant.fake_quantize(w)
+
+
+def clipped_weight(
+    weight: torch.Tensor,
+    transform: Transform | None,
+    clip: LearnableClip | None,
+    quantize: bool = True,
+) -> torch.Tensor:
+    """``clip_w(W P^{-T})``: the weight side before its rounding."""
     w = weight if transform is None else transform.weight_transform(weight)
-    if not quantize:
-        return w
-    if clip is not None:
-        w = clip(w)
-    return w if quant is None else quant.fake_quantize(w)
+    return w if clip is None or not quantize else clip(w)
+
+
+def frozen_weight(
+    weight: torch.Tensor,
+    transform: Transform | None,
+    clip: LearnableClip | None,
+    quant: TensorQuant | None,
+    inputs: InputQuantizer,
+    rounding: WeightRounding | None,
+    expert: int | None,
+    where: str,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The weight side applied once, without grad: the rounded weight and its E8M0 bytes.
+
+    ``rounding`` (to nearest when None) rounds ``clip_w(W P^{-T})``; the bytes
+    are None where the weight stays in full precision.
+    """
+    with torch.no_grad():
+        w = clipped_weight(weight, transform, clip, inputs.quantize)
+        if quant is None or not inputs.quantize:
+            return w.detach().clone(), None
+        wq, scales = (rounding or round_to_nearest)(w, quant, inputs, expert, where)
+    return wq.detach().clone(), scales.detach().clone()
 
 
 class CalibratingLinear(nn.Module):
@@ -177,12 +219,26 @@ class CalibratingLinear(nn.Module):
         h = self.input_quantizer(x)
         return nn.functional.linear(h, w, b).to(x.dtype)
 
-    def freeze(self, description: str = "") -> QuantizedLinear:
-        """The :class:`QuantizedLinear` with this weight side applied once, without grad."""
+    def freeze(self, description: str = "", rounding: WeightRounding | None = None,
+               where: str = "linear") -> QuantizedLinear:  # fmt: skip
+        """The :class:`QuantizedLinear` with this weight side applied once, without grad.
+
+        Parameters
+        ----------
+        description : str
+        rounding : WeightRounding, optional
+            How the weight is rounded (:mod:`batquant.algorithms.gptq`); to
+            nearest when omitted.
+        where : str
+            Names the linear in the rounding's reports and errors.
+        """
         with torch.no_grad():
-            w, b = self.quantized_weight()
-        return QuantizedLinear(w.detach().clone(), None if b is None else b.detach().clone(),
-                               self.input_quantizer, description=description)  # fmt: skip
+            w, b = self.fused_weight()
+        iq = self.input_quantizer
+        wq, scales = frozen_weight(w, iq.transform, self.weight_clip, self.weight_quant, iq,
+                                   rounding, None, where)  # fmt: skip
+        return QuantizedLinear(wq, None if b is None else b.detach().clone(), iq,
+                               weight_scale=scales, description=description)  # fmt: skip
 
 
 class QuantizedLinear(nn.Module):
@@ -196,6 +252,10 @@ class QuantizedLinear(nn.Module):
     input_quantizer : InputQuantizer
         The activation side (shared by the linears of a group, each of which
         registers it; a layer built by the pipeline saves it once).
+    weight_scale : torch.Tensor, optional
+        The E8M0 bytes ``[out_features, in_features / block]`` (uint8) that
+        ``weight`` is valid MX under (what an export packs); None when the
+        weight is in full precision.
     description : str
         Shown by ``repr``.
 
@@ -206,7 +266,12 @@ class QuantizedLinear(nn.Module):
 
     weight: torch.Tensor
     bias: torch.Tensor | None
+    weight_scale: torch.Tensor | None
     input_quantizer: InputQuantizer
+    #: what an export packs (compressed-tensors' names)
+    mx_weights: ClassVar[tuple[MXWeight, ...]] = (
+        MXWeight("weight", "weight_scale", "weight_packed"),
+    )
 
     def __init__(
         self,
@@ -214,13 +279,19 @@ class QuantizedLinear(nn.Module):
         bias: torch.Tensor | None,
         input_quantizer: InputQuantizer,
         *,
+        weight_scale: torch.Tensor | None = None,
         description: str = "",
     ) -> None:
         super().__init__()
         if weight.ndim != 2:
             raise ValueError(f"weight must be 2-D [out, in]; got shape {tuple(weight.shape)}")
+        if weight_scale is not None and (weight_scale.dtype != torch.uint8
+                                         or weight_scale.shape[0] != weight.shape[0]):  # fmt: skip
+            raise ValueError(f"weight_scale must be uint8 [{weight.shape[0]}, blocks]; got "
+                             f"{weight_scale.dtype} {tuple(weight_scale.shape)}")  # fmt: skip
         self.register_buffer("weight", weight.to(torch.float32))
         self.register_buffer("bias", None if bias is None else bias.to(torch.float32))
+        self.register_buffer("weight_scale", weight_scale)
         self.input_quantizer = input_quantizer
         self.description = description
 

@@ -48,6 +48,7 @@ from batquant.algorithms.heads import FusedSide, HeadFusion, HeadTransforms, KVQ
 from batquant.algorithms.layer import CalibratingLinear, InputQuantizer
 from batquant.algorithms.methods import Method, TransformContext
 from batquant.algorithms.observers import InputStatistics
+from batquant.algorithms.rounding import WeightRounding
 from batquant.config import CalibSpec, QuantConfig, TensorQuant
 from batquant.models import HeadGeometry, ModelAdapter
 from batquant.pipeline.attention import attach
@@ -379,18 +380,21 @@ def forget(layer: nn.Module) -> None:
             m.forget()
 
 
-def freeze_layer(layer: nn.Module, description: str) -> nn.Module:
+def freeze_layer(layer: nn.Module, description: str, rounding: WeightRounding | None = None,
+                 prefix: str = "") -> nn.Module:  # fmt: skip
     """Apply every weight side once; return the layer for inference (modified in place).
 
     Every :class:`CalibratingLinear` becomes a ``QuantizedLinear`` and every
-    :class:`CalibratingExperts` a ``QuantizedExperts``; ``P_v`` is fused into
-    the weights and leaves ``layer.batquant``; every remaining parameter stops
-    requiring grad.
+    :class:`CalibratingExperts` a ``QuantizedExperts``, their weights rounded
+    by ``rounding`` (to nearest when None; MX-GPTQ:
+    :class:`~batquant.algorithms.gptq.LayerHessians`), each named
+    ``prefix + path`` in its reports; ``P_v`` is fused into the weights and
+    leaves ``layer.batquant``; every remaining parameter stops requiring grad.
     """
     forget(layer)
     for name, module in list(layer.named_modules()):
         if isinstance(module, CalibratingLinear | CalibratingExperts):
-            _replace(layer, name, module.freeze(description))
+            _replace(layer, name, module.freeze(description, rounding, prefix + name))
     owned = getattr(layer, OWNER)
     if VALUE_HEADS in owned:
         del owned[VALUE_HEADS]

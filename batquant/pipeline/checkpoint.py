@@ -37,7 +37,7 @@ from torch import nn
 from batquant.pipeline.cache import ActivationCache
 
 #: Version of the files a run writes into cache_dir (and of saved models).
-RUN_FORMAT = "batquant-run-1"
+RUN_FORMAT = "batquant-run-2"
 
 
 def layer_state(layer: nn.Module) -> dict[str, torch.Tensor]:

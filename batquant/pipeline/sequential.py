@@ -54,11 +54,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from batquant.algorithms.experts import fused_expert_inputs
+from batquant.algorithms.gptq import LayerHessians
 from batquant.algorithms.layer import CalibratingLinear
 from batquant.algorithms.methods import Method, get_method
 from batquant.algorithms.observers import InputStatistics, observing, row_stride
 from batquant.algorithms.training import StepRecord, Training, train
-from batquant.config import CalibSpec, QuantConfig, get_config
+from batquant.config import (
+    CalibSpec,
+    GPTQSpec,
+    QuantConfig,
+    describe_weight_quantizer,
+    get_config,
+    get_weight_quantizer,
+)
 from batquant.models import ModelAdapter, get_adapter
 from batquant.pipeline import attention
 from batquant.pipeline.build import (
@@ -119,6 +127,7 @@ def quantize_model(
     objective: str | Objective = Objective.LAYER,
     propagate: str | Propagation = Propagation.FULL_PRECISION,
     min_expert_tokens: int | None = None,
+    weight_quantizer: str | GPTQSpec = "rtn",
     inplace: bool = False,
 ) -> nn.Module:
     """Calibrate and quantize every decoder layer of a transformers causal LM.
@@ -161,6 +170,12 @@ def quantize_model(
         An MoE expert routed fewer calibration tokens than this keeps its
         initial transform and clipping (listed in the summary); default
         :data:`MIN_EXPERT_TOKENS`.  A model without experts rejects one.
+    weight_quantizer : {"rtn", "gptq"} or GPTQSpec
+        How each weight is rounded once the layer's transforms and clipping
+        are trained and fixed: to nearest, or by MX-GPTQ with static E8M0
+        groups and the Hessian of the transformed, clipped calibration
+        inputs of each linear (each expert's own routed tokens)
+        (:mod:`batquant.algorithms.gptq`).
     inplace : bool
         Quantize ``model`` itself instead of a copy (no second copy in memory).
 
@@ -181,6 +196,10 @@ def quantize_model(
     """
     meth = get_method(method)
     cfg = get_config(config)
+    gptq = get_weight_quantizer(weight_quantizer)
+    if gptq is not None and cfg.weight is None:
+        raise ValueError(f"weight_quantizer: config {cfg.describe()} keeps the weights in full "
+                         "precision, so GPTQ would round nothing; leave it at 'rtn'")  # fmt: skip
     if calib is not None and not isinstance(calib, CalibSpec):
         raise TypeError(f"calib must be a CalibSpec or None; got {type(calib).__name__}")
     if calib is not None and not meth.calibrated:
@@ -230,8 +249,9 @@ def quantize_model(
         "seq_len": int(ids.shape[1]),
         "attention": base_attention,
         "min_expert_tokens": threshold,
+        "weight_quantizer": describe_weight_quantizer(gptq),
     }
-    runner = _Runner(work, plan, sites, ids, dev, obj, prop, threshold, progress)
+    runner = _Runner(work, plan, sites, ids, dev, obj, prop, threshold, gptq, progress)
     folder = None
     if cache_dir is not None:
         layers = adapter.decoder_layers(model)
@@ -251,12 +271,12 @@ class _Runner:
 
     def __init__(self, model: nn.Module, plan: LayerPlan, sites: list[LayerSites],
                  ids: torch.Tensor, device: torch.device, objective: Objective,
-                 propagate: Propagation, min_expert_tokens: int,
+                 propagate: Propagation, min_expert_tokens: int, gptq: GPTQSpec | None,
                  progress: bool) -> None:  # fmt: skip
         self.model, self.plan, self.sites, self.ids = model, plan, sites, ids
         self.adapter: ModelAdapter = plan.adapter
         self.device, self.objective, self.propagate = device, objective, propagate
-        self.min_expert_tokens, self.progress = min_expert_tokens, progress
+        self.min_expert_tokens, self.gptq, self.progress = min_expert_tokens, gptq, progress
         self.layers = self.adapter.decoder_layers(model)
         self.num_layers = len(self.layers)
         self.batches = _batches(ids.shape[0], plan.spec.batch_size)
@@ -344,7 +364,13 @@ class _Runner:
         train_started = time.perf_counter()
         losses = self._train(index, layer, work, sites, inputs, targets, routing, kwargs, log)
         train_seconds = time.perf_counter() - train_started
-        frozen = freeze_layer(work, self.plan.description)
+        hessians = None
+        if self.gptq is not None:
+            hessians = self._hessians(work, sites, inputs, routing, kwargs)
+        rounding_started = time.perf_counter()
+        frozen = freeze_layer(work, self.plan.description, hessians,
+                              f"{self.adapter.layers}.{index}.")  # fmt: skip
+        rounding_seconds = time.perf_counter() - rounding_started
         with torch.no_grad():
             x0 = inputs.batch(self.batches[0], self.device)
             y0 = targets.batch(self.batches[0], self.device)
@@ -366,6 +392,11 @@ class _Runner:
                    "last_loss": losses[-1] if losses else None,
                    "relative_mse": rel, "train_seconds": round(train_seconds, 3),
                    "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
+        if hessians is not None:
+            assert self.gptq is not None
+            summary["gptq"] = _gptq_summary(hessians.reports, self.gptq, rounding_seconds)
+            for name, report in hessians.reports.items():
+                log.write(layer=index, weight=name, **report)
         if tokens:
             summary["expert_tokens"] = tokens
             summary["experts_kept_initial"] = [f"{s}[{e}] ({tokens[s][e]} tokens)"
@@ -403,6 +434,26 @@ class _Runner:
                     for name, calls in choices.items():
                         routing[name].put(batch, *calls.pop())
         return stats
+
+    def _hessians(self, work: nn.Module, sites: LayerSites, inputs: ActivationCache,
+                  routing: dict[str, _RoutingCache], kwargs: dict[str, Any]
+                  ) -> LayerHessians:  # fmt: skip
+        """Run the trained layer over the calibration set, gathering every weight's Hessian.
+
+        Experts get the full-precision routing, as in training, so that each
+        expert's Hessian comes from the tokens it was calibrated on.
+        """
+        assert self.gptq is not None
+        hessians = LayerHessians(work, self.gptq)
+        experts = {f.name: work.get_submodule(f.site.path) for f in sites.experts}
+        with torch.no_grad(), hessians.gathering():
+            for batch in self.batches:
+                x = inputs.batch(batch, self.device)
+                fixed = {name: cache.batch(batch, self.device) for name, cache in routing.items()}
+                with routing_fixed(experts, fixed):
+                    run_layer(work, x, kwargs)
+                forget(work)
+        return hessians
 
     def _train(self, index: int, fp_layer: nn.Module, work: nn.Module, sites: LayerSites,
                inputs: ActivationCache, targets: ActivationCache,
@@ -463,6 +514,20 @@ class _Runner:
             total = total + site_loss
             parts[fused.name] = site_loss.item()
         return total, parts
+
+
+def _gptq_summary(reports: dict[str, dict[str, Any]], spec: GPTQSpec, seconds: float
+                  ) -> dict[str, Any]:  # fmt: skip
+    """One layer's GPTQ outcome: output error against RTN's, raised damping, RTN fallbacks."""
+    done = {n: r for n, r in reports.items() if r["rounding"] == "gptq"}
+    error = sum(r["error"] for r in done.values())
+    rtn_error = sum(r["rtn_error"] for r in done.values())
+    return {"weights": len(done), "seconds": round(seconds, 3),
+            "error_vs_rtn": error / rtn_error if rtn_error > 0 else None,
+            "damping_raised": [f"{n} (damping {r['damping']:g})" for n, r in done.items()
+                               if r["damping"] > spec.damping],
+            "rtn_fallback": [f"{n} ({r['reason']})" for n, r in reports.items()
+                             if r["rounding"] == "rtn"]}  # fmt: skip
 
 
 class _RoutingCache:
@@ -541,6 +606,16 @@ def print_summary(summaries: list[dict[str, Any]], method: str, config: str,
         lines.append(f"{s['layer']:>5}  {s['steps']:>5}  {num(s['first_loss'], 11, '.4g')}  "
                      f"{num(s['last_loss'], 11, '.4g')}  {num(s['relative_mse'], 9, '.3g')}  "
                      f"{s['seconds']:>8.1f}")  # fmt: skip
+        gptq = s.get("gptq")
+        if gptq is not None:
+            ratio = gptq["error_vs_rtn"]
+            lines.append(f"{'':>5}  GPTQ: {gptq['weights']} weights, output error "
+                         f"{'-' if ratio is None else f'{ratio:.3f}'} x RTN's, "
+                         f"{gptq['seconds']:.1f} s")  # fmt: skip
+            for key, label in (("damping_raised", "Cholesky failed, damping raised"),
+                               ("rtn_fallback", "rounded to nearest")):  # fmt: skip
+                if gptq[key]:
+                    lines.append(f"{'':>5}  GPTQ {label}: {', '.join(gptq[key])}")
         if s.get("experts_kept_initial"):
             kept = ", ".join(s["experts_kept_initial"])
             lines.append(f"{'':>5}  experts below min_expert_tokens, kept initial: {kept}")

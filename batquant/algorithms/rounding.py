@@ -1,0 +1,78 @@
+"""How a frozen weight is rounded to MX: the weight-quantizer interface and round-to-nearest.
+
+A linear's weight side is trained with round-to-nearest fake quantization;
+when it is frozen, a :class:`WeightRounding` rounds its transformed, clipped
+weight once and returns the E8M0 bytes it is valid MX under (what an export
+packs).  :func:`round_to_nearest` is the methods' own rounding;
+:class:`batquant.algorithms.gptq.LayerHessians` is MX-GPTQ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from batquant.config import TensorQuant
+
+
+@dataclass(frozen=True)
+class MXWeight:
+    """A frozen module's MX weight, as its buffers hold it and as an export packs it.
+
+    Attributes
+    ----------
+    values : str
+        The buffer with the fake-quantized weight ``[..., in]`` (blocked along its last axis).
+    scales : str
+        The buffer with its E8M0 bytes ``[..., in / block]`` (uint8).
+    packed : str
+        The export's name for the packed codes (compressed-tensors' ``weight_packed``).
+    """
+
+    values: str
+    scales: str
+    packed: str
+
+
+class WeightRounding(Protocol):
+    """How a frozen linear or expert rounds its transformed, clipped weight.
+
+    Called with the weight ``[out, in]``, its :class:`TensorQuant`, the
+    :class:`~batquant.algorithms.layer.InputQuantizer` whose output it
+    multiplies, the expert whose routed tokens alone reach it when that
+    quantizer is shared by every token (fused experts' gate/up; None
+    otherwise) and a name for messages; returns the fake-quantized weight
+    and its E8M0 bytes.
+    """
+
+    def __call__(self, weight: torch.Tensor, quant: TensorQuant, inputs: nn.Module,
+                 expert: int | None, where: str) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def static_scales(weight: torch.Tensor, quant: TensorQuant) -> torch.Tensor:
+    """The E8M0 bytes of ``weight``'s blocks (along its last axis) under ``quant``'s scale rule."""
+    from mxref.torch import encode
+
+    return encode(weight, quant.fmt, axis=-1, block_size=quant.block_size,
+                  scale_rule=quant.scale_rule, rounding=quant.rounding,
+                  overflow=quant.overflow)[1]  # fmt: skip
+
+
+def round_with_scales(weight: torch.Tensor, scales: torch.Tensor, quant: TensorQuant
+                      ) -> torch.Tensor:  # fmt: skip
+    """Fake-quantize ``weight`` against the given E8M0 ``scales`` (bit for bit mxref's)."""
+    from mxref.torch import quantize_dequantize
+
+    return quantize_dequantize(weight, quant.fmt, axis=-1, block_size=quant.block_size,
+                               rounding=quant.rounding, overflow=quant.overflow,
+                               scales=scales)  # fmt: skip
+
+
+def round_to_nearest(weight: torch.Tensor, quant: TensorQuant, inputs: nn.Module,
+                     expert: int | None, where: str
+                     ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The methods' own rounding: every element to nearest, scales from the weight itself."""
+    return quant.fake_quantize(weight), static_scales(weight, quant)
