@@ -11,13 +11,18 @@
   any family with an adapter in :mod:`batquant.models`), with KV-cache
   quantization, sequential calibration, resume and progress;
   :func:`perplexity`, :func:`save_quantized` and :func:`load_quantized`.
+- ``weight_quantizer="gptq"``: MX-GPTQ for any method (:mod:`batquant.algorithms.gptq`).
+- :func:`export` / :func:`load_export` / :func:`dump_layer`: a packed, deployable
+  export that loads without the original checkpoint, and one-layer reference
+  dumps for device checks (:mod:`batquant.deploy`).
 """
 
 from batquant.algorithms.calibration import CalibratedGroup, calibrate, quantize_linear
 from batquant.algorithms.clipping import ClipGroups, LearnableClip
 from batquant.algorithms.layer import QuantizedLinear
 from batquant.algorithms.methods import METHODS, Method, TransformContext, get_method, register
-from batquant.config import CONFIGS, CalibSpec, QuantConfig, TensorQuant, get_config
+from batquant.config import CONFIGS, CalibSpec, GPTQSpec, QuantConfig, TensorQuant, get_config
+from batquant.deploy import dump_layer, export, load_export
 from batquant.eval import perplexity
 from batquant.pipeline import quantize_model
 from batquant.pipeline.saving import load_quantized, save_quantized
@@ -27,6 +32,7 @@ __all__ = [
     "METHODS",
     "CalibSpec",
     "CalibratedGroup",
+    "GPTQSpec",
     "ClipGroups",
     "LearnableClip",
     "Method",
@@ -35,8 +41,11 @@ __all__ = [
     "TensorQuant",
     "TransformContext",
     "calibrate",
+    "dump_layer",
+    "export",
     "get_config",
     "get_method",
+    "load_export",
     "load_quantized",
     "perplexity",
     "quantize_linear",

@@ -4,8 +4,12 @@
 
     batquant calibrate --model DIR --method batquant --config W4A4KV16 --calib FILE.txt
                        --out DIR [--samples 128] [--seq-len 2048] [--epochs 5]
+                       [--weight-quantizer rtn|gptq [--act-order]]
                        [--device cpu|cuda] [--min-expert-tokens 32] [--resume] [--force]
     batquant eval --model DIR [--quantized DIR ...] --ppl FILE.txt [--seq-len 2048]
+    batquant export --quantized DIR --out DIR [--model DIR] [--force]
+    batquant dump-layer --export DIR --layer 3 --module mlp.down_proj --text FILE.txt
+                        --tokens 64 --out DIR [--accum exact,block_fp32] [--force]
 
 Every problem the user can fix (a missing or corrupt checkpoint, an
 architecture without an adapter, a layer the adapter does not describe,
@@ -37,6 +41,12 @@ example:
 EVAL_EXAMPLE = """\
 example:
   batquant eval --model ./Qwen3-0.6B --quantized ./qwen3-w4a4 --ppl wiki.test.txt
+"""
+EXPORT_EXAMPLE = """\
+example:
+  batquant export --quantized ./qwen3-w4a4 --out ./qwen3-w4a4-mx
+  batquant dump-layer --export ./qwen3-w4a4-mx --layer 3 --module mlp.down_proj \\
+      --text calib.txt --tokens 64 --out ./layer3-down --accum exact,block_fp32
 """
 
 
@@ -93,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--min-expert-tokens", type=int, default=None, metavar="N",
                      help="MoE models: an expert routed fewer calibration tokens keeps its "
                      f"initial transform (default: {MIN_EXPERT_TOKENS})")
+    cal.add_argument("--weight-quantizer", default="rtn", choices=("rtn", "gptq"),
+                     help="round the weights to nearest, or by MX-GPTQ once the transforms are "
+                     "fixed (default: %(default)s)")
+    cal.add_argument("--act-order", action="store_true",
+                     help="GPTQ: quantize columns by decreasing Hessian diagonal")
     cal.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     cal.add_argument("--resume", action="store_true",
                      help="continue the unfinished run in --out")
@@ -117,6 +132,45 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", metavar="FILE", help="also write the table as JSON (new file)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
+
+    ex = sub.add_parser(
+        "export",
+        help="write a calibrated model as packed MX weights that runtimes and devices read",
+        description="Pack the weights of a 'batquant calibrate' output as MX codes and E8M0 "
+        "scales (compressed-tensors' layout), with the online transforms, config.json and a "
+        "MANIFEST, into a new folder that batquant.load_export reads without the original "
+        "checkpoint (docs/export.md).",
+        epilog=EXPORT_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ex.add_argument("--quantized", required=True, metavar="DIR",
+                    help="an output folder of 'batquant calibrate'")
+    ex.add_argument("--model", metavar="DIR",
+                    help="the original checkpoint (default: the one the calibration read)")
+    ex.add_argument("--out", required=True, metavar="DIR", help="new export folder")
+    ex.add_argument("--force", action="store_true", help="replace an existing --out")
+    ex.set_defaults(func=cmd_export)
+
+    dump = sub.add_parser(
+        "dump-layer",
+        help="one quantized linear's MX activation, MX weight and reference outputs",
+        description="Run an export on the first --tokens tokens of --text and write one "
+        "linear's MX-quantized activation and MX weight as mxref files, with mxref.matmul's "
+        "reference output under each --accum model, for checking a device layer by layer "
+        "(mxref gemm, mxref compare).",
+        epilog=EXPORT_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dump.add_argument("--export", required=True, metavar="DIR", help="a 'batquant export' folder")
+    dump.add_argument("--layer", required=True, type=int, help="decoder layer index")
+    dump.add_argument("--module", required=True, help="the linear inside it, e.g. mlp.down_proj")
+    dump.add_argument("--text", required=True, metavar="FILE.txt", help="input text")
+    dump.add_argument("--tokens", type=int, default=64, help="tokens (default: %(default)s)")
+    dump.add_argument("--accum", default="exact",
+                      help="comma-separated mxref accumulation models (default: %(default)s)")
+    dump.add_argument("--out", required=True, metavar="DIR", help="new dump folder")
+    dump.add_argument("--force", action="store_true", help="replace an existing --out")
+    dump.set_defaults(func=cmd_dump_layer)
     return parser
 
 
@@ -143,7 +197,7 @@ def _prepare_out(out: Path, model: Path, resume: bool, force: bool) -> Path:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Run ``batquant calibrate``."""
     from batquant.algorithms.methods import get_method
-    from batquant.config import CalibSpec, get_config
+    from batquant.config import CalibSpec, GPTQSpec, get_config
     from batquant.loading import (
         calibration_windows,
         load_model,
@@ -155,6 +209,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     method = get_method(args.method)
     config = get_config(args.config)
+    if args.act_order and args.weight_quantizer != "gptq":
+        raise ValueError("--act-order is a GPTQ setting; add --weight-quantizer gptq")
+    weight_quantizer = GPTQSpec(act_order=True) if args.act_order else args.weight_quantizer
     if args.epochs is not None and not method.calibrated:
         raise ValueError(f"--epochs: method {method.name!r} is training-free; leave --epochs out")
     calib = None
@@ -175,7 +232,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         model, windows, method=method, config=config, calib=calib, seed=args.seed,
         cache_dir=run, progress=not args.quiet, device=args.device,
         objective=args.objective, propagate=args.propagate,
-        min_expert_tokens=args.min_expert_tokens, inplace=True,
+        min_expert_tokens=args.min_expert_tokens, weight_quantizer=weight_quantizer,
+        inplace=True,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     qmodel.batquant_info["source"] = {"model": str(model_dir), "calib": str(args.calib),
@@ -242,6 +300,72 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(format_table(rows, seq_len=args.seq_len, tokens=int(ids.numel())))
     if args.json is not None:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Run ``batquant export``: rebuild the calibrated model, write the packed export."""
+    from batquant.deploy import export
+    from batquant.deploy.folders import check_new
+    from batquant.loading import load_model, load_tokenizer
+    from batquant.pipeline.saving import load_quantized, read_settings
+
+    out = Path(args.out)
+    check_new(out, args.force)
+    info = read_settings(args.quantized)
+    source = args.model or (info.get("source") or {}).get("model")
+    if not source:
+        raise ValueError(f"{args.quantized} does not name its original checkpoint; pass --model")
+    model_dir = Path(source)
+    _check_architecture(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    qmodel: Any = load_quantized(args.quantized, load_model(model_dir), inplace=True)
+    summary = export(qmodel, out, force=args.force, tokenizer=tokenizer)
+    original, saved = _folder_bytes(model_dir), _folder_bytes(Path(args.quantized))
+    mib = 1 << 20
+    print(f"wrote {out}: {summary.bytes / mib:.1f} MiB "
+          f"({summary.bits_per_weight:.2f} bits per quantized weight), against "
+          f"{original / mib:.1f} MiB for {model_dir} and {saved / mib:.1f} MiB for "
+          f"{args.quantized}")  # fmt: skip
+    if summary.plain:
+        print("plain: a compressed-tensors checkpoint (transformers and vLLM load it)")
+    else:
+        print("needs online parts, load with batquant.load_export: " + "; ".join(summary.online))
+    return 0
+
+
+def cmd_dump_layer(args: argparse.Namespace) -> int:
+    """Run ``batquant dump-layer``."""
+    from batquant.deploy import load_export
+    from batquant.deploy.folders import check_new
+    from batquant.deploy.layer_dump import dump_layer
+    from batquant.deploy.loading import load_export_tokenizer
+    from batquant.loading import read_token_ids
+
+    check_new(Path(args.out), args.force)
+    if args.tokens < 1:
+        raise ValueError(f"--tokens must be >= 1; got {args.tokens}")
+    accum = tuple(a.strip() for a in args.accum.split(",") if a.strip())
+    if not accum:
+        raise ValueError("--accum names no accumulation model")
+    if not Path(args.export).is_dir():
+        raise ValueError(f"--export {args.export}: no such export folder")
+    tokenizer = load_export_tokenizer(args.export)
+    ids = read_token_ids(tokenizer, args.text)
+    if ids.numel() < args.tokens:
+        raise ValueError(f"--text {args.text} has {ids.numel()} tokens, fewer than --tokens "
+                         f"{args.tokens}")  # fmt: skip
+    model = load_export(args.export)
+    summary = dump_layer(model, ids[: args.tokens].view(1, -1), args.out, layer=args.layer,
+                         module=args.module, accum=accum, force=args.force)  # fmt: skip
+    gap = summary["exact_vs_torch"]["max_abs"]
+    print(f"wrote {args.out}: layer {args.layer} {args.module}, {args.tokens} tokens; exact "
+          f"reference vs torch forward: max |diff| {gap:.3g}")  # fmt: skip
+    print("check a device: " + " && ".join(summary["check"]))
     return 0
 
 

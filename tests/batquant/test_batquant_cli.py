@@ -303,3 +303,40 @@ def test_perplexity_rejects_bad_input():
         batquant.perplexity(model, torch.zeros(40), seq_len=32)
     with pytest.raises(ValueError, match="seq_len must be an int >= 2"):
         batquant.perplexity(model, torch.arange(40), seq_len=1)
+
+
+def test_gptq_calibrate_then_export_loads_without_the_checkpoint(tmp_path, checkpoint, texts,
+                                                                  capsys):  # fmt: skip
+    calib, ev = texts
+    out, exported = tmp_path / "q", tmp_path / "export"
+    assert run("calibrate", "--model", checkpoint, "--method", "rtn", "--config", "W4A16KV16",
+               "--calib", calib, "--out", out, "--samples", 4, "--seq-len", 32, "--quiet",
+               "--weight-quantizer", "gptq", "--act-order") == 0  # fmt: skip
+    info = json.loads((out / "batquant.json").read_text())
+    assert info["weight_quantizer"] == {"name": "gptq", "damping": 0.01, "block": 128,
+                                        "act_order": True}  # fmt: skip
+    capsys.readouterr()
+    assert run("export", "--quantized", out, "--out", exported) == 0
+    text = capsys.readouterr().out
+    assert "4.25 bits per quantized weight" in text
+    assert "plain: a compressed-tensors" in text
+    names = {p.name for p in exported.iterdir()}
+    assert {"MANIFEST", "model.safetensors", "tokenizer.json"} <= names
+    model = batquant.loading.load_model(checkpoint)
+    ids = batquant.loading.read_token_ids(batquant.loading.load_tokenizer(checkpoint), ev)
+    saved = batquant.load_quantized(out, model)
+    shutil_model = tmp_path / "moved"
+    checkpoint.rename(shutil_model)  # the original checkpoint is gone
+    try:
+        again = batquant.load_export(exported)
+        with torch.no_grad():
+            assert torch.equal(saved(ids[None, :32]).logits, again(ids[None, :32]).logits)
+    finally:
+        shutil_model.rename(checkpoint)
+    assert run("export", "--quantized", out, "--out", exported) == 2
+    one_line_error(capsys, "exists; pass force=True (--force)")
+    assert run("calibrate", "--model", checkpoint, "--calib", calib, "--out", tmp_path / "x",
+               "--act-order") == 2  # fmt: skip
+    one_line_error(capsys, "--act-order is a GPTQ setting")
+    assert run("export", "--quantized", tmp_path / "nothing", "--out", tmp_path / "e2") == 2
+    one_line_error(capsys, "not found; is")
