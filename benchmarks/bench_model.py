@@ -20,6 +20,7 @@ say how large it is.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 
 import batquant
+from batquant.config import ROLES
 from batquant.demo import model_dir
 from batquant.loading import calibration_windows, load_model, load_tokenizer, read_token_ids
 
@@ -68,6 +70,15 @@ def fetch_smollm2(root: Path) -> Path:
     return folder
 
 
+def with_scale_rule(config: batquant.QuantConfig, rule: str | None) -> batquant.QuantConfig:
+    """``config`` with every quantized role's scale rule set to ``rule`` (None: unchanged)."""
+    if rule is None:
+        return config
+    roles = {role: None if q is None else dataclasses.replace(q, scale_rule=rule)
+             for role in ROLES for q in [getattr(config, role)]}  # fmt: skip
+    return batquant.QuantConfig(**roles, name=f"{config.name} {rule}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="W4A4KV16,W4A8KV16")
@@ -76,17 +87,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq-len", type=int, default=256, help="calibration window length")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--eval-seq-len", type=int, default=512)
+    parser.add_argument("--model", choices=("smollm2", "embedded"), default="smollm2",
+                        help="SmolLM2-135M (fetched), or the embedded tiny Qwen3 (make demo's)")
+    parser.add_argument("--weight-quantizers", default="rtn",
+                        help="comma-separated: rtn, gptq (each method runs with each)")
+    parser.add_argument("--scale-rule", help="every role's E8M0 scale rule (default: the "
+                        "config's, the spec's floor); 'even' is compressed-tensors' rule")
     parser.add_argument("--json", type=Path, help="also write the rows here (a new file)")
     args = parser.parse_args(argv)
+    if args.json is not None and args.json.exists():
+        parser.error(f"--json {args.json} exists; choose a new file")
     torch.set_num_threads(TORCH_THREADS)
-    folder = fetch_smollm2(cache_root())
+    demo = model_dir()
+    folder = fetch_smollm2(cache_root()) if args.model == "smollm2" else demo
     tokenizer = load_tokenizer(folder)
     model = load_model(folder)
-    demo = model_dir()
     calib = calibration_windows(read_token_ids(tokenizer, demo / "calib.txt"), args.samples,
                                 args.seq_len, seed=0)  # fmt: skip
     heldout = read_token_ids(tokenizer, demo / "heldout.txt")
-    print(f"SmolLM2-135M-Instruct ({GGUF}, dequantized to float32); calibration "
+    name = f"SmolLM2-135M-Instruct ({GGUF}, dequantized to float32)" \
+        if args.model == "smollm2" else "the embedded tiny Qwen3"  # fmt: skip
+    print(f"{name}; calibration "
           f"{args.samples} x {args.seq_len} tokens, {args.epochs} epochs; held-out "
           f"{heldout.numel()} tokens in windows of {args.eval_seq_len}", flush=True)
     started = time.perf_counter()
@@ -94,30 +115,31 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"method": "full precision", "config": "-", "ppl": fp, "seconds": 0.0,
              "eval_seconds": time.perf_counter() - started}]  # fmt: skip
     print(f"full precision: PPL {fp:.3f}", flush=True)
-    for config in args.configs.split(","):
+    for config_name in args.configs.split(","):
+        config = with_scale_rule(batquant.get_config(config_name), args.scale_rule)
         for name in args.methods.split(","):
             method = batquant.get_method(name)
             calib_spec = batquant.CalibSpec(epochs=args.epochs, samples=args.samples) \
                 if method.calibrated else None  # fmt: skip
-            started = time.perf_counter()
-            q = batquant.quantize_model(model, calib, method=method, config=config,
-                                        calib=calib_spec, progress=False)  # fmt: skip
-            seconds = time.perf_counter() - started
-            ppl = batquant.perplexity(q, heldout, seq_len=args.eval_seq_len)
-            rows.append({"method": method.name, "config": config, "ppl": ppl,
-                         "seconds": seconds})  # fmt: skip
-            print(f"{config} {method.name}: PPL {ppl:.3f} ({100 * fp / ppl:.1f}%), "
-                  f"calibration {seconds:.0f} s", flush=True)
-            del q
-    print("\n| method | config | PPL | recovery | calibration |")
-    print("|---|---|---|---|---|")
+            for wq in args.weight_quantizers.split(","):
+                started = time.perf_counter()
+                q = batquant.quantize_model(model, calib, method=method, config=config,
+                                            calib=calib_spec, weight_quantizer=wq,
+                                            progress=False)  # fmt: skip
+                seconds = time.perf_counter() - started
+                ppl = batquant.perplexity(q, heldout, seq_len=args.eval_seq_len)
+                rows.append({"method": method.name, "config": config.describe(),
+                             "weights": wq, "ppl": ppl, "seconds": seconds})  # fmt: skip
+                print(f"{config.describe()} {method.name} {wq}: PPL {ppl:.3f} "
+                      f"({100 * fp / ppl:.1f}%), calibration {seconds:.0f} s", flush=True)
+                del q
+    print("\n| method | config | weights | PPL | recovery | calibration |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         secs = "-" if r["seconds"] == 0 else f"{r['seconds']:.0f} s"
-        print(f"| {r['method']} | {r['config']} | {r['ppl']:.3f} | "
+        print(f"| {r['method']} | {r['config']} | {r.get('weights', '-')} | {r['ppl']:.3f} | "
               f"{100 * fp / r['ppl']:.1f}% | {secs} |")
     if args.json is not None:
-        if args.json.exists():
-            raise SystemExit(f"{args.json} exists; choose a new file")
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     return 0
 
