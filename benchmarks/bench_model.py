@@ -15,6 +15,13 @@ method, config, PPL, recovery against full precision (100 x PPL_fp / PPL)
 and calibration time.  The calibration budget is smaller than the paper's
 (128 x 2048 tokens) so that the table finishes on 2 CPU cores; the options
 say how large it is.
+
+``--weight-quantizers rtn,gptq`` runs every method with each weight
+quantizer (same seed, so the two share their transforms); ``--scale-rule
+even`` sets every role's scale rule (compressed-tensors' rule, for a
+side-by-side with llm-compressor); ``--propagate quantized`` calibrates each
+layer on the quantized layers' outputs (what GPTQ and llm-compressor do);
+``--model embedded`` runs the embedded tiny Qwen3 instead of SmolLM2.
 """
 
 from __future__ import annotations
@@ -93,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated: rtn, gptq (each method runs with each)")
     parser.add_argument("--scale-rule", help="every role's E8M0 scale rule (default: the "
                         "config's, the spec's floor); 'even' is compressed-tensors' rule")
+    parser.add_argument("--propagate", choices=("full_precision", "quantized"),
+                        default="full_precision",
+                        help="what each layer is calibrated on (default: %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the rows here (a new file)")
     args = parser.parse_args(argv)
     if args.json is not None and args.json.exists():
@@ -125,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 q = batquant.quantize_model(model, calib, method=method, config=config,
                                             calib=calib_spec, weight_quantizer=wq,
+                                            propagate=args.propagate,
                                             progress=False)  # fmt: skip
                 seconds = time.perf_counter() - started
                 ppl = batquant.perplexity(q, heldout, seq_len=args.eval_seq_len)

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import mxref
-from batquant import CalibSpec, quantize_model
+from batquant import CalibSpec, QuantConfig, TensorQuant, quantize_model
 from batquant.algorithms.methods import METHODS
 from batquant.deploy import export, load_export
 from batquant.deploy.manifest import write_manifest
@@ -121,6 +121,33 @@ def test_a_plain_export_is_a_compressed_tensors_checkpoint(tmp_path):
     logits(loaded, ids)  # compressed-tensors decompresses on the first forward
     assert torch.equal(proj.weight.to(torch.bfloat16),
                        q.model.layers[1].mlp.down_proj.weight.to(torch.bfloat16))  # fmt: skip
+
+
+def test_mxfp8_weights_are_one_float8_byte_per_code(tmp_path):
+    from compressed_tensors.entrypoints.convert import CompressedTensorsDequantizer
+
+    fp8 = QuantConfig(TensorQuant("mxfp8_e4m3"), TensorQuant("mxfp8_e4m3"), name="W8A8")
+    q = quantized("rtn", fp8)
+    assert export(q, tmp_path / "export").plain
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["quantization_config"]["format"] == "mxfp8-quantized"
+    tensors = load_file(str(tmp_path / "export" / "model.safetensors"))
+    proj = q.model.layers[0].mlp.down_proj
+    stored = tensors["model.layers.0.mlp.down_proj.weight"]
+    assert stored.dtype == torch.float8_e4m3fn
+    assert stored.shape == proj.weight.shape
+    codes = mxref.quantize(proj.weight.numpy(), "mxfp8_e4m3",
+                           scales=proj.weight_scale.numpy()).codes  # fmt: skip
+    assert np.array_equal(stored.view(torch.uint8).numpy(), codes)
+    # offline, compressed-tensors cannot tell a Linear's float8 weight from an embedding's:
+    # hand it the linear's tensors alone
+    name = "model.layers.0.mlp.down_proj"
+    dense = CompressedTensorsDequantizer(str(tmp_path / "export"), dtype=torch.bfloat16).process(
+        {k: v for k, v in tensors.items() if k.startswith(name + ".")})  # fmt: skip
+    assert torch.equal(dense[f"{name}.weight"],
+                       proj.weight.to(torch.bfloat16))  # fmt: skip
+    ids = token_ids(samples=2, seed=9)
+    assert torch.equal(logits(q, ids), logits(load_export(tmp_path / "export"), ids))
 
 
 def test_plain_transformers_refuses_an_export_with_online_transforms(tmp_path):
