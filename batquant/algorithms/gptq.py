@@ -12,8 +12,10 @@ valid MX by construction: re-encoding it with those scales gives back its
 codes.
 
 The Hessian is that of the **transformed, clipped** inputs a quantized
-linear consumes (:func:`batquant.algorithms.observers.observing_transformed`;
-for an MoE expert, its own routed tokens), accumulated in float64.
+linear consumes, gathered at the observer point
+(:func:`batquant.algorithms.observers.observing_transformed`; for a fused
+MoE expert's gate/up, :meth:`RoutedInputs.routed_inputs` on its own routed
+tokens), accumulated in float64.
 
 :class:`LayerHessians` gathers them for a whole layer under calibration and
 is the ``rounding`` its linears and experts freeze with; nothing here names
@@ -23,7 +25,7 @@ a model family or a method.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -31,7 +33,7 @@ import torch
 from torch import nn
 
 from batquant.algorithms.layer import InputQuantizer
-from batquant.algorithms.observers import InputStatistics, Statistic
+from batquant.algorithms.observers import InputStatistics, Statistic, observing_transformed
 from batquant.algorithms.rounding import round_to_nearest, round_with_scales, static_scales
 from batquant.config import GPTQ_DAMPING_RETRIES, GPTQSpec, TensorQuant
 
@@ -216,28 +218,24 @@ class LayerHessians:
     @contextmanager
     def gathering(self) -> Iterator[LayerHessians]:
         """Observe every input stream of the layer while the block runs it."""
-        hooks = []
-        for quantizer in self.quantizers:
-            quantizer.observer = self._stream(quantizer, None)
-        for module in self.layer.modules():
-            if not isinstance(module, RoutedInputs):
-                continue
+        names = {f"stream {i}": q for i, q in enumerate(self.quantizers)}
+        with ExitStack() as stack:
+            streams = stack.enter_context(observing_transformed(names, {Statistic.GRAM}))
+            for name, quantizer in names.items():
+                self.grams[(id(quantizer), None)] = streams[name]
+            for module in self.layer.modules():
+                if not isinstance(module, RoutedInputs):
+                    continue
 
-            # a forward hook, not a pre-hook: it sees the arguments after every
-            # pre-hook, the routing a calibration replays included
-            def per_expert(mod: nn.Module, args: tuple[Any, ...], _: Any) -> None:
-                assert isinstance(mod, RoutedInputs)
-                for e, h in mod.routed_inputs(args[0], args[1]).items():
-                    self._stream(mod.up, e).update(h)
+                # a forward hook, not a pre-hook: it sees the arguments after every
+                # pre-hook, the routing a calibration replays included
+                def per_expert(mod: nn.Module, args: tuple[Any, ...], _: Any) -> None:
+                    assert isinstance(mod, RoutedInputs)
+                    for e, h in mod.routed_inputs(args[0], args[1]).items():
+                        self._stream(mod.up, e).update(h)
 
-            hooks.append(module.register_forward_hook(per_expert))
-        try:
+                stack.enter_context(module.register_forward_hook(per_expert))
             yield self
-        finally:
-            for quantizer in self.quantizers:
-                quantizer.observer = None
-            for h in hooks:
-                h.remove()
 
     def __call__(self, weight: torch.Tensor, quant: TensorQuant, inputs: nn.Module,
                  expert: int | None, where: str) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip

@@ -22,7 +22,7 @@ activations a quantized linear consumes, before their fake quantization.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -164,7 +164,7 @@ def observing(streams: dict[str, list[nn.Module]], wanted: Iterable[Statistic | 
 
 
 @contextmanager
-def observing_transformed(quantizers: dict[str, nn.Module], wanted: Iterable[Statistic | str],
+def observing_transformed(quantizers: Mapping[str, nn.Module], wanted: Iterable[Statistic | str],
                           stride: int = 1) -> Iterator[dict[str, InputStatistics]]:  # fmt: skip
     """As :func:`observing`, on what each :class:`InputQuantizer` hands its fake quantizer.
 
