@@ -92,10 +92,11 @@ def _skeleton(hf: dict[str, Any], settings: dict[str, Any], where: Path) -> nn.M
     from transformers.initialization import no_init_weights
 
     config = _model_config(hf, where)
-    names = hf.get("architectures") or []
-    cls = getattr(transformers, str(names[0]), None) if names else None
+    name = settings.get("architecture")
+    cls = getattr(transformers, str(name), None) if name else None
     if cls is None:
-        raise ValueError(f"{where}: architectures {names!r} names no transformers model class")
+        raise ValueError(f"{where.parent / SETTINGS_FILE}: architecture {name!r} names no "
+                         "transformers model class")  # fmt: skip
     if settings.get("attention"):
         config._attn_implementation = settings["attention"]
     with no_init_weights():

@@ -178,6 +178,8 @@ def export(qmodel: nn.Module, out_dir: str | os.PathLike[str], *, force: bool = 
     model_config: Any = qmodel.config
     hf_config = model_config.to_dict()
     hf_config.pop("_attn_implementation_autoset", None)
+    # a model loaded from GGUF or built from a config may not name its class
+    hf_config["architectures"] = [info["architecture"]]
     hf_config["quantization_config"] = plan.quantization_config
     hf_config["batquant"] = plan.summary(hf_config.get("model_type"))
     if not plan.plain:
