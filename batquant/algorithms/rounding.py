@@ -76,3 +76,15 @@ def round_to_nearest(weight: torch.Tensor, quant: TensorQuant, inputs: nn.Module
                      ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """The methods' own rounding: every element to nearest, scales from the weight itself."""
     return quant.fake_quantize(weight), static_scales(weight, quant)
+
+
+def unrounded(weight: torch.Tensor, quant: TensorQuant, inputs: nn.Module,
+              expert: int | None, where: str) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The weight as it is and zero scale bytes of the right shape: a structure to load into.
+
+    For a layer rebuilt only to receive a saved state (which overwrites both),
+    so that rebuilding does not pay for rounding every weight.
+    """
+    blocks = -(-weight.shape[-1] // quant.block_size)
+    zeros = torch.zeros((*weight.shape[:-1], blocks), dtype=torch.uint8, device=weight.device)
+    return weight, zeros

@@ -48,7 +48,7 @@ from batquant.algorithms.heads import FusedSide, HeadFusion, HeadTransforms, KVQ
 from batquant.algorithms.layer import CalibratingLinear, InputQuantizer
 from batquant.algorithms.methods import Method, TransformContext
 from batquant.algorithms.observers import InputStatistics
-from batquant.algorithms.rounding import WeightRounding
+from batquant.algorithms.rounding import WeightRounding, unrounded
 from batquant.config import CalibSpec, QuantConfig, TensorQuant
 from batquant.models import HeadGeometry, ModelAdapter
 from batquant.pipeline.attention import attach
@@ -412,7 +412,9 @@ def restore_layer(layer: nn.Module, plan: LayerPlan, layer_index: int,
     ValueError
         When ``state`` does not fit the structure the plan builds, naming ``where``.
     """
-    frozen = freeze_layer(build_layer(layer, plan, layer_index), plan.description)
+    # every frozen weight and scale is then overwritten by the state: skip the rounding
+    frozen = freeze_layer(build_layer(layer, plan, layer_index), plan.description,
+                          rounding=unrounded)  # fmt: skip
     frozen.to(next(iter(layer.parameters())).dtype)  # a bf16 model's layers were saved in bf16
     try:
         frozen.load_state_dict(state, strict=True)
