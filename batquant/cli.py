@@ -10,6 +10,9 @@
     batquant export --quantized DIR --out DIR [--model DIR] [--force]
     batquant dump-layer --export DIR --layer 3 --module mlp.down_proj --text FILE.txt
                         --tokens 64 --out DIR [--accum exact,block_fp32] [--force]
+    batquant plot --model DIR --quantized DIR --layer 3 --module down_proj --out FIG.png
+                  [--text FILE.txt] [--tokens 512]
+    batquant plot --losses RUN_DIR --out FIG.png
 
 Every problem the user can fix (a missing or corrupt checkpoint, an
 architecture without an adapter, a layer the adapter does not describe,
@@ -41,6 +44,12 @@ example:
 EVAL_EXAMPLE = """\
 example:
   batquant eval --model ./Qwen3-0.6B --quantized ./qwen3-w4a4 --ppl wiki.test.txt
+"""
+PLOT_EXAMPLE = """\
+example:
+  batquant plot --model ./Qwen3-0.6B --quantized ./qwen3-w4a4 --layer 3 --module down_proj \
+      --out down3.png
+  batquant plot --losses ./qwen3-w4a4 --out losses.png
 """
 EXPORT_EXAMPLE = """\
 example:
@@ -129,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="an output folder of 'batquant calibrate' (repeatable)")
     ev.add_argument("--ppl", required=True, metavar="FILE.txt", help="evaluation text")
     ev.add_argument("--seq-len", type=int, default=2048, help="default: %(default)s")
+    ev.add_argument("--batch-size", type=int, default=8, metavar="N",
+                    help="windows per forward pass; the logits of a batch take N x seq-len x "
+                    "vocab floats (default: %(default)s)")
     ev.add_argument("--json", metavar="FILE", help="also write the table as JSON (new file)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
@@ -171,6 +183,29 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--out", required=True, metavar="DIR", help="new dump folder")
     dump.add_argument("--force", action="store_true", help="replace an existing --out")
     dump.set_defaults(func=cmd_dump_layer)
+
+    plot = sub.add_parser(
+        "plot",
+        help="draw a linear's block magnitudes before and after its transform, or the loss curves",
+        description="With --model and --quantized: run --text through the quantized model and "
+        "draw one linear's per-block activation magnitudes before and after its method's "
+        "transform (heat maps), and the histograms of an outlier block and a median block "
+        "divided by their E8M0 scales (the paper's Fig. 2 and 5).  With --losses: draw every "
+        "layer's calibration loss against its step, from the run's calibration.jsonl.",
+        epilog=PLOT_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plot.add_argument("--model", metavar="DIR", help="the original checkpoint")
+    plot.add_argument("--quantized", metavar="DIR", help="an output folder of 'batquant calibrate'")
+    plot.add_argument("--layer", type=int, help="decoder layer index")
+    plot.add_argument("--module", help="the linear, e.g. down_proj or self_attn.q_proj")
+    plot.add_argument("--text", metavar="FILE.txt",
+                      help="input text (default: the embedded held-out text)")
+    plot.add_argument("--tokens", type=int, default=512, help="tokens run (default: %(default)s)")
+    plot.add_argument("--losses", metavar="RUN_DIR",
+                      help="a calibrate output folder or run folder (its calibration.jsonl)")
+    plot.add_argument("--out", required=True, metavar="FIG.png", help="new PNG file")
+    plot.set_defaults(func=cmd_plot)
     return parser
 
 
@@ -277,6 +312,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.json is not None and Path(args.json).exists():
         raise ValueError(f"--json {args.json} exists; choose a new file")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
     model_dir = Path(args.model)
     for q in args.quantized:
         read_settings(q)  # fail on a bad folder before the long full-precision run
@@ -288,14 +325,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"--ppl {args.ppl} has {ids.numel()} tokens, fewer than one window "
                          f"of --seq-len {args.seq_len}")  # fmt: skip
     model = load_model(model_dir)
-    fp = perplexity(model, ids, seq_len=args.seq_len, progress=not args.quiet)
+    fp = perplexity(model, ids, seq_len=args.seq_len, batch_size=args.batch_size,
+                    progress=not args.quiet)
     rows: list[dict[str, object]] = [{"method": "full precision", "config": "-", "ppl": fp}]
     for q in args.quantized:
         qmodel: Any = load_quantized(q, model)
         info = qmodel.batquant_info
         rows.append({"method": info["method"], "config": info["config"].get("name") or "custom",
                      "ppl": perplexity(qmodel, ids, seq_len=args.seq_len,
-                                       progress=not args.quiet), "folder": str(q)})  # fmt: skip
+                                       batch_size=args.batch_size, progress=not args.quiet),
+                     "folder": str(q)})  # fmt: skip
         del qmodel
     print(format_table(rows, seq_len=args.seq_len, tokens=int(ids.numel())))
     if args.json is not None:
@@ -366,6 +405,47 @@ def cmd_dump_layer(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: layer {args.layer} {args.module}, {args.tokens} tokens; exact "
           f"reference vs torch forward: max |diff| {gap:.3g}")  # fmt: skip
     print("check a device: " + " && ".join(summary["check"]))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """Run ``batquant plot``: block magnitudes of one linear, or the loss curves of a run."""
+    from batquant.eval import figures
+
+    out = figures.check_png_path(args.out)
+    block_args = {"--model": args.model, "--quantized": args.quantized, "--layer": args.layer,
+                  "--module": args.module}  # fmt: skip
+    if args.losses is not None:
+        given = [k for k, v in block_args.items() if v is not None] + (
+            ["--text"] if args.text is not None else [])
+        if given:
+            raise ValueError(f"--losses draws a run's log; {', '.join(given)} belong to the "
+                             "block figure")  # fmt: skip
+        curves = figures.loss_curves(args.losses)
+        figures.plot_losses(curves, out, title=f"calibration loss per layer: {args.losses}")
+        print(f"wrote {out}: {len(curves)} layers, {sum(map(len, curves.values()))} steps")
+        return 0
+    missing = [k for k, v in block_args.items() if v is None]
+    if missing:
+        raise ValueError(f"the block figure needs {', '.join(missing)} (or pass --losses)")
+    if args.tokens < 1:
+        raise ValueError(f"--tokens must be >= 1; got {args.tokens}")
+    from batquant.demo import model_dir
+    from batquant.loading import load_model, load_tokenizer, read_token_ids
+    from batquant.pipeline.saving import load_quantized, read_settings
+
+    read_settings(args.quantized)
+    model_path = Path(args.model)
+    _check_architecture(model_path)
+    text = Path(args.text) if args.text is not None else model_dir() / "heldout.txt"
+    ids = read_token_ids(load_tokenizer(model_path), text)[: args.tokens]
+    qmodel = load_quantized(args.quantized, load_model(model_path), inplace=True)
+    view = figures.block_view(qmodel, ids, layer=args.layer, module=args.module)
+    figures.plot_blocks(view, out)
+    ratio = float(view.before.max() / view.after.max())
+    print(f"wrote {out}: {view.title}, {view.before.shape[0]} tokens; largest block magnitude "
+          f"{float(view.before.max()):.4g} before, {float(view.after.max()):.4g} after "
+          f"the transform ({ratio:.2f}x)")  # fmt: skip
     return 0
 
 

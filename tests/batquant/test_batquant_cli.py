@@ -82,12 +82,12 @@ def test_calibrate_then_eval_prints_the_table(tmp_path, checkpoint, texts, capsy
     rows = json.loads(report.read_text())
     assert rows[0]["method"] == "full precision"
     assert rows[1]["method"] == "batquant"
-    # the table's figures are the API's
+    # the table's figures are the API's, at the CLI's default of 8 windows per pass
     model = batquant.loading.load_model(checkpoint)
     ids = batquant.loading.read_token_ids(batquant.loading.load_tokenizer(checkpoint), ev)
-    assert rows[0]["ppl"] == batquant.perplexity(model, ids, seq_len=32)
+    assert rows[0]["ppl"] == batquant.perplexity(model, ids, seq_len=32, batch_size=8)
     q = batquant.load_quantized(out, model)
-    assert rows[1]["ppl"] == batquant.perplexity(q, ids, seq_len=32)
+    assert rows[1]["ppl"] == batquant.perplexity(q, ids, seq_len=32, batch_size=8)
 
 
 def test_resume_continues_an_unfinished_run(tmp_path, checkpoint, texts, capsys):
@@ -262,6 +262,8 @@ def test_eval_errors(tmp_path, checkpoint, texts, capsys):
     one_line_error(capsys, "no such text file")
     assert run("eval", "--model", checkpoint, "--ppl", ev, "--quantized", tmp_path) == 2
     one_line_error(capsys, "batquant.json: not found")
+    assert run("eval", "--model", checkpoint, "--ppl", ev, "--batch-size", 0) == 2
+    one_line_error(capsys, "--batch-size must be >= 1; got 0")
 
 
 def test_help_shows_examples_and_python_dash_m_works():
@@ -293,6 +295,20 @@ def test_perplexity_is_the_mean_window_loss_exponentiated():
     assert batquant.perplexity(model, ids[None], seq_len=32) == got
 
 
+@pytest.mark.parametrize("config", [None, "W4A8KV4"])
+def test_batched_perplexity_equals_one_window_at_a_time(config: str | None):
+    model = tiny_qwen3()
+    ids = torch.randint(0, 160, (7 * 32 + 5,), generator=torch.Generator().manual_seed(3))
+    if config is not None:  # quantized activations and KV cache: still per token
+        model = batquant.quantize_model(model, ids[:64].view(2, 32), method="quarot",
+                                        config=config, progress=False)  # fmt: skip
+    one = batquant.perplexity(model, ids, seq_len=32)
+    for batch_size in (2, 3, 7, 64):  # uneven last batch, exactly all, more than all
+        # float32 rounding only: a batched matmul may sum in another order
+        assert batquant.perplexity(model, ids, seq_len=32, batch_size=batch_size) == (
+            pytest.approx(one, rel=1e-5))
+
+
 def test_perplexity_rejects_bad_input():
     model = tiny_qwen3()
     with pytest.raises(ValueError, match="fewer than one window"):
@@ -303,6 +319,8 @@ def test_perplexity_rejects_bad_input():
         batquant.perplexity(model, torch.zeros(40), seq_len=32)
     with pytest.raises(ValueError, match="seq_len must be an int >= 2"):
         batquant.perplexity(model, torch.arange(40), seq_len=1)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        batquant.perplexity(model, torch.arange(40), seq_len=8, batch_size=0)
 
 
 def test_gptq_calibrate_then_export_loads_without_the_checkpoint(tmp_path, checkpoint, texts,
@@ -340,3 +358,35 @@ def test_gptq_calibrate_then_export_loads_without_the_checkpoint(tmp_path, check
     one_line_error(capsys, "--act-order is a GPTQ setting")
     assert run("export", "--quantized", tmp_path / "nothing", "--out", tmp_path / "e2") == 2
     one_line_error(capsys, "not found; is")
+
+
+# -- plot ------------------------------------------------------------------------------------
+
+
+def test_plot_draws_block_magnitudes_and_loss_curves(tmp_path, checkpoint, texts, capsys):
+    calib, ev = texts
+    out = tmp_path / "q"
+    assert run("calibrate", "--model", checkpoint, "--method", "batquant", "--config",
+               "W4A4KV16", "--calib", calib, "--out", out, "--samples", 4, "--seq-len", 32,
+               "--epochs", 1, "--quiet") == 0  # fmt: skip
+    capsys.readouterr()
+    blocks = tmp_path / "down.png"
+    assert run("plot", "--model", checkpoint, "--quantized", out, "--layer", 1, "--module",
+               "down_proj", "--text", ev, "--tokens", 48, "--out", blocks) == 0  # fmt: skip
+    assert blocks.read_bytes()[:4] == b"\x89PNG"
+    assert "layer 1 mlp.down_proj (batquant" in capsys.readouterr().out
+    losses = tmp_path / "losses.png"
+    assert run("plot", "--losses", out, "--out", losses) == 0
+    assert losses.read_bytes()[:4] == b"\x89PNG"
+    assert "2 layers" in capsys.readouterr().out
+    # errors: one line, status 2, nothing overwritten
+    assert run("plot", "--losses", out, "--out", losses) == 2
+    one_line_error(capsys, "exists; choose a new file")
+    assert run("plot", "--losses", out, "--layer", 1, "--out", tmp_path / "x.png") == 2
+    one_line_error(capsys, "--layer belong to the block figure")
+    assert run("plot", "--model", checkpoint, "--out", tmp_path / "x.png") == 2
+    one_line_error(capsys, "needs --quantized, --layer, --module")
+    assert run("plot", "--model", checkpoint, "--quantized", out, "--layer", 1, "--module",
+               "nope", "--out", tmp_path / "x.png") == 2  # fmt: skip
+    one_line_error(capsys, "module 'nope': no quantized linear of layer 1")
+    assert not (tmp_path / "x.png").exists()
