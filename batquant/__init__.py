@@ -20,7 +20,16 @@
 from batquant.algorithms.calibration import CalibratedGroup, calibrate, quantize_linear
 from batquant.algorithms.clipping import ClipGroups, LearnableClip
 from batquant.algorithms.layer import QuantizedLinear
-from batquant.algorithms.methods import METHODS, Method, TransformContext, get_method, register
+from batquant.algorithms.methods import (
+    METHODS,
+    Method,
+    TransformContext,
+    get_method,
+    register,
+)
+from batquant.algorithms.methods import (
+    RECOMMENDED as RECOMMENDED_METHOD,
+)
 from batquant.config import CONFIGS, CalibSpec, GPTQSpec, QuantConfig, TensorQuant, get_config
 from batquant.deploy import dump_layer, export, load_export
 from batquant.eval import perplexity
@@ -30,6 +39,7 @@ from batquant.pipeline.saving import load_quantized, save_quantized
 __all__ = [
     "CONFIGS",
     "METHODS",
+    "RECOMMENDED_METHOD",
     "CalibSpec",
     "CalibratedGroup",
     "GPTQSpec",

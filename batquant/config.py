@@ -279,9 +279,11 @@ class CalibSpec:
         consecutive tokens (the paper calibrates on 128 sequences), so that
         the number of optimiser steps does not depend on the token count.  A
         3-D input ``[samples, seq, N]`` keeps its own samples.
-    clip_init : float
-        Initial clipping logit alpha: sigmoid(4) = 0.982 starts every bound
-        near the block's own min and max (FlatQuant's LWC initialisation).
+    clip_init : float or None
+        Initial clipping logit alpha, sigmoid(alpha) of each group's range;
+        None (default): the method's own (``Method.clip_init``: 4, that is
+        0.982, for FlatQuant as its LWC starts; 8, that is 0.9997, for the
+        BATQuant methods).
     """
 
     epochs: int = 5
@@ -291,7 +293,7 @@ class CalibSpec:
     weight_decay: float = 0.0
     min_lr_ratio: float = 0.0
     samples: int = 128
-    clip_init: float = 4.0
+    clip_init: float | None = None
 
     def __post_init__(self) -> None:
         _check_int("CalibSpec", "epochs", self.epochs, 1)
@@ -304,8 +306,9 @@ class CalibSpec:
         _check_float("CalibSpec", "min_lr_ratio", self.min_lr_ratio, positive=False)
         if self.min_lr_ratio > 1:
             raise ValueError(f"CalibSpec.min_lr_ratio must be <= 1; got {self.min_lr_ratio}")
-        if isinstance(self.clip_init, bool) or not isinstance(self.clip_init, int | float) or (
-            not math.isfinite(self.clip_init)
+        if self.clip_init is not None and (
+            isinstance(self.clip_init, bool) or not isinstance(self.clip_init, int | float)
+            or not math.isfinite(self.clip_init)
         ):
             raise ValueError(f"CalibSpec.clip_init must be a finite number; got {self.clip_init!r}")
 

@@ -28,7 +28,7 @@ from torch import nn
 from batquant.algorithms.clipping import LearnableClip, make_clip
 from batquant.algorithms.gptq import LayerHessians
 from batquant.algorithms.layer import InputQuantizer, QuantizedLinear, frozen_weight, weight_side
-from batquant.algorithms.methods import Method, TransformContext, get_method
+from batquant.algorithms.methods import Method, TransformContext, clip_init_of, get_method
 from batquant.algorithms.observers import InputStatistics, row_stride
 from batquant.algorithms.training import Training, train
 from batquant.algorithms.transforms import Transform
@@ -269,12 +269,11 @@ def calibrate(
         transform = transform.to(device)
     act_clip = weight_clip = None
     if meth.clip is not None:
+        start = clip_init_of(meth, spec)
         if act_q is not None:
-            act_clip = make_clip(meth.clip, act_q, None, n, spec.clip_init, device,
-                                  "activation")  # fmt: skip
+            act_clip = make_clip(meth.clip, act_q, None, n, start, device, "activation")
         if w_q is not None:
-            weight_clip = make_clip(meth.clip, w_q, weight.shape[0], n, spec.clip_init, device,
-                                     "weight")  # fmt: skip
+            weight_clip = make_clip(meth.clip, w_q, weight.shape[0], n, start, device, "weight")
 
     losses: list[float] = []
     if meth.calibrated:

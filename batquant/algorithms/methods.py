@@ -71,8 +71,14 @@ from batquant.algorithms.transforms import (
     SmoothScale,
     Transform,
 )
+from batquant.config import CalibSpec
 from mxref.registry import Registry
 
+#: The method every other one must beat: round to nearest, nothing transformed or
+#: learned.  The pipeline measures each layer against it (``baseline_relative_mse``).
+BASELINE = "rtn"
+#: The method the README recommends (ours, not the paper's; docs/batquant.md says why).
+RECOMMENDED = "batquant-smooth"
 #: initialisation of every learnable block transform: the block Hadamard
 #: (BRQ's rotation, exactly representable by GPK since H_32 = H_4 kron H_8),
 #: so calibration starts where BRQ ends (docs/batquant.md, "Initialisation").
@@ -81,6 +87,11 @@ BLOCK_INIT = "hadamard"
 FLATQUANT_INIT = "orthogonal"
 #: FlatQuant's SmoothQuant-style initialisation of its diagonal (alpha = 0.3).
 FLATQUANT_ALPHA = 0.3
+#: FlatQuant's clipping start, sigmoid(4) = 0.982 of each group's range.
+FLATQUANT_CLIP_INIT = 4.0
+#: The BATQuant methods' clipping start, sigmoid(8) = 0.9997: the paper leaves it
+#: open, and starting at 0.982 cost accuracy on every measured layer (docs/batquant.md).
+BLOCK_CLIP_INIT = 8.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,11 @@ FITTED = frozenset({Statistic.ABSMAX, Statistic.ROWS})
 
 TransformFactory = Callable[[TransformContext], Transform | None]
 
+def clip_init_of(method: Method, spec: CalibSpec) -> float:
+    """The clipping logits' start: ``spec.clip_init`` when set, else the method's own."""
+    return method.clip_init if spec.clip_init is None else spec.clip_init
+
+
 def _none(ctx: TransformContext) -> None:
     return None
 
@@ -145,6 +161,11 @@ class Method:
         What the calibration inputs must be observed for (the observer point,
         :mod:`batquant.algorithms.observers`): ``ABSMAX`` always; ``ROWS`` when
         ``build_transform`` fits the transform to ``TransformContext.inputs``.
+    clip_init : float
+        The clipping logits' start when ``CalibSpec.clip_init`` is None:
+        sigmoid(4) = 0.982 of each group's range is FlatQuant's; the BATQuant
+        methods start at sigmoid(8) = 0.9997, no clipping to speak of
+        (docs/batquant.md, "Block-wise learnable clipping", says why).
     """
 
     name: str
@@ -154,6 +175,7 @@ class Method:
     calibrated: bool
     build_kv_transform: TransformFactory = _none
     statistics: frozenset[Statistic] = frozenset({Statistic.ABSMAX})
+    clip_init: float = FLATQUANT_CLIP_INIT
 
     @property
     def needs_inputs(self) -> bool:
@@ -234,6 +256,12 @@ def _smooth_gpk(ctx: TransformContext) -> Transform:
     return ComposedTransform(smooth, _gpk(ctx))
 
 
+def _smooth_block_affine(ctx: TransformContext) -> Transform:
+    smooth = SmoothScale(ctx.size, alpha=0.5, learnable=True)
+    smooth.init_from_stats(ctx.act_absmax, ctx.weight_absmax)
+    return ComposedTransform(smooth, _block_affine(ctx))
+
+
 def _naive(ctx: TransformContext) -> Transform:
     g1, g2 = _gpk_factors(ctx.block_size)
     return NaiveKronecker(ctx.size, g1=g1, g2=g2, init=BLOCK_INIT, seed=ctx.seed)
@@ -301,16 +329,24 @@ for _method in (
            "per-tensor/per-row clipping", _flatquant, ClipGroups.ROW, calibrated=True,
            build_kv_transform=_dense),
     Method("batquant", "BATQuant: GPK block affine + block-wise clipping", _gpk,
-           ClipGroups.BLOCK, calibrated=True, build_kv_transform=_gpk),
+           ClipGroups.BLOCK, calibrated=True, build_kv_transform=_gpk,
+           clip_init=BLOCK_CLIP_INIT),
     Method("batquant-full", "BATQuant ablation: full 32x32 affine per block", _block_affine,
-           ClipGroups.BLOCK, calibrated=True, build_kv_transform=_block_affine),
+           ClipGroups.BLOCK, calibrated=True, build_kv_transform=_block_affine,
+           clip_init=BLOCK_CLIP_INIT),
     Method("batquant-naive", "BATQuant ablation: naive Kronecker B_i kron A_i per block",
-           _naive, ClipGroups.BLOCK, calibrated=True, build_kv_transform=_naive),
+           _naive, ClipGroups.BLOCK, calibrated=True, build_kv_transform=_naive,
+           clip_init=BLOCK_CLIP_INIT),
     Method("batquant-globalclip", "BATQuant ablation: GPK with per-tensor/per-row clipping",
-           _gpk, ClipGroups.ROW, calibrated=True, build_kv_transform=_gpk),
+           _gpk, ClipGroups.ROW, calibrated=True, build_kv_transform=_gpk,
+           clip_init=BLOCK_CLIP_INIT),
     Method("batquant-smooth", "BATQuant + a learnable SmoothQuant-initialised diagonal "
            "(not in the paper)", _smooth_gpk, ClipGroups.BLOCK, calibrated=True,
-           build_kv_transform=_gpk),
+           build_kv_transform=_gpk, clip_init=BLOCK_CLIP_INIT),
+    Method("batquant-smooth-full", "ours: a learnable SmoothQuant-initialised diagonal x a "
+           "full 32x32 affine per block + block-wise clipping (not in the paper)",
+           _smooth_block_affine, ClipGroups.BLOCK, calibrated=True,
+           build_kv_transform=_block_affine, clip_init=BLOCK_CLIP_INIT),
     Method("torq", "TORQ (our reconstruction): block Hadamard, Schur-Horn inter-block balance, "
            "error-guarded max-entropy intra-block rotation, training-free", _torq, None,
            calibrated=False, build_kv_transform=_brq, statistics=FITTED),

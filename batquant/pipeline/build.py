@@ -46,7 +46,7 @@ from batquant.algorithms.clipping import LearnableClip, make_clip
 from batquant.algorithms.experts import CalibratingExperts
 from batquant.algorithms.heads import FusedSide, HeadFusion, HeadTransforms, KVQuantizer
 from batquant.algorithms.layer import CalibratingLinear, InputQuantizer
-from batquant.algorithms.methods import Method, TransformContext
+from batquant.algorithms.methods import Method, TransformContext, clip_init_of
 from batquant.algorithms.observers import InputStatistics
 from batquant.algorithms.rounding import WeightRounding, unrounded
 from batquant.config import CalibSpec, QuantConfig, TensorQuant
@@ -73,7 +73,7 @@ class LayerPlan:
     method : Method
     config : QuantConfig
     spec : CalibSpec
-        Only ``clip_init`` is read here.
+        Only ``clip_init`` is read here (None: the method's own).
     seed : int
         The run's seed; each site derives its own from it (:func:`site_seed`).
     """
@@ -164,8 +164,8 @@ class _Builder:
             ) from None
         clip = None
         if plan.method.clip is not None and act_q is not None:
-            clip = make_clip(plan.method.clip, act_q, None, n, plan.spec.clip_init, self.device,
-                             "activation")  # fmt: skip
+            start = clip_init_of(plan.method, plan.spec)
+            clip = make_clip(plan.method.clip, act_q, None, n, start, self.device, "activation")
         return InputQuantizer(transform, clip, act_q).to(self.device)
 
     def weight_clip(self, rows: int, n: int) -> LearnableClip | None:
@@ -177,8 +177,9 @@ class _Builder:
         plan = self.plan
         if plan.method.clip is None or plan.config.weight is None:
             return None
-        return [make_clip(plan.method.clip, plan.config.weight, rows, n, plan.spec.clip_init,
-                          self.device, "weight") for _ in range(count)]  # fmt: skip
+        start = clip_init_of(plan.method, plan.spec)
+        return [make_clip(plan.method.clip, plan.config.weight, rows, n, start, self.device,
+                          "weight") for _ in range(count)]  # fmt: skip
 
     def experts(self, module: nn.Module, site: FusedExperts, up: InputQuantizer | None,
                 seed_site: int) -> CalibratingExperts:  # fmt: skip

@@ -41,8 +41,9 @@ import json
 import os
 import sys
 import time
+import warnings
 from contextlib import ExitStack
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ from tqdm.auto import tqdm
 from batquant.algorithms.experts import fused_expert_inputs
 from batquant.algorithms.gptq import LayerHessians
 from batquant.algorithms.layer import CalibratingLinear
-from batquant.algorithms.methods import Method, get_method
+from batquant.algorithms.methods import BASELINE, Method, get_method
 from batquant.algorithms.observers import InputStatistics, observing, row_stride
 from batquant.algorithms.training import StepRecord, Training, train
 from batquant.config import (
@@ -261,9 +262,20 @@ def quantize_model(
         folder = RunFolder(Path(cache_dir), fingerprint(run, ids, probe), len(layers))
     summaries = runner.run(folder)
     work.batquant_info = {**settings, "layers": summaries}  # type: ignore[assignment]
+    worse = [s["layer"] for s in summaries if s.get("worse_than_baseline")]
+    if worse:
+        warnings.warn(f"{meth.name} {cfg.describe()}: layers {worse} end with a larger output "
+                      f"error than {BASELINE}'s on their calibration batch (see each layer's "
+                      "relative_mse and baseline_relative_mse in the summary); more "
+                      "calibration data or steps may help", WorseThanBaselineWarning,
+                      stacklevel=2)  # fmt: skip
     if progress:
         print_summary(summaries, meth.name, cfg.describe(), file=sys.stderr)
     return work
+
+
+class WorseThanBaselineWarning(UserWarning):
+    """Some calibrated layers end with a larger output error than round-to-nearest's."""
 
 
 class _Runner:
@@ -375,6 +387,7 @@ class _Runner:
             x0 = inputs.batch(self.batches[0], self.device)
             y0 = targets.batch(self.batches[0], self.device)
             rel = float(((run_layer(frozen, x0, kwargs) - y0) ** 2).mean() / (y0**2).mean())
+            baseline = self._baseline_error(index, layer, stats, kept, sites, x0, y0, kwargs)
             for batch in self.batches:
                 x = inputs.batch(batch, self.device)
                 out = run_layer(frozen, x, kwargs) if self.propagate is Propagation.QUANTIZED \
@@ -390,7 +403,9 @@ class _Runner:
         summary: dict[str, Any] = {"layer": index, "steps": len(losses),
                    "first_loss": losses[0] if losses else None,
                    "last_loss": losses[-1] if losses else None,
-                   "relative_mse": rel, "train_seconds": round(train_seconds, 3),
+                   "relative_mse": rel, "baseline_relative_mse": baseline,
+                   "worse_than_baseline": baseline is not None and rel > baseline,
+                   "train_seconds": round(train_seconds, 3),
                    "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
         if hessians is not None:
             assert self.gptq is not None
@@ -434,6 +449,24 @@ class _Runner:
                     for name, calls in choices.items():
                         routing[name].put(batch, *calls.pop())
         return stats
+
+    def _baseline_error(self, index: int, layer: nn.Module,
+                        stats: dict[str, InputStatistics], kept: list[tuple[str, int]],
+                        sites: LayerSites, x: torch.Tensor, y: torch.Tensor,
+                        kwargs: dict[str, Any]) -> float | None:  # fmt: skip
+        """The relative output MSE of ``layer`` under :data:`BASELINE` on the same batch.
+
+        A calibrated layer that ends worse than rounding to nearest has lost to
+        doing nothing; the summary says so instead of leaving it to a perplexity
+        to find (None: this run is the baseline itself).
+        """
+        if self.plan.method.name == BASELINE and self.gptq is None:
+            return None
+        plan = replace(self.plan, method=get_method(BASELINE))
+        work = freeze_layer(build_layer(layer, plan, index, stats, kept, sites), plan.description)
+        out = run_layer(work, x, kwargs)
+        forget(work)
+        return float(((out - y) ** 2).mean() / (y**2).mean())
 
     def _hessians(self, work: nn.Module, sites: LayerSites, inputs: ActivationCache,
                   routing: dict[str, _RoutingCache], kwargs: dict[str, Any]
@@ -606,6 +639,9 @@ def print_summary(summaries: list[dict[str, Any]], method: str, config: str,
         lines.append(f"{s['layer']:>5}  {s['steps']:>5}  {num(s['first_loss'], 11, '.4g')}  "
                      f"{num(s['last_loss'], 11, '.4g')}  {num(s['relative_mse'], 9, '.3g')}  "
                      f"{s['seconds']:>8.1f}")  # fmt: skip
+        if s.get("worse_than_baseline"):
+            lines.append(f"{'':>5}  worse than {BASELINE}: rel. MSE {s['relative_mse']:.3g} "
+                         f"against {s['baseline_relative_mse']:.3g}")  # fmt: skip
         gptq = s.get("gptq")
         if gptq is not None:
             ratio = gptq["error_vs_rtn"]

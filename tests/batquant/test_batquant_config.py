@@ -80,7 +80,8 @@ def test_bad_fields_are_named(build, field: str) -> None:
 def test_registry_names_and_errors() -> None:
     assert set(batquant.METHODS) == {
         "rtn", "smoothquant", "quarot", "brq", "flatquant", "batquant", "batquant-full",
-        "batquant-naive", "batquant-globalclip", "batquant-smooth", "torq", "torq-abstract",
+        "batquant-naive", "batquant-globalclip", "batquant-smooth", "batquant-smooth-full", "torq",
+        "torq-abstract",
     }  # fmt: skip
     assert batquant.get_method(" BATQuant ").name == "batquant"
     with pytest.raises(ValueError, match="method must be one of 'rtn'.*got 'gptq'"):

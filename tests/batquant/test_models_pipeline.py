@@ -13,6 +13,7 @@ import mxref
 from batquant import CalibSpec, QuantConfig, TensorQuant
 from batquant.algorithms.heads import HeadTransforms
 from batquant.algorithms.layer import QuantizedLinear, set_quantization
+from batquant.algorithms.transforms import SmoothScale
 from batquant.models import ADAPTERS, ModelAdapter, get_adapter, register_adapter
 from batquant.pipeline import sequential
 from batquant.pipeline.attention import install
@@ -156,6 +157,43 @@ def test_calibration_lowers_the_layer_loss(qwen3):
                                 progress=False)  # fmt: skip
     for s in q.batquant_info["layers"]:
         assert s["last_loss"] < s["first_loss"]
+
+
+def test_every_layer_is_measured_against_round_to_nearest(qwen3):
+    ids = token_ids(8, 32)
+    q = batquant.quantize_model(qwen3, ids, method="quarot", config="W4A4KV16", progress=False)
+    rtn = batquant.quantize_model(qwen3, ids, method="rtn", config="W4A4KV16", progress=False)
+    for mine, base in zip(q.batquant_info["layers"], rtn.batquant_info["layers"], strict=True):
+        assert base["baseline_relative_mse"] is None  # rtn is the baseline itself
+        # layer 0 sees the same inputs in both runs: the baseline is rtn's own figure
+        if mine["layer"] == 0:
+            assert mine["baseline_relative_mse"] == base["relative_mse"]
+        assert mine["worse_than_baseline"] == (mine["relative_mse"] > mine["baseline_relative_mse"])
+
+
+def test_a_method_worse_than_round_to_nearest_says_so(qwen3):
+    def scrambled(ctx: batquant.algorithms.methods.TransformContext) -> SmoothScale:
+        # per-channel scales over 2^-6 .. 2^6: blocks whose elements differ wildly in size
+        smooth = SmoothScale(ctx.size, alpha=1.0)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        smooth.init_from_stats(torch.exp2(torch.randint(-6, 7, (ctx.size,), generator=gen)
+                                          .float()), torch.ones(ctx.size))  # fmt: skip
+        return smooth
+
+    method = batquant.algorithms.methods.Method("test-scrambled", "worse than rtn", scrambled,
+                                                None, calibrated=False)  # fmt: skip
+    batquant.algorithms.methods.register(method)
+    try:
+        with pytest.warns(sequential.WorseThanBaselineWarning,
+                          match=r"test-scrambled W4A4KV16: layers \[0, 1\] end with a larger "
+                                "output error than rtn's"):  # fmt: skip
+            q = batquant.quantize_model(qwen3, token_ids(8, 32), method=method,
+                                        config="W4A4KV16", progress=False)  # fmt: skip
+    finally:
+        batquant.METHODS.unregister("test-scrambled")
+    for s in q.batquant_info["layers"]:
+        assert s["worse_than_baseline"]
+        assert s["relative_mse"] > s["baseline_relative_mse"]
 
 
 def test_same_seed_same_bits_other_seed_other_bits(qwen3, calib_ids):
