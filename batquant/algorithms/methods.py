@@ -78,7 +78,7 @@ from mxref.registry import Registry
 #: learned.  The pipeline measures each layer against it (``baseline_relative_mse``).
 BASELINE = "rtn"
 #: The method the README recommends (ours, not the paper's; docs/batquant.md says why).
-RECOMMENDED = "batquant-smooth"
+RECOMMENDED = "batquant-smooth-full"
 #: initialisation of every learnable block transform: the block Hadamard
 #: (BRQ's rotation, exactly representable by GPK since H_32 = H_4 kron H_8),
 #: so calibration starts where BRQ ends (docs/batquant.md, "Initialisation").
