@@ -14,7 +14,9 @@ regression can be traced to a layer.  ``--ablations``: the paper's Fig. 6
 (the transform's block size, at an MX block of 32), Fig. 7 (g1 of g1 x g2 =
 32) and Table 4 (block-wise against global, for the transform and for the
 clipping), on the same linears; each summarised by the geometric mean of the
-relative MSE over the linears.  The JSON names the commit.
+relative MSE over the linears.  ``--factors``: why GPK loses to FlatQuant,
+one factor at a time and combined (``gpk_factors.py``), on eight of the
+linears.  The JSON names the commit.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from batquant.loading import calibration_windows, load_model, load_tokenizer, re
 from batquant.models import get_adapter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import commit  # noqa: E402  (beside this script)
+from gpk_factors import FACTOR_LINEARS, factors  # noqa: E402  (beside this script)
+from timing import commit  # noqa: E402
 
 TORCH_THREADS = 2
 LAYERS = (0, 7, 15, 22, 29)
@@ -65,9 +68,10 @@ def capture(model: nn.Module, linears: dict[str, nn.Linear], ids: torch.Tensor
 
 
 def relative_error(linear: nn.Linear, x_cal: torch.Tensor, x_held: torch.Tensor,
-                   method: str | Method) -> tuple[float, float]:  # fmt: skip
+                   method: str | Method, calib: batquant.CalibSpec | None = None,
+                   ) -> tuple[float, float]:  # fmt: skip
     started = time.perf_counter()
-    q = batquant.quantize_linear(linear, x_cal, method=method, config="W4A4")
+    q = batquant.quantize_linear(linear, x_cal, method=method, config="W4A4", calib=calib)
     seconds = time.perf_counter() - started
     with torch.no_grad():
         ref = linear(x_held)
@@ -120,13 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=16, help="calibration windows of 512")
     parser.add_argument("--table", action="store_true", help="every method, every linear")
     parser.add_argument("--ablations", action="store_true", help="the paper's ablations")
+    parser.add_argument("--factors", action="store_true",
+                        help="why GPK loses: one factor at a time (gpk_factors.py)")
     parser.add_argument("--model", choices=("smollm2", "embedded"), default="smollm2")
     parser.add_argument("--json", type=Path, help="write the results here (a new file)")
     args = parser.parse_args(argv)
     if args.json is not None and args.json.exists():
         parser.error(f"--json {args.json} exists; choose a new file")
-    if not (args.table or args.ablations):
-        parser.error("choose --table, --ablations or both")
+    if not (args.table or args.ablations or args.factors):
+        parser.error("choose --table, --ablations, --factors or several")
     torch.set_num_threads(TORCH_THREADS)
     text = model_dir()
     folder = smollm2_dir() if args.model == "smollm2" else text
@@ -183,6 +189,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {method.name:<28} geo-mean relative MSE {geomean(errors):.5f}",
                       flush=True)  # fmt: skip
         result["ablations"] = studies
+    if args.factors:
+        sites = [s for s in FACTOR_LINEARS if s in linears]
+        print(f"\nwhy GPK loses, on {', '.join(sites)}", flush=True)
+        found: dict[str, dict[str, float]] = {}
+        for factor in factors():
+            with factor.patch():
+                errors = {s: relative_error(linears[s], x_cal[s], x_held[s], factor.method,
+                                            factor.spec)[0] for s in sites}  # fmt: skip
+            found[factor.name] = {**errors, "geo-mean": geomean(list(errors.values()))}
+            print(f"  {factor.name:<60} geo-mean relative MSE "
+                  f"{found[factor.name]['geo-mean']:.5f}", flush=True)  # fmt: skip
+        result["factors"] = found
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
