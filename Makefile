@@ -77,7 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py && $(BIN)/python benchmarks/bench_gemm.py
 	$(BIN)/python benchmarks/bench_torch_codec.py && $(BIN)/python benchmarks/bench_transforms.py
 	$(BIN)/python benchmarks/bench_calibration.py && $(BIN)/python benchmarks/bench_moe.py
-	$(BIN)/python benchmarks/bench_gptq.py
+	$(BIN)/python benchmarks/bench_gptq.py && $(BIN)/python benchmarks/bench_perplexity.py
 
 # Layer-level quality of every batquant method on LLM-like synthetic activations.
 bench-quality: $(STAMP)

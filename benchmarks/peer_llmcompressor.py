@@ -135,7 +135,14 @@ def main(argv: list[str] | None = None) -> int:
                       "max_seq_length": args.seq_len, "batch_size": 1,
                       "shuffle_calibration_samples": False} if needs_data else {}  # fmt: skip
             started = time.perf_counter()
-            out = oneshot(model=work, tokenizer=tokenizer, recipe=recipe(name, scheme), **kwargs)
+            try:
+                out = oneshot(model=work, tokenizer=tokenizer, recipe=recipe(name, scheme),
+                              **kwargs)  # fmt: skip
+            except Exception as exc:  # a peer's failure is a row of the table, not the end of it
+                rows.append({"method": f"llm-compressor {name}", "scheme": scheme,
+                             "error": f"{type(exc).__name__}: {exc}"})  # fmt: skip
+                print(f"{scheme} {name}: FAILED: {type(exc).__name__}: {exc}", flush=True)
+                continue
             seconds = time.perf_counter() - started
             quantized = out if out is not None else work
             ppl = ppl_module.perplexity(quantized, heldout, seq_len=args.eval_seq_len,

@@ -74,6 +74,8 @@ def model_tables(runs: list[dict[str, Any]], peer: dict[str, Any] | None) -> tup
                        f"{', '.join(map(str, worse)) or '-'} |")
         if peer is not None and rule == "even" and config.startswith("W4A4"):
             for row in peer["rows"][1:]:
+                if "error" in row:
+                    continue  # listed under the table
                 if row["method"].endswith("gptq") == (weights == "gptq"):
                     out.append(f"| {row['method']} (peer, W4A4 {row['scheme']}) | "
                                f"{row['ppl']:.3f} | - | 1 | {100 * fp_ppl / row['ppl']:.1f}% | "
@@ -121,6 +123,21 @@ def ablation_tables(layers: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def factor_table(layers: dict[str, Any]) -> str:
+    found = layers["factors"]
+    sites = [k for k in next(iter(found.values())) if k != "geo-mean"]
+    base = found["flatquant"]["geo-mean"]
+    out = [f"Relative output MSE on held-out tokens, W4A4, 160 steps, one change at a time "
+           f"from the paper's method (commit {layers['commit']}).  The last column is the "
+           "geometric mean over the linears, as a ratio to FlatQuant's.", "",
+           "| variant | " + " | ".join(sites) + " | geo-mean | x FlatQuant |",
+           "|---" * (len(sites) + 3) + "|"]
+    for name, row in found.items():
+        out.append(f"| {name} | " + " | ".join(f"{row[s]:.4f}" for s in sites)
+                   + f" | {row['geo-mean']:.5f} | {row['geo-mean'] / base:.3f} |")
+    return "\n".join(out)
+
+
 def figures(summary: dict, layers: dict[str, Any] | None) -> list[str]:
     from matplotlib.figure import Figure
 
@@ -164,11 +181,18 @@ def replace(doc: str, name: str, body: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, nargs="+", required=True)
-    parser.add_argument("--layers", type=Path)
+    parser.add_argument("--layers", type=Path, nargs="+",
+                        help="bench_layers JSON files (--table, --ablations, --factors)")
     parser.add_argument("--peer", type=Path)
     args = parser.parse_args(argv)
     peer = load([args.peer])[0] if args.peer else None
-    layers = load([args.layers])[0] if args.layers else None
+    layers: dict[str, Any] | None = None
+    if args.layers:
+        layers = {}
+        for part in load(args.layers):
+            commits = {layers.get("commit"), part["commit"]} - {None}
+            layers.update(part)
+            layers["commit"] = ", ".join(sorted(commits))
     text, summary = model_tables(load(args.model), peer)
     doc = DOC.read_text(encoding="utf-8")
     doc = replace(doc, "model", text)
@@ -176,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         doc = replace(doc, "layers", layer_table(layers))
     if layers is not None and "ablations" in layers:
         doc = replace(doc, "ablations", ablation_tables(layers))
+    if layers is not None and "factors" in layers:
+        doc = replace(doc, "factors", factor_table(layers))
     DOC.write_text(doc, encoding="utf-8")
     print(f"rewrote {DOC}; figures: {', '.join(figures(summary, layers))}")
     return 0
