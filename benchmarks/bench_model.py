@@ -20,10 +20,10 @@ quantizer (same seed, so the two share their transforms); ``--scale-rules
 floor,even,rceil`` runs each with every role's scale rule set (even is
 compressed-tensors' rule, for a side-by-side with llm-compressor; rceil
 NVIDIA's); ``--seeds 0,1,2`` repeats every run with other calibration windows
-and method seeds, for the seed-to-seed spread; each run reports its peak
-resident memory above the loaded model's; ``--propagate quantized`` calibrates each
-layer on the quantized layers' outputs (what GPTQ and llm-compressor do);
-``--model embedded`` runs the embedded tiny Qwen3 instead of SmolLM2.
+and method seeds, for the seed-to-seed spread; each run reports the
+process's peak resident memory during its calibration; ``--propagate
+quantized`` calibrates each layer on the quantized layers' outputs (what
+GPTQ and llm-compressor do); ``--model embedded`` runs the embedded tiny Qwen3 instead of SmolLM2.
 """
 
 from __future__ import annotations
@@ -133,10 +133,10 @@ def main(argv: list[str] | None = None) -> int:
                         rows.append({"method": method.name, "config": config_name,
                                      "scale_rule": rule or "floor", "weights": wq,
                                      "seed": seed, "ppl": ppl, "seconds": seconds,
-                                     "peak_mib": peak.mib, "layers_worse_than_rtn": worse})
+                                     "peak_rss_mib": peak.mib, "layers_worse_than_rtn": worse})
                         print(f"{config.describe()} {method.name} {wq} seed {seed}: PPL "
                               f"{ppl:.3f} ({100 * fp / ppl:.1f}%), calibration {seconds:.0f} s,"
-                              f" peak +{peak.mib:.0f} MiB"
+                              f" peak RSS {peak.mib:.0f} MiB"
                               + (f", layers worse than rtn: {worse}" if worse else ""),
                               flush=True)  # fmt: skip
                         del q
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         secs = "-" if r["seconds"] == 0 else f"{r['seconds']:.0f} s"
-        mib = f"+{r['peak_mib']:.0f} MiB" if "peak_mib" in r else "-"
+        mib = f"{r['peak_rss_mib']:.0f} MiB" if "peak_rss_mib" in r else "-"
         print(f"| {r['method']} | {r['config']} | {r.get('scale_rule', '-')} | "
               f"{r.get('weights', '-')} | {r.get('seed', '-')} | {r['ppl']:.3f} | "
               f"{100 * fp / r['ppl']:.1f}% | {secs} | {mib} |")

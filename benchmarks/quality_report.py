@@ -63,14 +63,15 @@ def model_tables(runs: list[dict[str, Any]], peer: dict[str, Any] | None) -> tup
         out += [f"**{config}, scale rule {rule}, {weights.upper()} weights** "
                 f"(commit {', '.join(sorted(commits[key]))})", "",
                 "| method | PPL (mean) | spread (max - min) | seeds | recovery | calibration "
-                "| peak memory | layers worse than rtn |", "|---|---|---|---|---|---|---|---|"]
+                "| peak RSS | layers worse than rtn |", "|---|---|---|---|---|---|---|---|"]
         for m, (mean, spread, n) in sorted(stats.items(), key=lambda kv: kv[1][0]):
             rows = methods[m]
             seconds = statistics.mean(r["seconds"] for r in rows)
-            peak = max(r.get("peak_mib", 0.0) for r in rows)
+            peaks = [r["peak_rss_mib"] for r in rows if "peak_rss_mib" in r]
+            peak = f"{max(peaks):.0f} MiB" if peaks else "-"
             worse = sorted({layer for r in rows for layer in r.get("layers_worse_than_rtn", [])})
             out.append(f"| {m} | {mean:.3f} | {spread:.3f} | {n} | "
-                       f"{100 * fp_ppl / mean:.1f}% | {seconds:.0f} s | +{peak:.0f} MiB | "
+                       f"{100 * fp_ppl / mean:.1f}% | {seconds:.0f} s | {peak} | "
                        f"{', '.join(map(str, worse)) or '-'} |")
         if peer is not None and rule == "even" and config.startswith("W4A4"):
             for row in peer["rows"][1:]:

@@ -71,16 +71,18 @@ def full_precision_layer_costs(layer: Any, x: Any, rope: Any, reps: int) -> tupl
 
 
 class PeakRSS:
-    """The peak resident memory of this process within a ``with`` block, above its start.
+    """The peak resident memory of this process within a ``with`` block (``mib``).
 
     ``ru_maxrss`` only grows over a process's life, so a later run could not
     be told from an earlier one; a thread samples ``/proc/self/statm`` every
-    20 ms instead (a spike shorter than that can be missed).
+    20 ms instead (a spike shorter than that can be missed).  The figure is
+    the whole process's, model and allocator caches included: a difference
+    from the start would undercount a run that reuses memory an earlier run
+    freed, so none is taken.
     """
 
     def __init__(self) -> None:
         self.mib = 0.0
-        self._start = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -92,17 +94,17 @@ class PeakRSS:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.02):
-            self.mib = max(self.mib, self._rss() - self._start)
+            self.mib = max(self.mib, self._rss())
 
     def __enter__(self) -> PeakRSS:
-        self._start = self._rss()
+        self.mib = self._rss()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.mib = max(self.mib, self._rss() - self._start)
+        self.mib = max(self.mib, self._rss())
 
 
 def commit() -> str:
