@@ -22,7 +22,9 @@ scale rule is mxref's ``even``) or ``MXFP4A16``:
   batquant's GPTQSpec) on the calibration windows;
 - ``quip-rtn`` / ``quip-gptq``: QuIPModifier (random Hadamard on the inputs,
   ``rotations=["v"]``) before the quantizer;
-- ``spinquant-gptq``: SpinQuantModifier (R1 and R2 Hadamard rotations) before GPTQ.
+- ``spinquant-gptq``: SpinQuantModifier (R1 and R2 random Hadamard rotations:
+  its deterministic Hadamard needs a power-of-two size, and SmolLM2's hidden
+  size is 576) before GPTQ.
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ def recipe(name: str, scheme: str) -> list[Any]:
         stages.append(QuIPModifier(rotations=["v"], transform_type="random-hadamard",
                                    ignore="lm_head"))  # fmt: skip
     elif rotation == "spinquant":
-        stages.append(SpinQuantModifier(rotations=["R1", "R2"], transform_type="hadamard"))
+        # its default deterministic Hadamard needs a power of two; SmolLM2's hidden is 576
+        stages.append(SpinQuantModifier(rotations=["R1", "R2"],
+                                        transform_type="random-hadamard"))  # fmt: skip
     if rounding == "gptq":
         stages.append(GPTQModifier(targets="Linear", scheme=scheme, ignore=["lm_head"],
                                    block_size=128, dampening_frac=0.01, actorder=None))  # fmt: skip

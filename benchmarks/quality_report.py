@@ -184,9 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, nargs="+", required=True)
     parser.add_argument("--layers", type=Path, nargs="+",
                         help="bench_layers JSON files (--table, --ablations, --factors)")
-    parser.add_argument("--peer", type=Path)
+    parser.add_argument("--peer", type=Path, nargs="+", help="peer_llmcompressor JSON files")
     args = parser.parse_args(argv)
-    peer = load([args.peer])[0] if args.peer else None
+    peer = None
+    if args.peer:
+        parts = load(args.peer)
+        # one full-precision row, then every part's rows (a rerun of a failed recipe last)
+        rows = {r["method"]: r for part in parts for r in part["rows"][1:]}
+        peer = {"settings": parts[0]["settings"],
+                "rows": parts[0]["rows"][:1] + list(rows.values())}
     layers: dict[str, Any] | None = None
     if args.layers:
         layers = {}
