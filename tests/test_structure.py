@@ -6,7 +6,9 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI_MODULES = {ROOT / "mxref" / "cli", ROOT / "batquant" / "cli.py"}
+#: command lines: the two CLIs, and the demo's ``python -m batquant.demo`` entry point
+CLI_MODULES = {ROOT / "mxref" / "cli", ROOT / "batquant" / "cli.py",
+               ROOT / "batquant" / "demo" / "__main__.py"}
 
 
 def imported_modules(path: Path) -> set[str]:
