@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=16, help="calibration windows of 512")
     parser.add_argument("--table", action="store_true", help="every method, every linear")
+    parser.add_argument("--methods", default=",".join(dict.fromkeys(TABLE)),
+                        help="the table's methods (default: %(default)s)")
     parser.add_argument("--ablations", action="store_true", help="the paper's ablations")
     parser.add_argument("--factors", action="store_true",
                         help="why GPK loses: one factor at a time (gpk_factors.py)")
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{heldout.numel()}; W4A4, relative output MSE on held-out tokens "
           f"(commit {result['commit']})", flush=True)
     if args.table:
-        methods = list(dict.fromkeys(TABLE))
+        methods = list(dict.fromkeys(args.methods.split(",")))
         table: dict[str, dict[str, float]] = {}
         seconds: dict[str, float] = dict.fromkeys(methods, 0.0)
         print("| linear | " + " | ".join(methods) + " |", flush=True)
