@@ -70,7 +70,8 @@ def model_tables(runs: list[dict[str, Any]], peer: dict[str, Any] | None) -> tup
             peaks = [r["peak_rss_mib"] for r in rows if "peak_rss_mib" in r]
             peak = f"{max(peaks):.0f} MiB" if peaks else "-"
             worse = sorted({layer for r in rows for layer in r.get("layers_worse_than_rtn", [])})
-            out.append(f"| {m} | {mean:.3f} | {spread:.3f} | {n} | "
+            spread_text = f"{spread:.3f}" if n > 1 else "-"
+            out.append(f"| {m} | {mean:.3f} | {spread_text} | {n} | "
                        f"{100 * fp_ppl / mean:.1f}% | {seconds:.0f} s | {peak} | "
                        f"{', '.join(map(str, worse)) or '-'} |")
         if peer is not None and rule == "even" and config.startswith("W4A4"):
