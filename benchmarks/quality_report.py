@@ -39,6 +39,7 @@ def model_tables(runs: list[dict[str, Any]], peer: dict[str, Any] | None) -> tup
     groups: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list))
     commits: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    budgets: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     settings = {}
     for run in runs:
         settings = run["settings"]
@@ -46,9 +47,10 @@ def model_tables(runs: list[dict[str, Any]], peer: dict[str, Any] | None) -> tup
             key = (row["config"], row["scale_rule"], row["weights"])
             groups[key][row["method"]].append(row)
             commits[key].add(run["settings"]["commit"])
+            budgets[key].add(f"{settings['samples']} x {settings['seq_len']} tokens, "
+                             f"{settings['epochs']} epoch(s)")
     fp_ppl = statistics.mean(fp.values())
-    out = [f"Full precision: PPL {fp_ppl:.3f}.  Calibration {settings.get('samples')} x "
-           f"{settings.get('seq_len')} tokens, {settings.get('epochs')} epoch(s); held-out "
+    out = [f"Full precision: PPL {fp_ppl:.3f}.  Held-out "
            f"{settings.get('heldout_tokens')} tokens in windows of "
            f"{settings.get('eval_seq_len')}; {settings.get('cpu', '')}, "
            f"{settings.get('torch_threads')} threads.", ""]
@@ -61,7 +63,8 @@ def model_tables(runs: list[dict[str, Any]], peer: dict[str, Any] | None) -> tup
                  for m, rows in methods.items()}  # fmt: skip
         summary[key] = stats
         out += [f"**{config}, scale rule {rule}, {weights.upper()} weights** "
-                f"(commit {', '.join(sorted(commits[key]))})", "",
+                f"(calibration {'; '.join(sorted(budgets[key]))}; commit "
+                f"{', '.join(sorted(commits[key]))})", "",
                 "| method | PPL (mean) | spread (max - min) | seeds | recovery | calibration "
                 "| peak RSS | layers worse than rtn |", "|---|---|---|---|---|---|---|---|"]
         for m, (mean, spread, n) in sorted(stats.items(), key=lambda kv: kv[1][0]):
