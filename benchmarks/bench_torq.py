@@ -30,6 +30,7 @@ import argparse
 import time
 
 import torch
+from bench_layers import capture as capture_linears  # beside this script
 from torch import nn
 
 import batquant
@@ -105,13 +106,7 @@ def effects(name: str, model: nn.Module, calib: torch.Tensor, heldout: torch.Ten
 
 
 def linear_inputs(model: nn.Module, linear: nn.Linear, ids: torch.Tensor) -> torch.Tensor:
-    store: list[torch.Tensor] = []
-    h = linear.register_forward_pre_hook(lambda m, a: store.append(a[0].detach().flatten(0, -2)))
-    with torch.no_grad():
-        for row in ids:
-            model(row[None], use_cache=False)
-    h.remove()
-    return torch.cat(store)
+    return capture_linears(model, {"x": linear}, ids)["x"]
 
 
 def relative_error(linear: nn.Linear, x_cal: torch.Tensor, x_held: torch.Tensor, method: str,

@@ -98,17 +98,21 @@ def _block_magnitudes(x: torch.Tensor, block_size: int) -> torch.Tensor:
     return x.abs().unflatten(-1, (x.shape[-1] // block_size, block_size)).amax(dim=-1)
 
 
-def _scaled(x: torch.Tensor, block: int, quant: TensorQuant) -> torch.Tensor:
-    """The values of ``block`` divided by their E8M0 scale, as mxref encodes them."""
+def _scaled(x: torch.Tensor, blocks: tuple[int, ...], quant: TensorQuant
+            ) -> dict[int, torch.Tensor]:  # fmt: skip
+    """The values of each of ``blocks`` divided by their E8M0 scale, as mxref encodes them."""
     from mxref.torch import encode
 
     size = quant.block_size
     _, scales = encode(x, quant.fmt, block_size=size, scale_rule=quant.scale_rule,
                        rounding=quant.rounding, overflow=quant.overflow)  # fmt: skip
-    values = x[:, block * size : (block + 1) * size]
-    exponent = scales[:, block].to(torch.int32) - 127  # E8M0 bias: the byte's power of two
-    # ldexp by the negated exponent is exact: a division by a power of two
-    return torch.ldexp(values, -exponent[:, None]).flatten()
+    out = {}
+    for block in blocks:
+        values = x[:, block * size : (block + 1) * size]
+        exponent = scales[:, block].to(torch.int32) - 127  # E8M0 bias: the byte's power of two
+        # ldexp by the negated exponent is exact: a division by a power of two
+        out[block] = torch.ldexp(values, -exponent[:, None]).flatten().float().cpu()
+    return out
 
 
 def block_view(model: nn.Module, token_ids: torch.Tensor, *, layer: int, module: str
@@ -165,8 +169,8 @@ def block_view(model: nn.Module, token_ids: torch.Tensor, *, layer: int, module:
         title=f"layer {layer} {name}" + (f" ({description})" if description else ""),
         block_size=size, before=before.float().cpu(), after=after.float().cpu(),
         outlier_block=outlier, plain_block=plain,
-        scaled_before={b: _scaled(x, b, quant).float().cpu() for b in (outlier, plain)},
-        scaled_after={b: _scaled(h, b, quant).float().cpu() for b in (outlier, plain)},
+        scaled_before=_scaled(x, (outlier, plain), quant),
+        scaled_after=_scaled(h, (outlier, plain), quant),
         element_max=float(fmt.max_normal),
     )  # fmt: skip
 
