@@ -54,6 +54,14 @@ def with_scale_rule(config: batquant.QuantConfig, rule: str | None) -> batquant.
     return batquant.QuantConfig(**roles, name=f"{config.name} {rule}")
 
 
+def write_rows(path: Path, settings: dict, rows: list[dict]) -> None:
+    """Write ``settings`` and ``rows`` to ``path`` as JSON, replacing it atomically."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n",
+                       encoding="utf-8")  # fmt: skip
+    partial.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="W4A4KV16,W4A8KV16")
@@ -140,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                               + (f", layers worse than rtn: {worse}" if worse else ""),
                               flush=True)  # fmt: skip
                         del q
+                        if args.json is not None:  # after every row: a killed run keeps its rows
+                            write_rows(args.json, settings, rows)
     print("\n| method | config | rule | weights | seed | PPL | recovery | calibration | peak |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -149,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.get('weights', '-')} | {r.get('seed', '-')} | {r['ppl']:.3f} | "
               f"{100 * fp / r['ppl']:.1f}% | {secs} | {mib} |")
     if args.json is not None:
-        args.json.write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n",
-                             encoding="utf-8")  # fmt: skip
+        write_rows(args.json, settings, rows)
     return 0
 
 
