@@ -20,7 +20,7 @@ import json
 import math
 import re
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -33,37 +33,66 @@ def load(paths: list[Path]) -> list[dict[str, Any]]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in paths]
 
 
-def model_tables(runs: list[dict[str, Any]], peer: dict[str, Any] | None) -> tuple[str, dict]:
-    """One markdown table per (config, scale rule, weights), and the numbers behind them."""
-    fp = {run["settings"]["commit"]: run["rows"][0]["ppl"] for run in runs}
-    groups: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = defaultdict(
-        lambda: defaultdict(list))
-    commits: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    budgets: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    settings = {}
+MODEL_NAMES = {"smollm2": "SmolLM2-135M", "embedded": "the embedded tiny Qwen3"}
+CONFIG_ORDER = ("W4A4KV16", "W4A8KV16", "W4A8KV8", "W4A8KV4")
+
+# (model, config, scale rule, weights, budget) -> method -> (mean PPL, spread, seeds)
+Summary = dict[tuple[str, str, str, str, str], dict[str, tuple[float, float, int]]]
+
+
+def config_rank(config: str) -> tuple[int, str]:
+    return (CONFIG_ORDER.index(config) if config in CONFIG_ORDER else len(CONFIG_ORDER), config)
+
+
+def full_precision(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Each model's full-precision PPL: the mean of its runs' first rows (one evaluation)."""
+    found: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        found[run["settings"].get("model", "smollm2")].append(run["rows"][0]["ppl"])
+    return {model: statistics.mean(values) for model, values in found.items()}
+
+
+def model_tables(runs: list[dict[str, Any]], peer: dict[str, Any] | None
+                 ) -> tuple[str, Summary, dict[str, float]]:  # fmt: skip
+    """One markdown table per (model, config, scale rule, weights, calibration budget).
+
+    Runs with another budget get their own table: a mean over seeds never mixes budgets.
+    """
+    fp = full_precision(runs)
+    groups: dict[tuple[str, str, str, str, str], dict[str, list[dict[str, Any]]]] = \
+        defaultdict(lambda: defaultdict(list))  # fmt: skip
+    commits: dict[tuple[str, str, str, str, str], set[str]] = defaultdict(set)
+    evaluation: dict[str, dict[str, Any]] = {}
     for run in runs:
         settings = run["settings"]
+        model = settings.get("model", "smollm2")
+        evaluation[model] = settings
+        budget = f"{settings['samples']} x {settings['seq_len']} tokens, " \
+            f"{settings['epochs']} epoch(s)"  # fmt: skip
         for row in run["rows"][1:]:
-            key = (row["config"], row["scale_rule"], row["weights"])
+            key = (model, row["config"], row["scale_rule"], row["weights"], budget)
             groups[key][row["method"]].append(row)
-            commits[key].add(run["settings"]["commit"])
-            budgets[key].add(f"{settings['samples']} x {settings['seq_len']} tokens, "
-                             f"{settings['epochs']} epoch(s)")
-    fp_ppl = statistics.mean(fp.values())
-    out = [f"Full precision: PPL {fp_ppl:.3f}.  Held-out "
-           f"{settings.get('heldout_tokens')} tokens in windows of "
-           f"{settings.get('eval_seq_len')}; {settings.get('cpu', '')}, "
-           f"{settings.get('torch_threads')} threads.", ""]
-    summary: dict[tuple[str, str, str], dict[str, tuple[float, float, int]]] = {}
-    for key in sorted(groups):
-        config, rule, weights = key
+            commits[key].add(settings["commit"])
+    out = []
+    for model, settings in sorted(evaluation.items(), key=lambda kv: kv[0] != "smollm2"):
+        out += [f"{MODEL_NAMES.get(model, model)}: full precision PPL {fp[model]:.3f}.  Held-out "
+                f"{settings.get('heldout_tokens')} tokens in windows of "
+                f"{settings.get('eval_seq_len')}; {settings.get('cpu', '')}, "
+                f"{settings.get('torch_threads')} threads.", ""]
+    summary: Summary = {}
+    order = sorted(groups, key=lambda k: (k[0] != "smollm2", config_rank(k[1]), k[2], k[3],
+                                          k[4]))  # fmt: skip
+    for key in order:
+        model, config, rule, weights, budget = key
         methods = groups[key]
         stats = {m: (statistics.mean(r["ppl"] for r in rows),
                      max(r["ppl"] for r in rows) - min(r["ppl"] for r in rows), len(rows))
                  for m, rows in methods.items()}  # fmt: skip
         summary[key] = stats
-        out += [f"**{config}, scale rule {rule}, {weights.upper()} weights** "
-                f"(calibration {'; '.join(sorted(budgets[key]))}; commit "
+        fp_ppl = fp[model]
+        out += [f"**{MODEL_NAMES.get(model, model)}, {config}, scale rule {rule}, "
+                f"{weights.upper()} weights** "
+                f"(calibration {budget}; commit "
                 f"{', '.join(sorted(commits[key]))})", "",
                 "| method | PPL (mean) | spread (max - min) | seeds | recovery | calibration "
                 "| peak RSS | layers worse than rtn |", "|---|---|---|---|---|---|---|---|"]
@@ -77,7 +106,7 @@ def model_tables(runs: list[dict[str, Any]], peer: dict[str, Any] | None) -> tup
             out.append(f"| {m} | {mean:.3f} | {spread_text} | {n} | "
                        f"{100 * fp_ppl / mean:.1f}% | {seconds:.0f} s | {peak} | "
                        f"{', '.join(map(str, worse)) or '-'} |")
-        if peer is not None and rule == "even" and config.startswith("W4A4"):
+        if peer is not None and model == "smollm2" and rule == "even" and config.startswith("W4A4"):
             for row in peer["rows"][1:]:
                 if "error" in row:
                     continue  # listed under the table
@@ -92,7 +121,51 @@ def model_tables(runs: list[dict[str, Any]], peer: dict[str, Any] | None) -> tup
             out += ["", f"Best: {m1}, {b - a:.3f} below {m2}; spreads {sa:.3f} and {sb:.3f}: "
                         f"{verdict}."]
         out.append("")
-    return "\n".join(out), summary
+    return "\n".join(out), summary, fp
+
+
+def main_budget(summary: Summary, model: str) -> str:
+    """The calibration budget of most of ``model``'s tables."""
+    counts = Counter(k[4] for k in summary if k[0] == model)
+    return counts.most_common(1)[0][0]
+
+
+def matrix_tables(summary: Summary, fp: dict[str, float]) -> str:
+    """Per model and weight quantizer, under FLOOR: methods by config, PPL and recovery.
+
+    Only the model's main budget (the one with the most tables) enters the matrix.
+    """
+    out = []
+    for model in sorted(fp, key=lambda m: m != "smollm2"):
+        main = main_budget(summary, model)
+        for weights in ("gptq", "rtn"):
+            cells = {(k[1], m): v for k, stats in summary.items()
+                     if k[0] == model and k[2] == "floor" and k[3] == weights and k[4] == main
+                     for m, v in stats.items()}  # fmt: skip
+            configs = sorted({c for c, _ in cells}, key=config_rank)
+            if not configs:
+                continue
+            methods = sorted({m for _, m in cells},
+                             key=lambda m: statistics.mean(cells[c, m][0] / fp[model]
+                                                           for c in configs if (c, m) in cells))
+            best = {c: min(v[0] for (cc, _), v in cells.items() if cc == c) for c in configs}
+            out += [f"**{MODEL_NAMES.get(model, model)}, {weights.upper()} weights, FLOOR** "
+                    f"(PPL, recovery; calibration {main}; full precision {fp[model]:.3f}; "
+                    "bold: best of the column; "
+                    "a mean over seeds where the config's table says so)", "",
+                    "| method | " + " | ".join(configs) + " |", "|---" * (len(configs) + 1) + "|"]
+            for m in methods:
+                row = []
+                for c in configs:
+                    if (c, m) not in cells:
+                        row.append("-")
+                        continue
+                    ppl = cells[c, m][0]
+                    text = f"{ppl:.2f} ({100 * fp[model] / ppl:.0f}%)"
+                    row.append(f"**{text}**" if ppl == best[c] else text)
+                out.append(f"| {m} | " + " | ".join(row) + " |")
+            out.append("")
+    return "\n".join(out)
 
 
 def layer_table(layers: dict[str, Any]) -> str:
@@ -143,14 +216,16 @@ def factor_table(layers: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def figures(summary: dict, layers: dict[str, Any] | None) -> list[str]:
+def figures(summary: Summary, fp_ppl: dict[str, float], layers: dict[str, Any] | None
+            ) -> list[str]:  # fmt: skip
     from matplotlib.figure import Figure
 
     FIGURES.mkdir(exist_ok=True)
     written = []
     for key, stats in summary.items():
-        config, rule, weights = key
-        if config != "W4A4KV16" or rule != "floor":
+        model, config, rule, weights, budget = key
+        if model != "smollm2" or config != "W4A4KV16" or rule != "floor" \
+                or budget != main_budget(summary, model):  # fmt: skip
             continue
         fig = Figure(figsize=(8, 0.5 * len(stats) + 1.5), layout="constrained")
         ax = fig.add_subplot()
@@ -160,6 +235,30 @@ def figures(summary: dict, layers: dict[str, Any] | None) -> list[str]:
         ax.set_xlabel("held-out perplexity (mean over seeds; whiskers: half the spread)")
         ax.set_title(f"SmolLM2-135M, {config}, {weights.upper()} weights, {rule}")
         name = f"smollm2-{config.lower()}-{weights}.png"
+        fig.savefig(FIGURES / name, dpi=100)
+        written.append(name)
+    for weights in ("rtn", "gptq"):
+        main = main_budget(summary, "smollm2")
+        by_config = {k[1]: stats for k, stats in summary.items()
+                     if k[0] == "smollm2" and k[2] == "floor" and k[3] == weights
+                     and k[4] == main}  # fmt: skip
+        configs = sorted(by_config, key=config_rank)
+        if len(configs) < 2:
+            continue
+        fp = fp_ppl["smollm2"]
+        methods = sorted({m for stats in by_config.values() for m in stats})
+        fig = Figure(figsize=(10, 4), layout="constrained")
+        ax = fig.add_subplot()
+        width = 0.8 / len(methods)
+        for i, m in enumerate(methods):
+            xs = [j + i * width for j, c in enumerate(configs) if m in by_config[c]]
+            ys = [100 * fp / by_config[c][m][0] for c in configs if m in by_config[c]]
+            ax.bar(xs, ys, width, label=m)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(configs))], configs)
+        ax.set_ylabel("recovery % (100 x PPL_fp / PPL)")
+        ax.set_title(f"SmolLM2-135M, {weights.upper()} weights, FLOOR: recovery by config")
+        ax.legend(fontsize=7, ncol=3)
+        name = f"smollm2-configs-{weights}.png"
         fig.savefig(FIGURES / name, dpi=100)
         written.append(name)
     if layers is not None and "ablations" in layers:
@@ -204,8 +303,9 @@ def main(argv: list[str] | None = None) -> int:
             commits = {layers.get("commit"), part["commit"]} - {None}
             layers.update(part)
             layers["commit"] = ", ".join(sorted(commits))
-    text, summary = model_tables(load(args.model), peer)
+    text, summary, fp = model_tables(load(args.model), peer)
     doc = DOC.read_text(encoding="utf-8")
+    doc = replace(doc, "matrix", matrix_tables(summary, fp))
     doc = replace(doc, "model", text)
     if layers is not None and "table" in layers:
         doc = replace(doc, "layers", layer_table(layers))
@@ -214,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     if layers is not None and "factors" in layers:
         doc = replace(doc, "factors", factor_table(layers))
     DOC.write_text(doc, encoding="utf-8")
-    print(f"rewrote {DOC}; figures: {', '.join(figures(summary, layers))}")
+    print(f"rewrote {DOC}; figures: {', '.join(figures(summary, fp, layers))}")
     return 0
 
 

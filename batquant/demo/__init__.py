@@ -159,12 +159,13 @@ def run_demo(
 def format_rows(rows: list[DemoRow], tokens: int | None = None) -> str:
     """The PPL and recovery table (recovery = 100 x PPL_fp / PPL)."""
     fp = rows[0].ppl
-    head = f"{'method':<16} {'config':<9} {'PPL':>9} {'recovery':>9} {'calibration':>12}"
+    width = max(len("method"), *(len(r.method) for r in rows))
+    head = f"{'method':<{width}} {'config':<9} {'PPL':>9} {'recovery':>9} {'calibration':>12}"
     lines = [head, "-" * len(head)]
     for r in rows:
         secs = "-" if r.seconds == 0 else f"{r.seconds:.0f} s"
-        lines.append(f"{r.method:<16} {r.config:<9} {r.ppl:>9.3f} {100 * fp / r.ppl:>8.1f}% "
-                     f"{secs:>12}")  # fmt: skip
+        lines.append(f"{r.method:<{width}} {r.config:<9} {r.ppl:>9.3f} "
+                     f"{100 * fp / r.ppl:>8.1f}% {secs:>12}")  # fmt: skip
     return "\n".join(lines)
 
 
