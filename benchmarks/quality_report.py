@@ -9,6 +9,7 @@ the parts of docs/quality.md between ``<!-- generated:NAME -->`` and
 the prose around them is written by hand.
 
 Seeds: a method's PPL is the mean over its seeds, and its spread is max - min.
+A seed measured twice (a rerun in a later file) counts once, the later run's.
 A method wins over another only when the gap between their means is larger
 than both spreads (the developers' rule); the verdict line says whether it did.
 """
@@ -71,6 +72,9 @@ def model_tables(runs: list[dict[str, Any]], peer: dict[str, Any] | None
             f"{settings['epochs']} epoch(s)"  # fmt: skip
         for row in run["rows"][1:]:
             key = (model, row["config"], row["scale_rule"], row["weights"], budget)
+            same = [r for r in groups[key][row["method"]] if r.get("seed") == row.get("seed")]
+            if same:  # one run per seed: a later file's rerun replaces the earlier one
+                groups[key][row["method"]].remove(same[0])
             groups[key][row["method"]].append(row)
             commits[key].add(settings["commit"])
     out = []
