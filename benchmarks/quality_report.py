@@ -149,9 +149,11 @@ def matrix_tables(summary: Summary, fp: dict[str, float]) -> str:
             configs = sorted({c for c, _ in cells}, key=config_rank)
             if not configs:
                 continue
+            # by the first config's column, then the next: a method run on fewer configs
+            # stands where its first figure puts it
             methods = sorted({m for _, m in cells},
-                             key=lambda m: statistics.mean(cells[c, m][0] / fp[model]
-                                                           for c in configs if (c, m) in cells))
+                             key=lambda m: [cells[c, m][0] if (c, m) in cells else math.inf
+                                            for c in configs])  # fmt: skip
             best = {c: min(v[0] for (cc, _), v in cells.items() if cc == c) for c in configs}
             out += [f"**{MODEL_NAMES.get(model, model)}, {weights.upper()} weights, FLOOR** "
                     f"(PPL, recovery; calibration {main}; full precision {fp[model]:.3f}; "
@@ -222,6 +224,7 @@ def factor_table(layers: dict[str, Any]) -> str:
 
 def figures(summary: Summary, fp_ppl: dict[str, float], layers: dict[str, Any] | None
             ) -> list[str]:  # fmt: skip
+    import matplotlib
     from matplotlib.figure import Figure
 
     FIGURES.mkdir(exist_ok=True)
@@ -250,18 +253,23 @@ def figures(summary: Summary, fp_ppl: dict[str, float], layers: dict[str, Any] |
         if len(configs) < 2:
             continue
         fp = fp_ppl["smollm2"]
-        methods = sorted({m for stats in by_config.values() for m in stats})
-        fig = Figure(figsize=(10, 4), layout="constrained")
+        # the methods measured under every config, best first at the first config
+        methods = sorted(set.intersection(*(set(by_config[c]) for c in configs)),
+                         key=lambda m: by_config[configs[0]][m][0])
+        if not methods:
+            continue
+        fig = Figure(figsize=(10, 4.5), layout="constrained")
         ax = fig.add_subplot()
         width = 0.8 / len(methods)
+        colours = matplotlib.colormaps["tab10"]
         for i, m in enumerate(methods):
-            xs = [j + i * width for j, c in enumerate(configs) if m in by_config[c]]
-            ys = [100 * fp / by_config[c][m][0] for c in configs if m in by_config[c]]
-            ax.bar(xs, ys, width, label=m)
+            ax.bar([j + i * width for j in range(len(configs))],
+                   [100 * fp / by_config[c][m][0] for c in configs], width, label=m,
+                   color=colours(i % 10))  # fmt: skip
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(configs))], configs)
         ax.set_ylabel("recovery % (100 x PPL_fp / PPL)")
         ax.set_title(f"SmolLM2-135M, {weights.upper()} weights, FLOOR: recovery by config")
-        ax.legend(fontsize=7, ncol=3)
+        fig.legend(fontsize=8, ncol=len(methods), loc="outside lower center")
         name = f"smollm2-configs-{weights}.png"
         fig.savefig(FIGURES / name, dpi=100)
         written.append(name)
