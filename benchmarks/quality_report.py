@@ -174,6 +174,34 @@ def matrix_tables(summary: Summary, fp: dict[str, float]) -> str:
     return "\n".join(out)
 
 
+RULES = ("floor", "even", "rceil")
+
+
+def rule_tables(summary: Summary) -> str:
+    """Per (model, config, weights) run under more than one rule: methods by scale rule."""
+    out = []
+    seen = sorted({(k[0], k[1], k[3], k[4]) for k in summary},
+                  key=lambda k: (k[0] != "smollm2", config_rank(k[1]), k[2], k[3]))
+    for model, config, weights, budget in seen:
+        cells = {(k[2], m): v[0] for k, stats in summary.items()
+                 if (k[0], k[1], k[3], k[4]) == (model, config, weights, budget)
+                 for m, v in stats.items()}  # fmt: skip
+        rules = [r for r in RULES if any(rule == r for rule, _ in cells)]
+        methods = sorted({m for rule, m in cells if len([r for r in rules if (r, m) in cells])
+                          > 1}, key=lambda m: cells.get((rules[0], m), math.inf))
+        if len(rules) < 2 or not methods:
+            continue
+        out += [f"**{MODEL_NAMES.get(model, model)}, {config}, {weights.upper()} weights** "
+                f"(PPL; calibration {budget}; the methods run under more than one rule)", "",
+                "| method | " + " | ".join(r.upper() for r in rules) + " |",
+                "|---" * (len(rules) + 1) + "|"]
+        for m in methods:
+            out.append(f"| {m} | " + " | ".join(f"{cells[r, m]:.2f}" if (r, m) in cells else "-"
+                                               for r in rules) + " |")  # fmt: skip
+        out.append("")
+    return "\n".join(out)
+
+
 def layer_table(layers: dict[str, Any]) -> str:
     table = layers["table"]
     methods = list(next(iter(table.values())))
@@ -318,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     text, summary, fp = model_tables(load(args.model), peer)
     doc = DOC.read_text(encoding="utf-8")
     doc = replace(doc, "matrix", matrix_tables(summary, fp))
+    doc = replace(doc, "rules", rule_tables(summary))
     doc = replace(doc, "model", text)
     if layers is not None and "table" in layers:
         doc = replace(doc, "layers", layer_table(layers))
