@@ -34,7 +34,7 @@ def load(paths: list[Path]) -> list[dict[str, Any]]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in paths]
 
 
-MODEL_NAMES = {"smollm2": "SmolLM2-135M", "embedded": "the embedded tiny Qwen3"}
+MODEL_NAMES = {"smollm2": "SmolLM2-135M", "embedded": "Embedded tiny Qwen3"}
 CONFIG_ORDER = ("W4A4KV16", "W4A8KV16", "W4A8KV8", "W4A8KV4")
 
 # (model, config, scale rule, weights, budget) -> method -> (mean PPL, spread, seeds)
