@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factors", action="store_true",
                         help="why GPK loses: one factor at a time (gpk_factors.py)")
     parser.add_argument("--model", choices=("smollm2", "embedded"), default="smollm2")
+    parser.add_argument("--linears",
+                        help="only these captured linears, comma-separated (e.g. "
+                        "L7.down_proj,L15.down_proj; default: all twenty)")
     parser.add_argument("--json", type=Path, help="write the results here (a new file)")
     args = parser.parse_args(argv)
     if args.json is not None and args.json.exists():
@@ -144,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         sorted({0, len(decoder) // 2, len(decoder) - 1})  # fmt: skip
     linears = {f"L{i}.{p.rsplit('.', 1)[-1]}": decoder[i].get_submodule(p)
                for i in layers for p in PATHS}  # fmt: skip
+    if args.linears is not None:
+        chosen = args.linears.split(",")
+        unknown = [k for k in chosen if k not in linears]
+        if unknown:
+            parser.error(f"--linears {unknown}: choose from {', '.join(linears)}")
+        linears = {k: linears[k] for k in chosen}
     calib = calibration_windows(read_token_ids(tokenizer, text / "calib.txt"), args.samples,
                                 512, seed=0)  # fmt: skip
     heldout = calibration_windows(read_token_ids(tokenizer, text / "heldout.txt"), 8, 256,
