@@ -206,7 +206,8 @@ def layer_table(layers: dict[str, Any]) -> str:
     table = layers["table"]
     methods = list(next(iter(table.values())))
     out = [f"Relative output MSE on held-out tokens, W4A4, `quantize_linear` defaults "
-           f"(commit {layers['commit']}; calibration {layers['calibration_tokens']} tokens).  "
+           f"(commit {layers['table_meta']['commit']}; calibration "
+           f"{layers['table_meta']['calibration_tokens']} tokens).  "
            "Bold: the lowest of the row.", "",
            "| linear | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     wins: dict[str, int] = dict.fromkeys(methods, 0)
@@ -225,11 +226,14 @@ def layer_table(layers: dict[str, Any]) -> str:
 
 def ablation_tables(layers: dict[str, Any]) -> str:
     out = [f"Geometric mean of the relative output MSE over the linears each study fits "
-           f"(commit {layers['commit']}).", ""]
+           f"(commit {layers['ablations_meta']['commit']}; calibration "
+           f"{layers['ablations_meta']['calibration_tokens']} tokens, held-out "
+           f"{layers['ablations_meta']['heldout_tokens']}; W4A4, `quantize_linear`'s 160 "
+           "steps).", ""]
     for title, study in layers["ablations"].items():
         sites = study.get("linears", [])
-        out += [f"**{title}** ({len(sites)} linears)", "", "| variant | geo-mean rel. MSE |",
-                "|---|---|"]
+        out += [f"**{title}** ({len(sites)} linears: {', '.join(sites)})", "",
+                "| variant | geo-mean rel. MSE |", "|---|---|"]
         out += [f"| {name} | {value:.5f} |" for name, value in study.items() if name != "linears"]
         out.append("")
     return "\n".join(out)
@@ -240,7 +244,8 @@ def factor_table(layers: dict[str, Any]) -> str:
     sites = [k for k in next(iter(found.values())) if k != "geo-mean"]
     base = found["flatquant"]["geo-mean"]
     out = [f"Relative output MSE on held-out tokens, W4A4, 160 steps, one change at a time "
-           f"from the paper's method (commit {layers['commit']}).  The last column is the "
+           f"from the paper's method (commit {layers['factors_meta']['commit']}).  The last "
+           "column is the "
            "geometric mean over the linears, as a ratio to FlatQuant's.", "",
            "| variant | " + " | ".join(sites) + " | geo-mean | x FlatQuant |",
            "|---" * (len(sites) + 3) + "|"]
@@ -306,7 +311,11 @@ def figures(summary: Summary, fp_ppl: dict[str, float], layers: dict[str, Any] |
         for i, (title, study) in enumerate(layers["ablations"].items()):
             ax = fig.add_subplot(1, len(layers["ablations"]), i + 1)
             names = [n for n in study if n != "linears"]
-            ax.plot(range(len(names)), [study[n] for n in names], marker="o")
+            values = [study[n] for n in names]
+            # bars, not a line: the variants are categories; the axis starts near the
+            # smallest value so that the differences show
+            ax.bar(range(len(names)), values, color="tab:blue")
+            ax.set_ylim(0.9 * min(values), 1.03 * max(values))
             ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
             ax.set_title(title, fontsize=8)
             ax.set_ylabel("geo-mean rel. MSE", fontsize=8)
@@ -338,11 +347,15 @@ def main(argv: list[str] | None = None) -> int:
                 "rows": parts[0]["rows"][:1] + list(rows.values())}
     layers: dict[str, Any] | None = None
     if args.layers:
+        # each study keeps the commit and the budget of the file it came from
         layers = {}
         for part in load(args.layers):
-            commits = {layers.get("commit"), part["commit"]} - {None}
-            layers.update(part)
-            layers["commit"] = ", ".join(sorted(commits))
+            for study in ("table", "ablations", "factors"):
+                if study in part:
+                    layers[study] = part[study]
+                    layers[f"{study}_meta"] = part
+            if "table_seconds" in part:
+                layers["table_seconds"] = part["table_seconds"]
     text, summary, fp = model_tables(load(args.model), peer)
     doc = DOC.read_text(encoding="utf-8")
     doc = replace(doc, "matrix", matrix_tables(summary, fp))
