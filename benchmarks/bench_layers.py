@@ -69,9 +69,9 @@ def capture(model: nn.Module, linears: dict[str, nn.Linear], ids: torch.Tensor
 
 def relative_error(linear: nn.Linear, x_cal: torch.Tensor, x_held: torch.Tensor,
                    method: str | Method, calib: batquant.CalibSpec | None = None,
-                   ) -> tuple[float, float]:  # fmt: skip
+                   config: str = "W4A4") -> tuple[float, float]:  # fmt: skip
     started = time.perf_counter()
-    q = batquant.quantize_linear(linear, x_cal, method=method, config="W4A4", calib=calib)
+    q = batquant.quantize_linear(linear, x_cal, method=method, config=config, calib=calib)
     seconds = time.perf_counter() - started
     with torch.no_grad():
         ref = linear(x_held)

@@ -16,7 +16,7 @@ import argparse
 import math
 
 import torch
-from bench_layers import PATHS, TORCH_THREADS, capture
+from bench_layers import PATHS, TORCH_THREADS, capture, relative_error
 from gpk_factors import _gpk, _method
 from timing import commit
 
@@ -52,12 +52,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(commit {commit()})\n| method | " + " | ".join(linears) + " | geo-mean |\n"
           + "|---" * (len(linears) + 2) + "|")  # fmt: skip
     for name, method in methods.items():
-        errors = []
-        for site, linear in linears.items():
-            q = batquant.quantize_linear(linear, x_cal[site], method=method, config=args.config)
-            with torch.no_grad():
-                ref = linear(x_held[site])
-                errors.append(float(((q(x_held[site]) - ref) ** 2).mean() / (ref**2).mean()))
+        errors = [relative_error(linear, x_cal[s], x_held[s], method, config=args.config)[0]
+                  for s, linear in linears.items()]  # fmt: skip
         geo = math.exp(sum(map(math.log, errors)) / len(errors))
         print(f"| {name} | " + " | ".join(f"{e:.4f}" for e in errors) + f" | {geo:.5f} |",
               flush=True)  # fmt: skip

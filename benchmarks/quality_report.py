@@ -262,10 +262,11 @@ def figures(summary: Summary, fp_ppl: dict[str, float], layers: dict[str, Any] |
 
     FIGURES.mkdir(exist_ok=True)
     written = []
+    main = main_budget(summary, "smollm2")
     for key, stats in summary.items():
         model, config, rule, weights, budget = key
         if model != "smollm2" or config != "W4A4KV16" or rule != "floor" \
-                or budget != main_budget(summary, model):  # fmt: skip
+                or budget != main:  # fmt: skip
             continue
         fig = Figure(figsize=(8, 0.5 * len(stats) + 1.5), layout="constrained")
         ax = fig.add_subplot()
@@ -278,7 +279,6 @@ def figures(summary: Summary, fp_ppl: dict[str, float], layers: dict[str, Any] |
         fig.savefig(FIGURES / name, dpi=100)
         written.append(name)
     for weights in ("rtn", "gptq"):
-        main = main_budget(summary, "smollm2")
         by_config = {k[1]: stats for k, stats in summary.items()
                      if k[0] == "smollm2" and k[2] == "floor" and k[3] == weights
                      and k[4] == main}  # fmt: skip
