@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 GGUF_STAMP := $(VENV)/.installed-gguf
 MODELS_STAMP := $(VENV)/.installed-models
 
-.PHONY: demo demo-tiny test bench bench-quality bench-model bench-torq bench-peer bench-layers lint typecheck pytest conform-nightly clean \
+.PHONY: demo demo-tiny test test-distributed bench bench-quality bench-model bench-torq bench-peer bench-layers lint typecheck pytest conform-nightly clean \
 	lock lock-upgrade lock-torch
 
 # Every install goes through the lock: two fresh machines get the same versions.
@@ -58,8 +58,13 @@ demo-tiny: $(STAMP)
 
 test: $(STAMP) lint typecheck pytest
 
+# Data-parallel calibration: real torchrun processes with gloo (a few minutes;
+# .ci/run runs it after `make test`).
+test-distributed: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests_distributed
+
 lint: $(STAMP)
-	$(BIN)/ruff check mxref batquant spec_tests tests benchmarks scripts
+	$(BIN)/ruff check mxref batquant spec_tests tests tests_distributed benchmarks scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -6,6 +6,7 @@
                        --out DIR [--samples 128] [--seq-len 2048] [--epochs 5]
                        [--weight-quantizer rtn|gptq [--act-order]]
                        [--device cpu|cuda] [--min-expert-tokens 32] [--resume] [--force]
+    torchrun --nproc-per-node N -m batquant calibrate ... [--timeout 1800]
     batquant eval --model DIR [--quantized DIR ...] --ppl FILE.txt [--seq-len 2048]
     batquant export --quantized DIR --out DIR [--model DIR] [--force]
     batquant dump-layer --export DIR --layer 3 --module mlp.down_proj --text FILE.txt
@@ -25,21 +26,29 @@ with status 2.  Nothing the user gave is overwritten.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 2
+
+#: Seconds a rank of a data-parallel run waits for the others (``--timeout``).
+DEFAULT_TIMEOUT = 1800.0
 
 CALIBRATE_EXAMPLE = """\
 example:
   batquant calibrate --model ./Qwen3-0.6B --method batquant --config W4A4KV16 \\
       --calib calib.txt --out ./qwen3-w4a4 --samples 128 --seq-len 2048
   batquant calibrate ... --out ./qwen3-w4a4 --resume    # continue an interrupted run
+  torchrun --nproc-per-node 2 -m batquant calibrate ...  # data parallel (gloo; NCCL on cuda)
 """
 EVAL_EXAMPLE = """\
 example:
@@ -118,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--act-order", action="store_true",
                      help="GPTQ: quantize columns by decreasing Hessian diagonal")
     cal.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    cal.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                     help="under torchrun: how long a rank waits for the others before it "
+                     f"stops with an error (default: {DEFAULT_TIMEOUT:g})")
     cal.add_argument("--resume", action="store_true",
                      help="continue the unfinished run in --out")
     cal.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -209,8 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _prepare_out(out: Path, model: Path, resume: bool, force: bool) -> Path:
-    """Check --out; return the run folder inside it (activation cache and checkpoints)."""
+def _prepare_out(out: Path, model: Path, resume: bool, force: bool, writer: bool = True) -> Path:
+    """Check --out; return the run folder inside it (activation cache and checkpoints).
+
+    Only the ``writer`` (rank 0 of a data-parallel run) removes an old run.
+    """
     run = out / ".calibration"
     if out.resolve() == model.resolve() or model.resolve() in out.resolve().parents:
         raise ValueError(f"--out {out} is inside --model; choose a new folder")
@@ -224,7 +239,7 @@ def _prepare_out(out: Path, model: Path, resume: bool, force: bool) -> Path:
                              "to continue its unfinished run")  # fmt: skip
         if not out.is_dir():
             raise ValueError(f"--out {out} exists and is not a folder")
-        if run.exists():
+        if run.exists() and writer:
             shutil.rmtree(run)
     return run
 
@@ -240,6 +255,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         read_token_ids,
     )
     from batquant.pipeline import quantize_model
+    from batquant.pipeline.ranks import Ranks
     from batquant.pipeline.saving import save_quantized
 
     method = get_method(args.method)
@@ -254,7 +270,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         epochs = CalibSpec().epochs if args.epochs is None else args.epochs
         calib = CalibSpec(epochs=epochs, samples=args.samples)
     out, model_dir = Path(args.out), Path(args.model)
-    run = _prepare_out(out, model_dir, args.resume, args.force)
+    ranks = Ranks.of_process_group()
+    if args.timeout is not None and not ranks.parallel:
+        raise ValueError("--timeout: applies to the ranks of a torchrun run only; this "
+                         "process runs alone")  # fmt: skip
+    # every rank checks --out before rank 0 changes anything in it
+    _prepare_out(out, model_dir, args.resume, args.force, writer=False)
+    ranks.barrier("the check of --out")
+    run = _prepare_out(out, model_dir, args.resume, args.force, writer=ranks.main)
+    ranks.barrier("the preparation of --out")
     _check_architecture(model_dir)
     _check_seq_len(model_dir, args.seq_len)
     tokenizer = load_tokenizer(model_dir)
@@ -271,14 +295,20 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         inplace=True,
     )  # fmt: skip
     seconds = time.perf_counter() - started
+    ranks.barrier("the end of the calibration")
+    if not ranks.main:
+        return 0
     qmodel.batquant_info["source"] = {"model": str(model_dir), "calib": str(args.calib),
                                       "seconds": round(seconds, 1)}  # fmt: skip
+    if ranks.parallel:
+        qmodel.batquant_info["ranks"] = ranks.world
     save_quantized(qmodel, out, force=True)
     log = run / "calibration.jsonl"
     if log.is_file():
         shutil.copyfile(log, out / "calibration.jsonl")
     shutil.rmtree(run)
-    print(f"wrote {out} ({method.name}, {config.describe()}, {seconds:.0f} s)")
+    on = f" on {ranks.world} ranks" if ranks.parallel else ""
+    print(f"wrote {out} ({method.name}, {config.describe()}, {seconds:.0f} s{on})")
     return 0
 
 
@@ -461,8 +491,64 @@ def format_table(rows: list[dict[str, object]], *, seq_len: int, tokens: int) ->
     return "\n".join(lines)
 
 
+def _torchrun_world() -> int:
+    """The number of ranks torchrun started (1 outside torchrun)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not a number") from None
+
+
+@contextmanager
+def _process_group(args: argparse.Namespace) -> Iterator[None]:
+    """Under torchrun, the process group of a data-parallel calibration (gloo; NCCL on cuda)."""
+    if _torchrun_world() == 1:
+        yield
+        return
+    if args.func is not cmd_calibrate:
+        raise ValueError("only 'batquant calibrate' runs under torchrun; run this command "
+                         "as one process")  # fmt: skip
+    import torch
+    import torch.distributed as dist
+
+    cuda = str(args.device).startswith("cuda")
+    if cuda:  # one GPU per rank: this node's rank picks it
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        args.device = f"cuda:{local}"
+    seconds = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+    if seconds <= 0:
+        raise ValueError(f"--timeout must be > 0 seconds; got {seconds:g}")
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=seconds))
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _report(text: str) -> None:
+    """Print one error line; under torchrun also hand it to the launcher's failure summary."""
+    parallel = os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1")
+    rank = os.environ.get("RANK") if parallel else None
+    line = f"batquant: error: {text}" if rank is None or text.startswith("rank ") \
+        else f"batquant: error: rank {rank}: {text}"  # fmt: skip
+    print(line, file=sys.stderr)
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file:  # torchelastic's error-file format; its summary then shows this line
+        record = {"message": {"message": line, "extraInfo": {
+            "py_callstack": line, "timestamp": str(int(time.time()))}}}  # fmt: skip
+        with contextlib.suppress(OSError):
+            Path(error_file).write_text(json.dumps(record), encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``batquant`` command line; 2 and one line on stderr for bad input."""
+    """Run the ``batquant`` command line; 2 and one line on stderr for bad input.
+
+    Under torchrun, a rank's error line names the rank, and a rank whose
+    error stops it makes the others stop at their next collective.
+    """
+    from batquant.pipeline.ranks import RankError
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -474,11 +560,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         hf_logging.disable_progress_bar()
     try:
-        return int(args.func(args))
-    except (ValueError, TypeError, OSError) as exc:
+        with _process_group(args):
+            return int(args.func(args))
+    except (ValueError, TypeError, OSError, RankError) as exc:
         # batquant's errors are written for the user; OSError covers paths and a full disk
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"batquant: error: {text}", file=sys.stderr)
+        _report(" ".join(str(exc).split()) or type(exc).__name__)
         return EXIT_USAGE
     except KeyboardInterrupt:  # pragma: no cover - interactive
         print("batquant: interrupted; continue with --resume", file=sys.stderr)

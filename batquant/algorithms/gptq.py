@@ -180,6 +180,11 @@ class RoutedInputs(Protocol):
 
     up: InputQuantizer
 
+    @property
+    def num_experts(self) -> int:
+        """The number of experts."""
+        ...
+
     def routed_inputs(self, hidden: torch.Tensor, top_k_index: torch.Tensor
                       ) -> dict[int, torch.Tensor]:  # fmt: skip
         """Each hit expert's ``clip(T(x))`` rows (before fake quantization)."""
@@ -236,6 +241,19 @@ class LayerHessians:
 
                 stack.enter_context(module.register_forward_hook(per_expert))
             yield self
+
+    def streams(self) -> list[InputStatistics]:
+        """Every stream of the layer in one fixed order (each expert's, seen or not).
+
+        The order depends only on the layer's structure, so that the ranks of a
+        data-parallel run reduce the same streams together
+        (:func:`~batquant.algorithms.observers.reduce_statistics`).
+        """
+        keys: list[tuple[nn.Module, int | None]] = [(q, None) for q in self.quantizers]
+        for module in self.layer.modules():
+            if isinstance(module, RoutedInputs):
+                keys += [(module.up, e) for e in range(module.num_experts)]
+        return [self._stream(quantizer, expert) for quantizer, expert in keys]
 
     def __call__(self, weight: torch.Tensor, quant: TensorQuant, inputs: nn.Module,
                  expert: int | None, where: str) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip

@@ -22,9 +22,9 @@ activations a quantized linear consumes, before their fake quantization.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -33,6 +33,9 @@ from mxref.policies import Policy
 
 #: Most calibration rows a data-fitted transform sees (``Statistic.ROWS``).
 FIT_ROWS = 4096
+
+#: Sort keys of placed rows: ``call * _CALL_KEY + position`` (positions stay below it).
+_CALL_KEY = 1 << 40
 
 
 class Statistic(Policy):
@@ -76,7 +79,20 @@ class InputStatistics:
         self.absmax: torch.Tensor | None = None
         self.gram: torch.Tensor | None = None
         self._rows: list[torch.Tensor] = []
+        self._keys: list[torch.Tensor] = []
         self._kept = 0
+        self._place: tuple[int, torch.Tensor] | None = None
+
+    def place(self, call: int, positions: torch.Tensor) -> None:
+        """Say where the rows of the next update sit in a single process's run.
+
+        A data-parallel rank sees only its own samples of every batch.  Given
+        the batch (``call``) and each row's position in that batch's flattened
+        rows, a fixed-stride ``ROWS`` sample keeps exactly the rows a single
+        process would keep, with keys that :func:`reduce_statistics` merges in
+        its order.
+        """
+        self._place = (call, positions.reshape(-1).to("cpu", torch.int64))
 
     def update(self, x: torch.Tensor) -> None:
         """Add the rows of ``x`` (any leading shape, channels last)."""
@@ -90,10 +106,20 @@ class InputStatistics:
             self.absmax = amax if self.absmax is None else torch.maximum(self.absmax, amax)
         if Statistic.ROWS in self.wanted and self.adaptive:
             self._sample_evenly(flat, seen)
+        elif Statistic.ROWS in self.wanted and self._place is not None:
+            call, positions = self._place
+            if positions.numel() != flat.shape[0]:
+                raise ValueError(f"InputStatistics.place: {positions.numel()} positions for "
+                                 f"{flat.shape[0]} rows")  # fmt: skip
+            keep = positions % self.stride == 0
+            self._rows.append(flat[keep.to(flat.device)].cpu())
+            self._keys.append(call * _CALL_KEY + positions[keep])
+            self._kept += self._rows[-1].shape[0]
         elif Statistic.ROWS in self.wanted and self._kept < self.limit:
             rows = flat[:: self.stride][: self.limit - self._kept].cpu()
             self._rows.append(rows)
             self._kept += rows.shape[0]
+        self._place = None
         if Statistic.GRAM in self.wanted:
             x64 = flat.double()
             gram = x64.T @ x64
@@ -113,9 +139,71 @@ class InputStatistics:
         if not self._rows:
             return None
         rows = torch.cat(self._rows)
+        if self._keys:
+            rows = rows[torch.cat(self._keys).argsort(stable=True)][: self.limit]
         if self.adaptive and rows.shape[0] > self.limit:
             rows = rows[:: -(-rows.shape[0] // self.limit)]
         return rows
+
+    @property
+    def channels(self) -> int:
+        """The stream's width, once a row was seen (0 before)."""
+        for value in (self.absmax, self.gram, *self._rows):
+            if value is not None:
+                return int(value.shape[-1])
+        return 0
+
+
+class Collective(Protocol):
+    """Reductions over the ranks of a data-parallel run (:class:`batquant.pipeline.ranks.Ranks`)."""
+
+    def reduce(self, tensor: torch.Tensor, op: str, where: str) -> torch.Tensor:
+        """``tensor`` summed (``"sum"``) or maxed (``"max"``) over the ranks."""
+
+    def gather(self, value: Any, where: str) -> list[Any]:
+        """Every rank's ``value``, in rank order."""
+
+
+def reduce_statistics(stats: Sequence[InputStatistics], ranks: Collective, where: str) -> None:
+    """Turn every rank's statistics of the same streams into those of all their rows.
+
+    Every rank passes its statistics of the same streams in the same order.
+    Token counts and ``X^T X`` are summed, max |x| is maxed, and sampled rows
+    are gathered: rows placed by :meth:`InputStatistics.place` merge into
+    exactly the sample a single process keeps; an adaptive (routed) stream's
+    rows are concatenated in rank order and thinned to the limit, a sample as
+    evenly spread but not the single process's own.  Afterwards every rank
+    holds the same statistics.
+    """
+    if not stats:
+        return
+    local = torch.tensor([[s.tokens, s.channels] for s in stats], dtype=torch.int64)
+    tokens = ranks.reduce(local[:, 0].clone(), "sum", where).tolist()
+    channels = ranks.reduce(local[:, 1].clone(), "max", where).tolist()
+    for s, count, width in zip(stats, tokens, channels, strict=True):
+        s.tokens = int(count)
+        if width == 0:  # no rank saw a row of this stream
+            continue
+        if Statistic.ABSMAX in s.wanted:
+            mine = s.absmax if s.absmax is not None else torch.zeros(width)
+            s.absmax = ranks.reduce(mine, "max", where)
+        if Statistic.GRAM in s.wanted:
+            gram = s.gram if s.gram is not None else torch.zeros(width, width,
+                                                                  dtype=torch.float64)
+            s.gram = ranks.reduce(gram, "sum", where)
+    sampled = [s for s in stats if Statistic.ROWS in s.wanted]
+    if not sampled:
+        return
+    rows = [(torch.cat(s._rows) if s._rows else None,
+             torch.cat(s._keys) if s._keys else None) for s in sampled]  # fmt: skip
+    everyone = ranks.gather(rows, where)
+    for k, s in enumerate(sampled):
+        parts = [rank[k] for rank in everyone if rank[k][0] is not None]
+        s._rows = [p[0] for p in parts]
+        s._keys = [p[1] for p in parts if p[1] is not None]
+        if s._keys and len(s._keys) != len(s._rows):
+            raise ValueError(f"{where}: some ranks placed their sampled rows and others did not")
+        s._kept = sum(r.shape[0] for r in s._rows)
 
 
 def row_stride(tokens: int, limit: int = FIT_ROWS) -> int:

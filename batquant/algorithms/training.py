@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import torch
 from tqdm.auto import tqdm
@@ -56,6 +56,18 @@ class StepRecord:
     seconds: float
 
 
+class StepReduction(Protocol):
+    """Sums a step over the ranks of a data-parallel run (:mod:`batquant.pipeline.ranks`)."""
+
+    def loss(self, value: float, parts: dict[str, float], where: str
+             ) -> tuple[float, dict[str, float], list[int]]:  # fmt: skip
+        """The step's loss and its parts, summed over the ranks' shares; the ranks whose
+        share is not finite."""
+
+    def gradients(self, params: Sequence[torch.Tensor], where: str) -> None:
+        """Replace every parameter's gradient by its sum over the ranks."""
+
+
 @dataclass(frozen=True)
 class Training(Generic[B]):
     """One run of the loop: what it trains, on what, and how it reports.
@@ -77,6 +89,10 @@ class Training(Generic[B]):
         Called after every step (to drop activations kept for reuse).
     progress : str, optional
         Label of the per-epoch tqdm bar; None shows none.
+    reduction : StepReduction, optional
+        Data parallel: ``loss_of`` returns this rank's share of the batch's
+        loss, and the loss and the gradients are summed over the ranks
+        before they are checked and applied.
     """
 
     transforms: Sequence[torch.Tensor]
@@ -88,6 +104,7 @@ class Training(Generic[B]):
     on_step: Callable[[StepRecord], None] | None = None
     after_step: Callable[[], None] | None = None
     progress: str | None = None
+    reduction: StepReduction | None = None
 
 
 def train(run: Training[B]) -> list[float]:
@@ -105,6 +122,7 @@ def train(run: Training[B]) -> list[float]:
     if not groups or not run.batches:
         return []
     optimizer = torch.optim.AdamW(groups, weight_decay=spec.weight_decay)
+    params = [*run.transforms, *run.clips]
     total = spec.epochs * len(run.batches)
     floor = spec.min_lr_ratio
 
@@ -119,14 +137,21 @@ def train(run: Training[B]) -> list[float]:
                    leave=False, disable=run.progress is None, file=sys.stderr)  # fmt: skip
         for b, batch in enumerate(bar):
             loss, parts = run.loss_of(batch)
-            value = loss.item()
+            value, ranks = loss.item(), list[int]()
+            where = f"{run.where}, batch {b} (epoch {epoch})"
+            if run.reduction is not None:
+                value, parts, ranks = run.reduction.loss(value, parts, f"the loss of {where}")
             if not math.isfinite(value):
+                on = f" on rank(s) {ranks}" if run.reduction is not None else ""
                 raise ValueError(
-                    f"{run.where}: the loss of batch {b} (epoch {epoch}) is {value}; "
+                    f"{run.where}: the loss of batch {b} (epoch {epoch}) is {value}{on}; "
                     "the parameters diverged or the data overflow float32"
                 )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if loss.requires_grad:  # a rank with no sample in this batch has nothing to add
+                loss.backward()
+            if run.reduction is not None:
+                run.reduction.gradients(params, f"the gradients of {where}")
             optimizer.step()
             schedule.step()
             if run.after_step is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -62,11 +63,11 @@ class ActivationCache:
         """Samples ``indices`` stacked into ``[len(indices), seq_len, hidden]`` on ``device``."""
         return torch.stack([self.get(i) for i in indices]).to(device)
 
-    def complete(self, count: int) -> bool:
-        """Whether samples ``0 .. count-1`` are all stored."""
+    def complete(self, indices: Iterable[int]) -> bool:
+        """Whether every sample of ``indices`` is stored."""
         if self.directory is None:
-            return all(i in self._memory for i in range(count))
-        return all(self._path(i).is_file() for i in range(count))
+            return all(i in self._memory for i in indices)
+        return all(self._path(i).is_file() for i in indices)
 
     def clear(self) -> None:
         """Drop every stored sample (and the folder, on disk)."""

@@ -20,7 +20,7 @@ They are stored once per distinct value (:class:`LayerArguments`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,7 @@ def capture_layer_inputs(
     adapter: ModelAdapter,
     calib_ids: torch.Tensor,
     cache: ActivationCache,
+    samples: Sequence[int] | None = None,
 ) -> LayerArguments:
     """Store the first layer's input of every sample in ``cache``; return every layer's kwargs.
 
@@ -187,6 +188,8 @@ def capture_layer_inputs(
         ``[samples, seq_len]`` token ids.
     cache : ActivationCache
         Receives one ``[seq_len, hidden]`` tensor per sample (float32).
+    samples : sequence of int, optional
+        The rows of ``calib_ids`` to run (a data-parallel rank's own); all by default.
 
     The backbone runs where the model is.
 
@@ -207,7 +210,9 @@ def capture_layer_inputs(
     stand_ins = [_Recorder(layer) for layer in layers]
     first: list[dict[str, Any]] = []
     with _layers_replaced(model, adapter.layers, list(stand_ins)), torch.no_grad():
-        for i in range(calib_ids.shape[0]):
+        rows = range(calib_ids.shape[0]) if samples is None else samples
+        first_row = None
+        for i in rows:
             for s in stand_ins:
                 s.hidden, s.kwargs = None, None
             backbone(input_ids=calib_ids[i : i + 1].to(device), use_cache=False)
@@ -219,10 +224,10 @@ def capture_layer_inputs(
                     f"layer(s) {missing[:8]} of {adapter.layers!r}"
                 )
             cache.put(i, head[0])
-            # compared where the model runs; only sample 0's arguments are kept
+            # compared where the model runs; only the first sample's arguments are kept
             seen = [dict(s.kwargs or {}) for s in stand_ins]
-            if i == 0:
-                first = seen
+            if first_row is None:
+                first, first_row = seen, i
                 continue
             for n, (a, b) in enumerate(zip(first, seen, strict=True)):
                 if not _same(a, b):
@@ -230,7 +235,8 @@ def capture_layer_inputs(
                                    or not _same(a[k], b[k]))  # fmt: skip
                     raise ValueError(
                         f"{adapter.architecture}: the backbone passes layer {n} argument(s) "
-                        f"{names} that differ between calibration samples 0 and {i}; batquant "
-                        "calibrates layers whose arguments depend only on the sequence length"
+                        f"{names} that differ between calibration samples {first_row} and {i}; "
+                        "batquant calibrates layers whose arguments depend only on the "
+                        "sequence length"
                     )
     return LayerArguments.collect([_to(kwargs, "cpu") for kwargs in first])

@@ -19,6 +19,13 @@ A run folder holds
 ``calibration.jsonl``
     The log; on resume the records of the unfinished layer are dropped, so
     every step is logged once.
+
+A data-parallel run (:mod:`batquant.pipeline.ranks`) keeps each rank's
+activation cache under ``rank_<r>/`` and records its number of ranks in
+``run.json``; rank 0 alone writes ``run.json``, the layers and the log, so
+the folder must be one that every rank sees (a shared file system when the
+ranks are on several machines).  It resumes with the same number of ranks
+only.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from batquant.pipeline.cache import ActivationCache
+from batquant.pipeline.ranks import SINGLE, Ranks
 
 #: Version of the files a run writes into cache_dir (and of saved models).
 RUN_FORMAT = "batquant-run-2"
@@ -67,10 +75,14 @@ def _layer_of(line: str) -> int:
 class RunFolder:
     """The files of one resumable run (module docstring)."""
 
-    def __init__(self, root: Path, fingerprint: str, num_layers: int) -> None:
+    def __init__(self, root: Path, fingerprint: str, num_layers: int,
+                 ranks: Ranks = SINGLE) -> None:  # fmt: skip
         self.root = root
         self.fingerprint = fingerprint
         self.num_layers = num_layers
+        self.ranks = ranks
+        # each rank's own activations; a single process keeps the flat layout
+        self.caches = root / f"rank_{ranks.rank}" if ranks.parallel else root
 
     @property
     def state_path(self) -> Path:
@@ -83,11 +95,33 @@ class RunFolder:
     def open(self) -> int:
         """Start or continue the run; return the number of layers already finished.
 
+        Every rank calls it; rank 0 reads and writes the state, and the others
+        take its answer, so they all start from the same layer.
+
         Raises
         ------
         ValueError
-            When the folder holds another run or an unreadable state.
+            When the folder holds another run, a run on another number of
+            ranks, or an unreadable state; or when a rank does not see the
+            folder rank 0 wrote.
         """
+        answer: tuple[int, str | None] = (0, None)
+        if self.ranks.main:
+            try:
+                answer = (self._open(), None)
+            except ValueError as exc:
+                answer = (0, str(exc))
+        done, error = self.ranks.broadcast(answer, f"opening {self.root}")
+        if error is not None:
+            raise ValueError(error)
+        if self.ranks.parallel and not self.state_path.is_file():
+            raise ValueError(f"rank {self.ranks.rank}: cannot see {self.state_path}, which rank 0 "
+                             "wrote; cache_dir must be on a file system every rank "
+                             "shares")  # fmt: skip
+        self.caches.mkdir(parents=True, exist_ok=True)
+        return int(done)
+
+    def _open(self) -> int:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "layers").mkdir(exist_ok=True)
         if not self.state_path.is_file():
@@ -97,6 +131,13 @@ class RunFolder:
             state = json.loads(self.state_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ValueError(f"{self.state_path}: unreadable run state ({exc})") from None
+        world = int(state.get("ranks", 1)) if isinstance(state, dict) else 1
+        if state.get("format") == RUN_FORMAT and world != self.ranks.world:
+            raise ValueError(
+                f"cache_dir {self.root} holds a run on {world} rank(s); this one has "
+                f"{self.ranks.world}. Resume it with {world} rank(s) (torchrun "
+                f"--nproc-per-node {world}), or remove the folder to start over"
+            )
         if state.get("format") != RUN_FORMAT or state.get("fingerprint") != self.fingerprint:
             raise ValueError(
                 f"cache_dir {self.root} holds another calibration run (different model, data "
@@ -118,29 +159,38 @@ class RunFolder:
 
     def _write_state(self, done: int) -> None:
         state = {"format": RUN_FORMAT, "fingerprint": self.fingerprint, "done": done,
-                 "layers": self.num_layers}  # fmt: skip
+                 "layers": self.num_layers, "ranks": self.ranks.world}  # fmt: skip
         tmp = self.state_path.with_suffix(".partial")
         tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, self.state_path)
 
     def inputs(self, layer: int) -> ActivationCache:
-        return ActivationCache(self.root / f"inputs_{layer:04d}")
+        """This rank's cached inputs of decoder layer ``layer``."""
+        return ActivationCache(self.caches / f"inputs_{layer:04d}")
 
     def targets(self) -> ActivationCache:
-        return ActivationCache(self.root / "targets")
+        return ActivationCache(self.caches / "targets")
 
     def cache(self, name: str) -> ActivationCache:
         """A named per-sample cache of the layer in progress (``routing_<site>``)."""
-        return ActivationCache(self.root / name)
+        return ActivationCache(self.caches / name)
 
     def layer_path(self, layer: int) -> Path:
         return self.root / "layers" / f"layer_{layer:04d}.safetensors"
 
     def finish_layer(self, layer: int, frozen: nn.Module) -> None:
-        """Checkpoint ``layer``; once the state says so, drop the inputs it no longer needs."""
-        path = self.layer_path(layer)
-        partial = path.with_suffix(".partial")
-        save_file(layer_state(frozen), str(partial))
-        os.replace(partial, path)
-        self._write_state(layer + 1)
+        """Checkpoint ``layer`` (rank 0 writes it); then drop the inputs it no longer needs.
+
+        The ranks meet before the state moves on (every rank has stored its
+        inputs of the next layer) and again before any rank drops its inputs
+        of this one, so a run interrupted anywhere finds every input it needs.
+        """
+        self.ranks.barrier(f"the end of layer {layer}")
+        if self.ranks.main:
+            path = self.layer_path(layer)
+            partial = path.with_suffix(".partial")
+            save_file(layer_state(frozen), str(partial))
+            os.replace(partial, path)
+            self._write_state(layer + 1)
+        self.ranks.barrier(f"the checkpoint of layer {layer}")
         self.inputs(layer).clear()

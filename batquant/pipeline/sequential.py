@@ -32,6 +32,10 @@
    step (layer, group, step, loss, seconds) and one per MoE layer with the
    tokens of every expert, in ``cache_dir/calibration.jsonl``; a summary
    table at the end, also in the returned model's ``batquant_info``.
+6. **Data parallel.**  Under an initialised torch.distributed process group
+   (``torchrun``), the samples are split across the ranks and every
+   reduction follows the one rule of :mod:`batquant.pipeline.ranks`; rank 0
+   alone shows progress and writes.
 """
 
 from __future__ import annotations
@@ -58,7 +62,13 @@ from batquant.algorithms.experts import fused_expert_inputs
 from batquant.algorithms.gptq import LayerHessians
 from batquant.algorithms.layer import CalibratingLinear
 from batquant.algorithms.methods import BASELINE, Method, get_method
-from batquant.algorithms.observers import InputStatistics, observing, row_stride
+from batquant.algorithms.observers import (
+    InputStatistics,
+    Statistic,
+    observing,
+    reduce_statistics,
+    row_stride,
+)
 from batquant.algorithms.training import StepRecord, Training, train
 from batquant.config import (
     CalibSpec,
@@ -82,6 +92,7 @@ from batquant.pipeline.cache import ActivationCache
 from batquant.pipeline.capture import LayerArguments, capture_layer_inputs
 from batquant.pipeline.checkpoint import RUN_FORMAT, RunFolder, fingerprint
 from batquant.pipeline.options import Objective, Propagation
+from batquant.pipeline.ranks import Ranks
 from batquant.pipeline.routing import recording, routing_fixed
 from batquant.pipeline.sites import LayerSites, expert_key
 from batquant.pipeline.validate import check_calib_ids, check_dimensions, resolve_device
@@ -157,7 +168,7 @@ def quantize_model(
         Keep the activation cache on disk there, checkpoint every finished
         layer, and resume an interrupted run with the same arguments.
     progress : bool
-        tqdm bars and the final summary table on stderr.
+        tqdm bars and the final summary table on stderr (rank 0's only).
     device : str or torch.device, optional
         Where each layer is calibrated (``"cuda"`` when present); the model
         itself stays where it is.  Default: the model's device.
@@ -185,7 +196,8 @@ def quantize_model(
     nn.Module
         The quantized model: ``model(input_ids).logits`` and ``generate`` run
         the quantized forward.  ``batquant_info`` holds the run's settings and
-        per-layer summary (read by :func:`batquant.save_quantized`).
+        per-layer summary (read by :func:`batquant.save_quantized`).  Under a
+        process group every rank returns the same model; save it from rank 0.
 
     Raises
     ------
@@ -193,8 +205,13 @@ def quantize_model(
         Bad arguments (naming them), an architecture without an adapter, a
         layer the adapter does not describe, dimensions the MX blocks do not
         divide, a ``cache_dir`` that holds another run, or a NaN/Inf during
-        calibration (naming layer and batch).
+        calibration (naming layer and batch); under a process group, arguments
+        or data that differ between the ranks, or fewer samples than ranks.
+    RankError
+        Under a process group: another rank stopped, or did not answer within
+        the group's timeout.
     """
+    ranks = Ranks.of_process_group()
     meth = get_method(method)
     cfg = get_config(config)
     gptq = get_weight_quantizer(weight_quantizer)
@@ -231,6 +248,10 @@ def quantize_model(
                          "would be ignored; leave it out")  # fmt: skip
     threshold = MIN_EXPERT_TOKENS if min_expert_tokens is None else min_expert_tokens
     dev = resolve_device(device, model)
+    if ranks.world > len(ids):
+        raise ValueError(f"calib_ids has {len(ids)} rows, fewer than the {ranks.world} ranks; "
+                         "give every rank at least one sample")  # fmt: skip
+    progress = progress and ranks.main
 
     work = model if inplace else copy.deepcopy(model)
     work.eval()
@@ -252,18 +273,21 @@ def quantize_model(
         "min_expert_tokens": threshold,
         "weight_quantizer": describe_weight_quantizer(gptq),
     }
-    runner = _Runner(work, plan, sites, ids, dev, obj, prop, threshold, gptq, progress)
+    runner = _Runner(work, plan, sites, ids, dev, obj, prop, threshold, gptq, progress, ranks)
     folder = None
-    if cache_dir is not None:
-        layers = adapter.decoder_layers(model)
-        probe = [layers[i].get_submodule(sites[i].linears()[0]).get_parameter("weight")
-                 for i in (0, len(layers) - 1) if sites[i].linears()]  # fmt: skip
-        run = {**settings, "dtype": str(probe[0].dtype) if probe else "", "device": dev.type}
-        folder = RunFolder(Path(cache_dir), fingerprint(run, ids, probe), len(layers))
+    layers = adapter.decoder_layers(model)
+    probe = [layers[i].get_submodule(sites[i].linears()[0]).get_parameter("weight")
+             for i in (0, len(layers) - 1) if sites[i].linears()]  # fmt: skip
+    run = {**settings, "dtype": str(probe[0].dtype) if probe else "", "device": dev.type}
+    if ranks.parallel or cache_dir is not None:
+        run_fingerprint = fingerprint(run, ids, probe)
+        ranks.agree(run_fingerprint, "the calibration arguments, data or model (fingerprint)")
+        if cache_dir is not None:
+            folder = RunFolder(Path(cache_dir), run_fingerprint, len(layers), ranks)
     summaries = runner.run(folder)
     work.batquant_info = {**settings, "layers": summaries}  # type: ignore[assignment]
     worse = [s["layer"] for s in summaries if s.get("worse_than_baseline")]
-    if worse:
+    if worse and ranks.main:
         warnings.warn(f"{meth.name} {cfg.describe()}: layers {worse} end with a larger output "
                       f"error than {BASELINE}'s on their calibration batch (see each layer's "
                       "relative_mse and baseline_relative_mse in the summary); more "
@@ -284,20 +308,24 @@ class _Runner:
     def __init__(self, model: nn.Module, plan: LayerPlan, sites: list[LayerSites],
                  ids: torch.Tensor, device: torch.device, objective: Objective,
                  propagate: Propagation, min_expert_tokens: int, gptq: GPTQSpec | None,
-                 progress: bool) -> None:  # fmt: skip
+                 progress: bool, ranks: Ranks) -> None:  # fmt: skip
         self.model, self.plan, self.sites, self.ids = model, plan, sites, ids
+        self.ranks = ranks
         self.adapter: ModelAdapter = plan.adapter
         self.device, self.objective, self.propagate = device, objective, propagate
         self.min_expert_tokens, self.gptq, self.progress = min_expert_tokens, gptq, progress
         self.layers = self.adapter.decoder_layers(model)
         self.num_layers = len(self.layers)
         self.batches = _batches(ids.shape[0], plan.spec.batch_size)
+        #: this rank's samples of every batch (all of them in a single process)
+        self.own = [ranks.own(batch) for batch in self.batches]
+        self.mine = ranks.own(range(ids.shape[0]))
 
     # -- the loop -------------------------------------------------------------------------
 
     def run(self, folder: RunFolder | None) -> list[dict[str, Any]]:
         start = 0 if folder is None else folder.open()
-        log = _RunLog(None if folder is None else folder.log_path)
+        log = _RunLog(None if folder is None or not self.ranks.main else folder.log_path)
         summaries: list[dict[str, Any]] = []
         for index in range(start):  # finished by an earlier run: rebuild them from disk
             assert folder is not None
@@ -332,10 +360,13 @@ class _Runner:
         """Layer ``start``'s inputs and every layer's arguments: captured, or from ``folder``."""
         if folder is None:
             inputs = ActivationCache()
-            return inputs, capture_layer_inputs(self.model, self.adapter, self.ids, inputs)
+            return inputs, capture_layer_inputs(self.model, self.adapter, self.ids, inputs,
+                                                self.mine)  # fmt: skip
         inputs = folder.inputs(start)
         arguments = LayerArguments.load(folder.root)
-        if arguments is not None and inputs.complete(len(self.ids)):
+        complete = arguments is not None and inputs.complete(self.mine)
+        if all(self.ranks.gather(complete, f"the cached inputs of layer {start}")):
+            assert arguments is not None
             return inputs, arguments
         if start > 0:
             raise ValueError(f"{inputs.directory}: the cached inputs of layer {start} or the "
@@ -343,8 +374,10 @@ class _Runner:
                              "over")  # fmt: skip
         inputs.clear()  # an interrupted capture: capture again
         inputs = folder.inputs(0)
-        arguments = capture_layer_inputs(self.model, self.adapter, self.ids, inputs)
-        arguments.save(folder.root)  # its presence marks a complete capture
+        arguments = capture_layer_inputs(self.model, self.adapter, self.ids, inputs, self.mine)
+        self.ranks.barrier("the capture of the first layer's inputs")
+        if self.ranks.main:
+            arguments.save(folder.root)  # its presence marks a complete capture
         return inputs, arguments
 
     def _restore(self, index: int, path: Path) -> None:
@@ -366,6 +399,8 @@ class _Runner:
         targets = ActivationCache() if folder is None else folder.targets()
         routing = {f.name: _RoutingCache(folder, f.name) for f in sites.experts}
         stats = self._full_precision_pass(index, layer, sites, inputs, targets, routing, kwargs)
+        if self.ranks.parallel:
+            reduce_statistics(list(stats.values()), self.ranks, f"the statistics of layer {index}")
         tokens = {site: [stats[expert_key(site, e)].tokens for e in range(count)]
                   for site, count in sites.expert_counts.items()}  # fmt: skip
         kept = [(site, e) for site, counts in tokens.items() for e, n in enumerate(counts)
@@ -384,11 +419,11 @@ class _Runner:
                               f"{self.adapter.layers}.{index}.")  # fmt: skip
         rounding_seconds = time.perf_counter() - rounding_started
         with torch.no_grad():
-            x0 = inputs.batch(self.batches[0], self.device)
-            y0 = targets.batch(self.batches[0], self.device)
-            rel = float(((run_layer(frozen, x0, kwargs) - y0) ** 2).mean() / (y0**2).mean())
-            baseline = self._baseline_error(index, layer, stats, kept, sites, x0, y0, kwargs)
-            for batch in self.batches:
+            rel, baseline = self._errors(index, layer, frozen, stats, kept, sites, inputs,
+                                         targets, kwargs)  # fmt: skip
+            for batch in self.own:
+                if not batch:
+                    continue
                 x = inputs.batch(batch, self.device)
                 out = run_layer(frozen, x, kwargs) if self.propagate is Propagation.QUANTIZED \
                     else targets.batch(batch, self.device)  # fmt: skip
@@ -418,6 +453,32 @@ class _Runner:
                                                for s, e in kept]  # fmt: skip
         return summary
 
+    def _errors(self, index: int, layer: nn.Module, frozen: nn.Module,
+                stats: dict[str, InputStatistics], kept: list[tuple[str, int]],
+                sites: LayerSites, inputs: ActivationCache, targets: ActivationCache,
+                kwargs: dict[str, Any]) -> tuple[float, float | None]:  # fmt: skip
+        """The frozen layer's relative output MSE on the first batch, and the baseline's."""
+        batch = self.own[0]
+        if not self.ranks.parallel:
+            x0 = inputs.batch(batch, self.device)
+            y0 = targets.batch(batch, self.device)
+            rel = float(((run_layer(frozen, x0, kwargs) - y0) ** 2).mean() / (y0**2).mean())
+            return rel, self._baseline_error(index, layer, stats, kept, sites, x0, y0, kwargs)
+        # summed over the ranks' shares of the batch: [frozen error, baseline error, |y|^2]
+        sums = torch.zeros(3, dtype=torch.float64)
+        baseline_wanted = self._baseline_plan() is not None
+        if batch:
+            x0 = inputs.batch(batch, self.device)
+            y0 = targets.batch(batch, self.device)
+            sums[0] = float(((run_layer(frozen, x0, kwargs) - y0) ** 2).double().sum())
+            if baseline_wanted:
+                sums[1] = self._baseline_error(index, layer, stats, kept, sites, x0, y0, kwargs,
+                                               total=True) or 0.0  # fmt: skip
+            sums[2] = float((y0.double() ** 2).sum())
+        sums = self.ranks.reduce(sums, "sum", f"the output error of layer {index}")
+        rel = float(sums[0] / sums[2])
+        return rel, (float(sums[1] / sums[2]) if baseline_wanted else None)
+
     def _full_precision_pass(self, index: int, layer: nn.Module, sites: LayerSites,
                              inputs: ActivationCache, targets: ActivationCache,
                              routing: dict[str, _RoutingCache], kwargs: dict[str, Any],
@@ -437,12 +498,19 @@ class _Runner:
                 stats.update({expert_key(fused.name, e): s for e, s in downs.items()})
                 hook = partial(_observe_expert_inputs, downs=downs, gate_up=fused.site.gate_up)
                 stack.enter_context(experts[fused.name].register_forward_pre_hook(hook))
+            placed = [stats[g.name] for g in sites.groups if not g.routed] \
+                if self.ranks.parallel and Statistic.ROWS in wanted else []  # fmt: skip
             with torch.no_grad():
-                for b, batch in enumerate(self.batches):
+                for b, batch in enumerate(self.own):
+                    if not batch:
+                        continue
                     x = inputs.batch(batch, self.device)
                     if not bool(torch.isfinite(x).all()):
                         raise ValueError(f"layer {index}: the inputs of batch {b} contain NaN "
                                          "or Inf")  # fmt: skip
+                    positions = self._positions(b, x.shape[1])
+                    for stream in placed:
+                        stream.place(b, positions)
                     y = run_layer(layer, x, kwargs)
                     for i, row in zip(batch, y, strict=True):
                         targets.put(i, row)
@@ -450,22 +518,36 @@ class _Runner:
                         routing[name].put(batch, *calls.pop())
         return stats
 
+    def _positions(self, b: int, seq_len: int) -> torch.Tensor:
+        """Where this rank's rows of batch ``b`` sit among the whole batch's flattened rows."""
+        offsets = [self.batches[b].index(i) for i in self.own[b]]
+        return torch.cat([torch.arange(j * seq_len, (j + 1) * seq_len) for j in offsets])
+
+    def _baseline_plan(self) -> LayerPlan | None:
+        """The plan of :data:`BASELINE` (None: this run is the baseline itself)."""
+        if self.plan.method.name == BASELINE and self.gptq is None:
+            return None
+        return replace(self.plan, method=get_method(BASELINE))
+
     def _baseline_error(self, index: int, layer: nn.Module,
                         stats: dict[str, InputStatistics], kept: list[tuple[str, int]],
                         sites: LayerSites, x: torch.Tensor, y: torch.Tensor,
-                        kwargs: dict[str, Any]) -> float | None:  # fmt: skip
+                        kwargs: dict[str, Any], total: bool = False) -> float | None:  # fmt: skip
         """The relative output MSE of ``layer`` under :data:`BASELINE` on the same batch.
 
         A calibrated layer that ends worse than rounding to nearest has lost to
         doing nothing; the summary says so instead of leaving it to a perplexity
-        to find (None: this run is the baseline itself).
+        to find (None: this run is the baseline itself).  ``total``: the summed
+        squared error instead (a data-parallel rank's share).
         """
-        if self.plan.method.name == BASELINE and self.gptq is None:
+        plan = self._baseline_plan()
+        if plan is None:
             return None
-        plan = replace(self.plan, method=get_method(BASELINE))
         work = freeze_layer(build_layer(layer, plan, index, stats, kept, sites), plan.description)
         out = run_layer(work, x, kwargs)
         forget(work)
+        if total:
+            return float(((out - y) ** 2).double().sum())
         return float(((out - y) ** 2).mean() / (y**2).mean())
 
     def _hessians(self, work: nn.Module, sites: LayerSites, inputs: ActivationCache,
@@ -480,12 +562,16 @@ class _Runner:
         hessians = LayerHessians(work, self.gptq)
         experts = {f.name: work.get_submodule(f.site.path) for f in sites.experts}
         with torch.no_grad(), hessians.gathering():
-            for batch in self.batches:
+            for batch in self.own:
+                if not batch:
+                    continue
                 x = inputs.batch(batch, self.device)
                 fixed = {name: cache.batch(batch, self.device) for name, cache in routing.items()}
                 with routing_fixed(experts, fixed):
                     run_layer(work, x, kwargs)
                 forget(work)
+        if self.ranks.parallel:
+            reduce_statistics(hessians.streams(), self.ranks, "the GPTQ Hessians")
         return hessians
 
     def _train(self, index: int, fp_layer: nn.Module, work: nn.Module, sites: LayerSites,
@@ -498,13 +584,20 @@ class _Runner:
         experts = {f.name: work.get_submodule(f.site.path) for f in sites.experts}
 
         def loss_of(batch: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
-            x = inputs.batch(batch, self.device)
+            mine = self.ranks.own(batch)
             if self.objective is Objective.LINEAR:
-                return self._linear_loss(fp_layer, work, sites, x, kwargs)
-            y = targets.batch(batch, self.device)
-            fixed = {name: cache.batch(batch, self.device) for name, cache in routing.items()}
+                return self._linear_loss(fp_layer, work, sites, inputs, mine, len(batch), kwargs)
+            if not mine:  # data parallel: none of this batch's samples is this rank's
+                return torch.zeros((), device=self.device), {"layer": 0.0}
+            x = inputs.batch(mine, self.device)
+            y = targets.batch(mine, self.device)
+            fixed = {name: cache.batch(mine, self.device) for name, cache in routing.items()}
             with routing_fixed(experts, fixed):
-                loss = nn.functional.mse_loss(run_layer(work, x, kwargs), y)
+                out = run_layer(work, x, kwargs)
+            if self.ranks.parallel:  # this rank's share of the whole batch's mean
+                loss = ((out - y) ** 2).sum() / (y[0].numel() * len(batch))
+            else:
+                loss = nn.functional.mse_loss(out, y)
             return loss, {"layer": loss.item()}
 
         def on_step(record: StepRecord) -> None:
@@ -517,36 +610,67 @@ class _Runner:
             transforms, clips, spec, self.batches, loss_of, where=f"layer {index}",
             on_step=on_step, after_step=lambda: forget(work),
             progress=f"layer {index}" if self.progress else None,
+            reduction=self.ranks if self.ranks.parallel else None,
         ))  # fmt: skip
 
     def _linear_loss(self, fp_layer: nn.Module, work: nn.Module, sites: LayerSites,
-                     x: torch.Tensor, kwargs: dict[str, Any],
-                     ) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
-        """Algorithm 2: each quantized linear and experts module against the FP one, FP inputs."""
+                     inputs: ActivationCache, mine: list[int], batch_size: int,
+                     kwargs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
+        """Algorithm 2: each quantized linear and experts module against the FP one, FP inputs.
+
+        Data parallel: each term is this rank's share of the term's mean over
+        the whole batch; the element counts (an expert's routed rows differ
+        between ranks) are summed over the ranks first.
+        """
         seen: dict[str, tuple[tuple[Any, ...], torch.Tensor]] = {}
         paths = sites.linears() + [f.site.path for f in sites.experts]
-        with torch.no_grad(), _Recording(fp_layer, paths, seen):
-            run_layer(fp_layer, x, kwargs)
-        total = torch.zeros((), device=x.device)
-        parts: dict[str, float] = {}
+        if mine:
+            x = inputs.batch(mine, self.device)
+            with torch.no_grad(), _Recording(fp_layer, paths, seen):
+                run_layer(fp_layer, x, kwargs)
+        # per group, each seen linear's (path, MSE): a rank's (path, squared error) until
+        # the element counts of every rank are known
+        terms: dict[str, list[tuple[str, torch.Tensor]]] = {}
+        counts: dict[str, int] = {}
         for group in sites.groups:
-            group_loss = torch.zeros((), device=x.device)
+            terms[group.name] = []
             for path in group.linears:
-                if path not in seen:
-                    continue  # an expert the router sent no token of this batch
+                if path not in seen:  # an expert no token of this batch was routed to
+                    continue
                 args, output = seen[path]
                 module = work.get_submodule(path)
                 assert isinstance(module, CalibratingLinear)
                 inp, target = module.reference(args[0], output)
-                group_loss = group_loss + nn.functional.mse_loss(module(inp), target)
-            total = total + group_loss
-            parts[group.name] = group_loss.item()
+                terms[group.name].append((path, self._term(module(inp), target)))
+                counts[path] = target.numel()
         for fused in sites.experts:
-            args, output = seen[fused.site.path]
-            site_loss = nn.functional.mse_loss(work.get_submodule(fused.site.path)(*args), output)
-            total = total + site_loss
-            parts[fused.name] = site_loss.item()
+            terms[fused.name] = []
+            if fused.site.path in seen:
+                args, output = seen[fused.site.path]
+                out = work.get_submodule(fused.site.path)(*args)
+                terms[fused.name].append((fused.site.path, self._term(out, output)))
+                counts[fused.site.path] = output.numel()
+        if self.ranks.parallel:  # each squared error over its path's element count on all ranks
+            local = torch.tensor([counts.get(p, 0) for p in paths], dtype=torch.int64)
+            total_counts = dict(zip(paths, self.ranks.reduce(
+                local, "sum", "the element counts of the linear loss").tolist(), strict=True))
+            terms = {name: [(p, t / total_counts[p]) for p, t in group_terms]
+                     for name, group_terms in terms.items()}  # fmt: skip
+        total = torch.zeros((), device=self.device)
+        parts: dict[str, float] = {}
+        for name, group_terms in terms.items():
+            group_loss = torch.zeros((), device=self.device)
+            for _, term in group_terms:
+                group_loss = group_loss + term
+            total = total + group_loss
+            parts[name] = group_loss.item()
         return total, parts
+
+    def _term(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """One linear's MSE (one process), or its squared error (a data-parallel rank)."""
+        if self.ranks.parallel:
+            return ((out - target) ** 2).sum()
+        return nn.functional.mse_loss(out, target)
 
 
 def _gptq_summary(reports: dict[str, dict[str, Any]], spec: GPTQSpec, seconds: float

@@ -24,16 +24,21 @@ TEXT = " ".join(
 )
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Qwen3 and a byte-level BPE tokenizer of its vocabulary, saved as a checkpoint."""
-    folder = tmp_path_factory.mktemp("ckpt") / "model"
+def tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer of 300 tokens trained on :data:`TEXT`."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.train_from_iterator([TEXT], trainers.BpeTrainer(
         vocab_size=300, special_tokens=["<eos>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))  # fmt: skip
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen3 and a byte-level BPE tokenizer of its vocabulary, saved as a checkpoint."""
+    folder = tmp_path_factory.mktemp("ckpt") / "model"
+    fast = tokenizer()
     model = tiny_qwen3(vocab=CLI_VOCAB)
     assert len(fast) <= model.config.vocab_size
     model.save_pretrained(folder)
