@@ -6,6 +6,7 @@
                        --out DIR [--samples 128] [--seq-len 2048] [--epochs 5]
                        [--weight-quantizer rtn|gptq [--act-order]]
                        [--device cpu|cuda] [--min-expert-tokens 32] [--resume] [--force]
+                       [--offload disk]
     torchrun --nproc-per-node N -m batquant calibrate ... [--timeout 1800]
     batquant eval --model DIR [--quantized DIR ...] --ppl FILE.txt [--seq-len 2048]
     batquant export --quantized DIR --out DIR [--model DIR] [--force]
@@ -127,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--act-order", action="store_true",
                      help="GPTQ: quantize columns by decreasing Hessian diagonal")
     cal.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    cal.add_argument("--offload", choices=("disk",), default=None,
+                     help="never hold the whole model in memory: read each decoder layer from "
+                     "the checkpoint when it is calibrated, keep the calibrated ones on disk "
+                     "(safetensors checkpoints)")
     cal.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                      help="under torchrun: how long a rank waits for the others before it "
                      f"stops with an error (default: {DEFAULT_TIMEOUT:g})")
@@ -285,14 +290,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     ids = read_token_ids(tokenizer, args.calib)
     windows = calibration_windows(ids, args.samples, args.seq_len, args.seed,
                                   source=f"--calib {args.calib}")  # fmt: skip
-    model = load_model(model_dir)
+    model = load_model(model_dir, offload=args.offload,
+                       offload_dir=run / "offload" if args.offload else None)  # fmt: skip
     started = time.perf_counter()
     qmodel: Any = quantize_model(
         model, windows, method=method, config=config, calib=calib, seed=args.seed,
         cache_dir=run, progress=not args.quiet, device=args.device,
         objective=args.objective, propagate=args.propagate,
         min_expert_tokens=args.min_expert_tokens, weight_quantizer=weight_quantizer,
-        inplace=True,
+        inplace=True, offload=args.offload,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     ranks.barrier("the end of the calibration")

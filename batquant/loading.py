@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -101,25 +102,52 @@ def max_positions(folder: str | os.PathLike[str]) -> int | None:
     return None
 
 
-def load_model(folder: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32) -> Any:
+def load_model(folder: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32,
+               offload: str | None = None,
+               offload_dir: str | os.PathLike[str] | None = None) -> Any:  # fmt: skip
     """A causal LM from a local folder, offline, in ``dtype``.
+
+    Parameters
+    ----------
+    folder : path
+        ``config.json`` + safetensors, or one ``.gguf`` file.
+    dtype : torch.dtype
+    offload : {None, "disk"}
+        ``"disk"``: transformers' disk offload (``device_map={"": "disk"}``):
+        the model is built on the meta device and every module reads its
+        weights from the checkpoint's safetensors files when it runs, so it
+        is never materialised in memory (for ``quantize_model(...,
+        offload="disk")``).  Safetensors checkpoints only.
+    offload_dir : path, optional
+        Where transformers writes the weights it must convert first (the fused
+        experts of an MoE model); a new temporary folder when omitted.
 
     Raises
     ------
     ValueError
         A missing folder, a folder that is no checkpoint, or one that transformers
-        cannot load (a corrupt or truncated weight file), naming the folder.
+        cannot load (a corrupt or truncated weight file), naming the folder; an
+        offload other than None or "disk", or a GGUF folder with offload.
     """
     from transformers import AutoModelForCausalLM
 
     path = _check_folder(folder)
     gguf = _gguf_file(path)
+    if offload not in (None, "disk"):
+        raise ValueError(f"offload must be None or 'disk'; got {offload!r}")
+    if offload is None and offload_dir is not None:
+        raise ValueError("offload_dir: only used with offload='disk'")
+    if offload and gguf:
+        raise ValueError(f"{path}: a GGUF file is dequantized in memory as it loads; disk "
+                         "offload needs a safetensors checkpoint")  # fmt: skip
+    extra: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    if offload:
+        folder_for_converted = offload_dir or tempfile.mkdtemp(prefix="batquant-offload-")
+        extra.update(device_map={"": "disk"}, offload_folder=str(folder_for_converted))
     _import_loading_quietly()
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, dtype=dtype,
-            **({"gguf_file": gguf} if gguf else {}),
-        )  # fmt: skip
+            str(path), local_files_only=True, dtype=dtype, **extra)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - transformers raises many types for bad files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"{path}: cannot load the checkpoint ({first})") from None

@@ -176,6 +176,7 @@ def capture_layer_inputs(
     calib_ids: torch.Tensor,
     cache: ActivationCache,
     samples: Sequence[int] | None = None,
+    device: torch.device | None = None,
 ) -> LayerArguments:
     """Store the first layer's input of every sample in ``cache``; return every layer's kwargs.
 
@@ -190,6 +191,9 @@ def capture_layer_inputs(
         Receives one ``[seq_len, hidden]`` tensor per sample (float32).
     samples : sequence of int, optional
         The rows of ``calib_ids`` to run (a data-parallel rank's own); all by default.
+    device : torch.device, optional
+        Where the ids go; the model's device by default (CPU for a model
+        offloaded to disk, whose hooks run it there).
 
     The backbone runs where the model is.
 
@@ -206,7 +210,7 @@ def capture_layer_inputs(
     """
     backbone = model.get_submodule(adapter.backbone)
     layers = adapter.decoder_layers(model)
-    device = next(iter(model.parameters())).device
+    device = device or next(iter(model.parameters())).device
     stand_ins = [_Recorder(layer) for layer in layers]
     first: list[dict[str, Any]] = []
     with _layers_replaced(model, adapter.layers, list(stand_ins)), torch.no_grad():

@@ -11,6 +11,11 @@
     fused, fake-quantized weights of its linears, its norms, and everything
     it learned (transforms, clipping logits, ``P_k``), each tensor once.
 
+A model calibrated with disk offload is written one layer at a time, never
+whole in memory: one shard per layer, ``quantized-<i>-of-<n>.safetensors``
+(numbered from 1), and ``quantized.safetensors.index.json`` mapping every
+key to its shard (the Hugging Face convention for sharded checkpoints).
+
 :func:`load_quantized` takes the original model, rebuilds each layer's
 quantized structure from the method and the config (the same code
 :func:`batquant.quantize_model` runs), and loads the saved state into it
@@ -37,9 +42,11 @@ from batquant.models import get_adapter
 from batquant.pipeline import attention
 from batquant.pipeline.build import OWNER, LayerPlan, restore_layer
 from batquant.pipeline.checkpoint import RUN_FORMAT, layer_state
+from batquant.pipeline.offload import layer_tensors
 
 CONFIG_FILE = "batquant.json"
 TENSORS_FILE = "quantized.safetensors"
+INDEX_FILE = TENSORS_FILE + ".index.json"
 
 
 def save_quantized(qmodel: nn.Module, out_dir: str | os.PathLike[str], *,
@@ -75,17 +82,76 @@ def save_quantized(qmodel: nn.Module, out_dir: str | os.PathLike[str], *,
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ValueError(f"{out}: the folder exists and is not empty; pass force=True")
     adapter = get_adapter(qmodel)
-    tensors: dict[str, Any] = {}
-    for index, layer in enumerate(adapter.decoder_layers(qmodel)):
+    layers = adapter.decoder_layers(qmodel)
+    for index, layer in enumerate(layers):
         if not hasattr(layer, OWNER):
             raise ValueError(f"layer {index} of qmodel is not quantized")
-        tensors.update({f"layers.{index}.{k}": v for k, v in layer_state(layer).items()})
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (TENSORS_FILE + ".partial")
-    save_file(tensors, str(tmp), metadata={"format": RUN_FORMAT})
-    os.replace(tmp, out / TENSORS_FILE)
+    for old in [out / TENSORS_FILE, out / INDEX_FILE, *out.glob("quantized-*.safetensors")]:
+        old.unlink(missing_ok=True)  # only with force: a folder with files was refused above
+    if any(layer_tensors(layer) is not None for layer in layers):
+        _save_shards(layers, out)
+    else:
+        tensors: dict[str, Any] = {}
+        for index, layer in enumerate(layers):
+            tensors.update({f"layers.{index}.{k}": v for k, v in layer_state(layer).items()})
+        tmp = out / (TENSORS_FILE + ".partial")
+        save_file(tensors, str(tmp), metadata={"format": RUN_FORMAT})
+        os.replace(tmp, out / TENSORS_FILE)
     (out / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def _shard_name(index: int, count: int) -> str:
+    return f"quantized-{index + 1:05d}-of-{count:05d}.safetensors"
+
+
+def _save_shards(layers: Any, out: Path) -> None:
+    """One shard per layer, each read from disk (offloaded) or memory, then the index."""
+    weight_map: dict[str, str] = {}
+    for index, layer in enumerate(layers):
+        state = layer_tensors(layer)
+        state = layer_state(layer) if state is None else state
+        name = _shard_name(index, len(layers))
+        tmp = out / (name + ".partial")
+        save_file({f"layers.{index}.{k}": v.contiguous() for k, v in state.items()}, str(tmp),
+                  metadata={"format": RUN_FORMAT})  # fmt: skip
+        os.replace(tmp, out / name)
+        weight_map.update({f"layers.{index}.{k}": name for k in state})
+        del state
+    index_file = {"metadata": {"format": RUN_FORMAT}, "weight_map": weight_map}
+    (out / INDEX_FILE).write_text(json.dumps(index_file, indent=2) + "\n", encoding="utf-8")
+
+
+def _layer_reader(out_dir: Path) -> Any:
+    """``layer index -> its saved tensors`` (keys ``layers.<i>.<name>``), from either layout."""
+    index_path = out_dir / INDEX_FILE
+    if index_path.is_file():
+        try:
+            weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{index_path}: unreadable ({exc})") from None
+        shards = {int(k.split(".")[1]): v for k, v in weight_map.items()}
+
+        def read_shard(index: int) -> dict[str, Any]:
+            if index not in shards:
+                return {}
+            return _read(out_dir / shards[index])
+
+        return read_shard, set(shards)
+    tensors = _read(out_dir / TENSORS_FILE)
+    present = {int(k.split(".")[1]) for k in tensors}
+    return (lambda index: {k: v for k, v in tensors.items()
+                           if k.startswith(f"layers.{index}.")}), present  # fmt: skip
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: not found") from None
+    except (OSError, SafetensorError) as exc:
+        raise ValueError(f"{path}: unreadable ({exc})") from None
 
 
 def read_settings(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -147,13 +213,8 @@ def load_quantized(out_dir: str | os.PathLike[str], model: nn.Module, *,
         seed = int(info["seed"])
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{Path(out_dir) / CONFIG_FILE}: missing or bad field {exc}") from None
-    path = Path(out_dir) / TENSORS_FILE
-    try:
-        tensors = load_file(str(path))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: not found") from None
-    except (OSError, SafetensorError) as exc:
-        raise ValueError(f"{path}: unreadable ({exc})") from None
+    read_layer, present = _layer_reader(Path(out_dir))
+    path = Path(out_dir) / (INDEX_FILE if (Path(out_dir) / INDEX_FILE).is_file() else TENSORS_FILE)
     work = model if inplace else copy.deepcopy(model)
     work.eval()
     if info.get("attention"):
@@ -165,12 +226,12 @@ def load_quantized(out_dir: str | os.PathLike[str], model: nn.Module, *,
                      seed)  # fmt: skip
     for index, layer in enumerate(layers):
         prefix = f"layers.{index}."
-        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        state = {k[len(prefix):]: v for k, v in read_layer(index).items()}
         if not state:
             raise ValueError(f"{path}: no tensors for layer {index}")
         layers[index] = restore_layer(layer, plan, index, state, str(path))
-    extra = {k.split(".")[1] for k in tensors} - {str(i) for i in range(len(layers))}
+    extra = sorted(str(i) for i in present - set(range(len(layers))))
     if extra:
-        raise ValueError(f"{path}: tensors for layers the model does not have: {sorted(extra)}")
+        raise ValueError(f"{path}: tensors for layers the model does not have: {extra}")
     work.batquant_info = info  # type: ignore[assignment]
     return work

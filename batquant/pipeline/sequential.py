@@ -32,7 +32,11 @@
    step (layer, group, step, loss, seconds) and one per MoE layer with the
    tokens of every expert, in ``cache_dir/calibration.jsonl``; a summary
    table at the end, also in the returned model's ``batquant_info``.
-6. **Data parallel.**  Under an initialised torch.distributed process group
+6. **Disk offload** (``offload="disk"``, :mod:`batquant.pipeline.offload`):
+   a model loaded with ``batquant.load_model(folder, offload="disk")`` stays
+   on the meta device; each decoder layer is read from the checkpoint when
+   it is calibrated and read back from its checkpoint in ``cache_dir`` after.
+7. **Data parallel.**  Under an initialised torch.distributed process group
    (``torchrun``), the samples are split across the ranks and every
    reduction follows the one rule of :mod:`batquant.pipeline.ranks`; rank 0
    alone shows progress and writes.
@@ -91,6 +95,14 @@ from batquant.pipeline.build import (
 from batquant.pipeline.cache import ActivationCache
 from batquant.pipeline.capture import LayerArguments, capture_layer_inputs
 from batquant.pipeline.checkpoint import RUN_FORMAT, RunFolder, fingerprint
+from batquant.pipeline.offload import (
+    check_offload,
+    is_offloaded,
+    materialise,
+    offload_to_file,
+    release_freed_memory,
+    tensor_of,
+)
 from batquant.pipeline.options import Objective, Propagation
 from batquant.pipeline.ranks import Ranks
 from batquant.pipeline.routing import recording, routing_fixed
@@ -141,6 +153,7 @@ def quantize_model(
     min_expert_tokens: int | None = None,
     weight_quantizer: str | GPTQSpec = "rtn",
     inplace: bool = False,
+    offload: str | None = None,
 ) -> nn.Module:
     """Calibrate and quantize every decoder layer of a transformers causal LM.
 
@@ -190,6 +203,12 @@ def quantize_model(
         (:mod:`batquant.algorithms.gptq`).
     inplace : bool
         Quantize ``model`` itself instead of a copy (no second copy in memory).
+    offload : {None, "disk"}
+        ``"disk"``: ``model`` was loaded with ``batquant.load_model(folder,
+        offload="disk")`` and is never materialised: one decoder layer at a
+        time is read from the checkpoint, calibrated, and written to
+        ``cache_dir`` (required, with ``inplace=True``), from which the
+        returned model reads it when it runs.
 
     Returns
     -------
@@ -247,7 +266,9 @@ def quantize_model(
         raise ValueError(f"min_expert_tokens: {adapter.architecture} has no MoE experts, so it "
                          "would be ignored; leave it out")  # fmt: skip
     threshold = MIN_EXPERT_TOKENS if min_expert_tokens is None else min_expert_tokens
-    dev = resolve_device(device, model)
+    on_disk = check_offload(offload, [is_offloaded(layer) for layer in
+                            adapter.decoder_layers(model)], cache_dir, inplace)
+    dev = resolve_device(device if device is not None or not on_disk else "cpu", model)
     if ranks.world > len(ids):
         raise ValueError(f"calib_ids has {len(ids)} rows, fewer than the {ranks.world} ranks; "
                          "give every rank at least one sample")  # fmt: skip
@@ -273,10 +294,13 @@ def quantize_model(
         "min_expert_tokens": threshold,
         "weight_quantizer": describe_weight_quantizer(gptq),
     }
-    runner = _Runner(work, plan, sites, ids, dev, obj, prop, threshold, gptq, progress, ranks)
+    if on_disk:
+        settings["offload"] = "disk"
+    runner = _Runner(work, plan, sites, ids, dev, obj, prop, threshold, gptq, progress, ranks,
+                     on_disk)  # fmt: skip
     folder = None
     layers = adapter.decoder_layers(model)
-    probe = [layers[i].get_submodule(sites[i].linears()[0]).get_parameter("weight")
+    probe = [tensor_of(layers[i].get_submodule(sites[i].linears()[0]), "weight")
              for i in (0, len(layers) - 1) if sites[i].linears()]  # fmt: skip
     run = {**settings, "dtype": str(probe[0].dtype) if probe else "", "device": dev.type}
     if ranks.parallel or cache_dir is not None:
@@ -308,9 +332,9 @@ class _Runner:
     def __init__(self, model: nn.Module, plan: LayerPlan, sites: list[LayerSites],
                  ids: torch.Tensor, device: torch.device, objective: Objective,
                  propagate: Propagation, min_expert_tokens: int, gptq: GPTQSpec | None,
-                 progress: bool, ranks: Ranks) -> None:  # fmt: skip
+                 progress: bool, ranks: Ranks, on_disk: bool = False) -> None:  # fmt: skip
         self.model, self.plan, self.sites, self.ids = model, plan, sites, ids
-        self.ranks = ranks
+        self.ranks, self.on_disk = ranks, on_disk
         self.adapter: ModelAdapter = plan.adapter
         self.device, self.objective, self.propagate = device, objective, propagate
         self.min_expert_tokens, self.gptq, self.progress = min_expert_tokens, gptq, progress
@@ -345,6 +369,9 @@ class _Runner:
                 summary = self._layer(index, inputs, nxt, arguments[index], folder, log)
                 if folder is not None:
                     folder.finish_layer(index, self.layers[index])
+                    if self.on_disk:  # from now on read from its checkpoint when it runs
+                        offload_to_file(self.layers[index], folder.layer_path(index))
+                        release_freed_memory()
                 else:
                     inputs.clear()
                 summaries.append(summary)
@@ -361,7 +388,7 @@ class _Runner:
         if folder is None:
             inputs = ActivationCache()
             return inputs, capture_layer_inputs(self.model, self.adapter, self.ids, inputs,
-                                                self.mine)  # fmt: skip
+                                                self.mine, self._capture_device())  # fmt: skip
         inputs = folder.inputs(start)
         arguments = LayerArguments.load(folder.root)
         complete = arguments is not None and inputs.complete(self.mine)
@@ -374,24 +401,34 @@ class _Runner:
                              "over")  # fmt: skip
         inputs.clear()  # an interrupted capture: capture again
         inputs = folder.inputs(0)
-        arguments = capture_layer_inputs(self.model, self.adapter, self.ids, inputs, self.mine)
+        arguments = capture_layer_inputs(self.model, self.adapter, self.ids, inputs, self.mine,
+                                         self._capture_device())  # fmt: skip
         self.ranks.barrier("the capture of the first layer's inputs")
         if self.ranks.main:
             arguments.save(folder.root)  # its presence marks a complete capture
         return inputs, arguments
+
+    def _capture_device(self) -> torch.device | None:
+        """Where the ids go for the capture: the model's device, or CPU for an offloaded one."""
+        return torch.device("cpu") if self.on_disk else None
 
     def _restore(self, index: int, path: Path) -> None:
         try:
             state = load_file(str(path))
         except (OSError, SafetensorError) as exc:
             raise ValueError(f"{path}: unreadable layer checkpoint ({exc})") from None
-        self.layers[index] = restore_layer(self.layers[index], self.plan, index, state, str(path))
+        layer = materialise(self.layers[index]) if self.on_disk else self.layers[index]
+        self.layers[index] = restore_layer(layer, self.plan, index, state, str(path))
+        if self.on_disk:
+            offload_to_file(self.layers[index], path)
 
     def _layer(self, index: int, inputs: ActivationCache, nxt: ActivationCache,
                kwargs: dict[str, Any], folder: RunFolder | None,
                log: _RunLog) -> dict[str, Any]:  # fmt: skip
         started = time.perf_counter()
         layer, sites = self.layers[index], self.sites[index]
+        if self.on_disk:  # read from the checkpoint: an ordinary module from here on
+            layer = materialise(layer)
         # calibrated in float32 on the compute device; back home in its own dtype after
         first = next(iter(layer.parameters()))
         home_device, home_dtype = first.device, first.dtype
