@@ -109,28 +109,53 @@ def materialise(layer: nn.Module, device: torch.device | str = "cpu") -> nn.Modu
 
 
 class _LayerFile:
-    """A read-only mapping from a layer's state names to its tensors in one safetensors file."""
+    """A read-only mapping from a layer's tensor names to their tensors in its safetensors file.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    A module shared by two parents (one input quantizer for q, k and v) has
+    its tensors once in the state dict, under one name; ``aliases`` maps the
+    other names to it, so the hook finds the tensors under every name.
+    """
+
+    def __init__(self, path: Path, aliases: dict[str, str]) -> None:
+        self.path, self.aliases = path, aliases
         with safe_open(str(path), framework="pt") as f:
-            self._keys = list(f.keys())
+            self.stored = list(f.keys())
 
     def __getitem__(self, key: str) -> torch.Tensor:
         with safe_open(str(self.path), framework="pt") as f:
-            return f.get_tensor(key)
+            return f.get_tensor(self.aliases.get(key, key))
 
     def __contains__(self, key: object) -> bool:
-        return key in self._keys
+        return key in self.aliases or key in self.stored
 
     def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._keys)
+        return iter([*self.stored, *self.aliases])
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self.stored) + len(self.aliases)
 
     def keys(self) -> list[str]:
-        return list(self._keys)
+        return [*self.stored, *self.aliases]
+
+
+def _aliases(layer: nn.Module) -> dict[str, str]:
+    """Every tensor name of ``layer`` outside its state dict -> the state-dict name it shares."""
+    state = layer.state_dict()
+    by_storage = {(v.data_ptr(), v.storage_offset(), tuple(v.shape), v.dtype): k
+                  for k, v in state.items() if v.numel()}  # fmt: skip
+    named = [*layer.named_parameters(remove_duplicate=False),
+             *layer.named_buffers(remove_duplicate=False)]  # fmt: skip
+    aliases = {}
+    for name, tensor in named:
+        if name in state:
+            continue
+        key = (tensor.data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
+        if key not in by_storage:
+            raise ValueError(f"offload: the layer's tensor {name!r} is not in its state dict "
+                             "(a non-persistent buffer?), so it cannot be read back from "
+                             "disk")  # fmt: skip
+        aliases[name] = by_storage[key]
+    return aliases
 
 
 def offload_to_file(layer: nn.Module, path: Path, device: torch.device | str = "cpu") -> nn.Module:
@@ -141,8 +166,8 @@ def offload_to_file(layer: nn.Module, path: Path, device: torch.device | str = "
     """
     from accelerate.hooks import attach_align_device_hook
 
-    state = _LayerFile(path)
-    missing = sorted(set(layer.state_dict()) - set(state.keys()))
+    state = _LayerFile(path, _aliases(layer))
+    missing = sorted(set(layer.state_dict()) - set(state.stored))
     if missing:
         raise ValueError(f"{path}: no tensors for {missing[:4]} of the layer")
     layer.to("meta")
@@ -181,4 +206,4 @@ def layer_tensors(layer: nn.Module) -> dict[str, torch.Tensor] | None:
     source = getattr(weights, "dataset", weights)
     if not isinstance(source, _LayerFile):
         return None
-    return {key: source[key] for key in source}
+    return {key: source[key] for key in source.stored}
