@@ -110,10 +110,12 @@ $(PEER)/.installed: benchmarks/peer-llmcompressor.lock requirements-models.lock
 	touch $@
 
 # Our methods, then the peer's recipes on the same calibration ids and held-out
-# windows (both scripts default to the same evaluation), from one command.
+# windows (both scripts default to the same evaluation), from one command; then
+# SmolLM2's calibration in memory, with --offload disk and on two ranks.
 bench-model: $(MODELS_STAMP) $(PEER)/.installed
 	$(BIN)/python benchmarks/bench_model.py $(BENCH_MODEL_ARGS)
 	$(PEER)/bin/python benchmarks/peer_llmcompressor.py $(BENCH_PEER_ARGS)
+	$(BIN)/python benchmarks/bench_scale.py $(BENCH_SCALE_ARGS)
 
 # TORQ's two effects (block-energy spread, code entropy) on real activations,
 # and the layer-level table on SmolLM2.
