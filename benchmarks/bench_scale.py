@@ -47,7 +47,13 @@ def safetensors_copy(cache: Path) -> Path:
     if stamp.is_file() and stamp.read_text().strip() == SMOLLM2_GGUF:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    load_model(smollm2_dir()).save_pretrained(folder)
+    model = load_model(smollm2_dir())
+    # transformers marks a model read from GGUF as quantized with "gguf" and refuses to
+    # save it; its weights are already dequantized float32, so it is saved as such
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(folder)
     load_tokenizer(smollm2_dir()).save_pretrained(folder)
     stamp.write_text(SMOLLM2_GGUF + "\n")
     return folder
