@@ -25,6 +25,7 @@ for :func:`batquant.save_quantized`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -75,7 +76,7 @@ def tensor_of(module: nn.Module, name: str) -> torch.Tensor:
         else module.get_buffer(name)  # fmt: skip
     hook = _hook(module)
     if tensor.device.type == "meta" and hook is not None:
-        return hook.weights_map[name]  # type: ignore[attr-defined, no-any-return]
+        return hook.weights_map[name]  # type: ignore[attr-defined]
     return tensor
 
 
@@ -128,7 +129,7 @@ class _LayerFile:
     def __contains__(self, key: object) -> bool:
         return key in self.aliases or key in self.stored
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[str]:
         return iter([*self.stored, *self.aliases])
 
     def __len__(self) -> int:
