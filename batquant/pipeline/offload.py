@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 from torch import nn
 
 
@@ -207,4 +208,4 @@ def layer_tensors(layer: nn.Module) -> dict[str, torch.Tensor] | None:
     source = getattr(weights, "dataset", weights)
     if not isinstance(source, _LayerFile):
         return None
-    return {key: source[key] for key in source.stored}
+    return load_file(str(source.path))  # one read of the file, not one open per tensor
