@@ -30,7 +30,15 @@ from batquant.algorithms.methods import (
 from batquant.algorithms.methods import (
     RECOMMENDED as RECOMMENDED_METHOD,
 )
-from batquant.config import CONFIGS, CalibSpec, GPTQSpec, QuantConfig, TensorQuant, get_config
+from batquant.config import (
+    CONFIGS,
+    CalibSpec,
+    GPTQSpec,
+    GradientOrder,
+    QuantConfig,
+    TensorQuant,
+    get_config,
+)
 from batquant.deploy import dump_layer, export, load_export
 from batquant.eval import perplexity
 from batquant.pipeline import quantize_model
@@ -43,6 +51,7 @@ __all__ = [
     "CalibSpec",
     "CalibratedGroup",
     "GPTQSpec",
+    "GradientOrder",
     "ClipGroups",
     "LearnableClip",
     "Method",

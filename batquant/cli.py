@@ -8,6 +8,7 @@
                        [--device cpu|cuda] [--min-expert-tokens 32] [--resume] [--force]
                        [--offload disk]
     torchrun --nproc-per-node N -m batquant calibrate ... [--timeout 1800]
+                       [--gradient-order sample]
     batquant eval --model DIR [--quantized DIR ...] --ppl FILE.txt [--seq-len 2048]
     batquant export --quantized DIR --out DIR [--model DIR] [--force]
     batquant dump-layer --export DIR --layer 3 --module mlp.down_proj --text FILE.txt
@@ -112,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: %(default)s)")  # fmt: skip
     cal.add_argument("--epochs", type=int, default=None,
                      help="epochs per layer (default: the paper's 5; calibrated methods only)")
+    cal.add_argument("--gradient-order", choices=("batch", "sample"), default=None,
+                     help="'sample': one backward per sample, summed in sample order, so that "
+                     "a torchrun run equals one process bit for bit; slower (default: batch; "
+                     "calibrated methods only)")  # fmt: skip
     cal.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     cal.add_argument("--objective", default="layer", choices=("layer", "linear"),
                      help="decoder-layer output MSE (the paper's eq. 5) or per-linear MSE "
@@ -270,10 +275,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     weight_quantizer = GPTQSpec(act_order=True) if args.act_order else args.weight_quantizer
     if args.epochs is not None and not method.calibrated:
         raise ValueError(f"--epochs: method {method.name!r} is training-free; leave --epochs out")
+    if args.gradient_order is not None and not method.calibrated:
+        raise ValueError(f"--gradient-order: method {method.name!r} is training-free; leave "
+                         "--gradient-order out")  # fmt: skip
     calib = None
     if method.calibrated:
         epochs = CalibSpec().epochs if args.epochs is None else args.epochs
-        calib = CalibSpec(epochs=epochs, samples=args.samples)
+        order = CalibSpec().gradient_order if args.gradient_order is None else args.gradient_order
+        calib = CalibSpec(epochs=epochs, samples=args.samples, gradient_order=order)
     out, model_dir = Path(args.out), Path(args.model)
     ranks = Ranks.of_process_group()
     if args.timeout is not None and not ranks.parallel:

@@ -253,6 +253,18 @@ def get_config(config: str | QuantConfig) -> QuantConfig:
     return CONFIGS.resolve(config)
 
 
+class GradientOrder(Policy):
+    """How one optimiser step's gradient is summed over the samples of its batch."""
+
+    #: One forward and backward over the whole batch (the default, and the fastest):
+    #: the sum's float32 order is the matmuls', so it depends on how the batch is split
+    #: between data-parallel ranks.
+    BATCH = "batch"
+    #: One forward and backward per sample, the gradients summed in sample order: the
+    #: same bits for one process and for any number of data-parallel ranks.
+    SAMPLE = "sample"
+
+
 @dataclass(frozen=True)
 class CalibSpec:
     """How :func:`batquant.calibrate` optimises a group's parameters.
@@ -284,6 +296,10 @@ class CalibSpec:
         None (default): the method's own (``Method.clip_init``: 4, that is
         0.982, for FlatQuant as its LWC starts; 8, that is 0.9997, for the
         BATQuant methods).
+    gradient_order : GradientOrder or str
+        ``"batch"`` (default) or ``"sample"``: each sample's gradient on its own,
+        summed in sample order, so that a data-parallel run equals a single
+        process bit for bit (``docs/scaling.md``), at the cost of batches of one.
     """
 
     epochs: int = 5
@@ -294,9 +310,12 @@ class CalibSpec:
     min_lr_ratio: float = 0.0
     samples: int = 128
     clip_init: float | None = None
+    gradient_order: GradientOrder = GradientOrder.BATCH
 
     def __post_init__(self) -> None:
         _check_int("CalibSpec", "epochs", self.epochs, 1)
+        object.__setattr__(self, "gradient_order", GradientOrder.parse(
+            self.gradient_order, "CalibSpec.gradient_order"))
         _check_int("CalibSpec", "batch_size", self.batch_size, 1)
         _check_int("CalibSpec", "samples", self.samples, 1)
         _check_float("CalibSpec", "lr", self.lr, positive=True)

@@ -9,7 +9,11 @@ peak resident memory read from the kernel:
 3. ``torchrun --nproc-per-node 2 -m batquant calibrate`` (gloo, one thread
    per rank on this machine's two cores): the largest difference of a learned
    parameter, the share of weight codes that differ, and the perplexity
-   against run 1.
+   against run 1;
+4. run 1 with ``--gradient-order sample`` (one backward per sample): its
+   cost against run 1;
+5. run 3 with ``--gradient-order sample``: its output must be bit-identical
+   to run 4's.
 
 Disk offload needs a safetensors checkpoint, so SmolLM2's GGUF file is
 converted once (dequantized to float32) into a cache folder outside the
@@ -140,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         "--offload disk": ([sys.executable, "-m", "batquant", *common, "--out",
                             str(work / "offload"), "--offload", "disk"], 2),
         "2 ranks (torchrun, gloo)": ([*torchrun, *common, "--out", str(work / "ranks")], 1),
+        "--gradient-order sample": ([sys.executable, "-m", "batquant", *common, "--out",
+                                     str(work / "sample"), "--gradient-order", "sample"], 2),
+        "2 ranks, --gradient-order sample": ([*torchrun, *common, "--out",
+                                              str(work / "sample-ranks"), "--gradient-order",
+                                              "sample"], 1),
     }  # fmt: skip
     print(f"SmolLM2-135M, {args.method} {args.config}, {args.samples} x {args.seq_len} tokens, "
           f"{args.epochs} epoch(s); commit {commit()}; {cpu_model()}, 2 cores")  # fmt: skip
@@ -152,11 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     memory = tensors(work / "memory")
     offload = compare(memory, tensors(work / "offload"))
     ranks = compare(memory, tensors(work / "ranks"))
-    ppl = perplexities(model, [work / "memory", work / "ranks"], model_dir() / "heldout.txt",
-                       work)  # fmt: skip
+    by_sample = compare(tensors(work / "sample"), tensors(work / "sample-ranks"))
+    outs = [work / name for name in ("memory", "ranks", "sample", "sample-ranks")]
+    ppl = perplexities(model, outs, model_dir() / "heldout.txt", work)
     results["--offload disk"].update(offload)
     results["2 ranks (torchrun, gloo)"].update(ranks, ppl=ppl[1], ppl_in_memory=ppl[0],
                                                ppl_rel_diff=abs(ppl[1] - ppl[0]) / ppl[0])
+    results["--gradient-order sample"].update(ppl=ppl[2])
+    results["2 ranks, --gradient-order sample"].update(by_sample, ppl=ppl[3])
     print("\n| run | wall | vs in memory | peak RSS | vs in memory |\n|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['seconds']:.0f} s | {r['seconds'] / base['seconds']:.2f}x | "
@@ -166,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{ranks['learned_max_rel_diff']:.2e}; weight values that differ "
           f"{100 * ranks['weight_values_differing']:.4f}%; PPL {ppl[1]:.4f} against "
           f"{ppl[0]:.4f} ({100 * abs(ppl[1] - ppl[0]) / ppl[0]:.3f}%)")  # fmt: skip
+    print(f"--gradient-order sample: 2 ranks bit-identical to one process: "
+          f"{by_sample['bit_identical']}; PPL {ppl[2]:.4f} (one process), {ppl[3]:.4f} "
+          f"(2 ranks), against {ppl[0]:.4f} by batch")  # fmt: skip
     if args.json is not None:
         settings = {"commit": commit(), "method": args.method, "config": args.config,
                     "samples": args.samples, "seq_len": args.seq_len, "epochs": args.epochs,

@@ -99,6 +99,32 @@ def test_two_ranks_agree_with_one_process(tmp_path, model, method, weights):
         [s.get("expert_tokens") for s in layers_two]  # fmt: skip
 
 
+SAMPLE_CASES = [
+    pytest.param("qwen3", "layer", "gptq", 2, id="qwen3-layer-gptq-2ranks"),
+    pytest.param("moe", "layer", "rtn", 2, id="moe-layer-rtn-2ranks"),
+    pytest.param("moe", "linear", "gptq", 3, id="moe-linear-gptq-3ranks"),
+]
+
+
+@pytest.mark.parametrize(("model", "objective", "weights", "world"), SAMPLE_CASES)
+def test_by_sample_the_ranks_equal_one_process_bit_for_bit(tmp_path, model, objective, weights,
+                                                           world):  # fmt: skip
+    # 6 samples in batches of 4: every rank owns a different number of some batch's samples
+    spec = {"model": model, "method": "batquant", "config": "W4A8KV8", "weights": weights,
+            "epochs": 2, "gradient_order": "sample", "objective": objective,
+            "samples": 6}  # fmt: skip
+    ok(launch(tmp_path, "one", 1, **spec))
+    ok(launch(tmp_path, "many", world, **spec))
+    one = tensors(tmp_path / "one")
+    for rank in range(world):
+        assert identical(tensors(tmp_path / "many", rank), one), rank
+    results = [json.loads((tmp_path / name / "result.json").read_text())
+               for name in ("one", "many")]  # fmt: skip
+    assert results[0]["ppl"] == results[1]["ppl"]
+    steps = [[s["last_loss"] for s in r["layers"]] for r in results]
+    assert steps[0] == steps[1]
+
+
 def test_two_runs_on_two_ranks_are_bit_identical(tmp_path):
     spec = {"model": "moe", "method": "batquant", "config": "W4A8KV8", "weights": "gptq",
             "epochs": 1}  # fmt: skip

@@ -50,11 +50,13 @@ def main(spec_path: str) -> int:
             model.get_input_embeddings().weight[-1] = float("nan")
     if spec.get("late_rank") == rank:
         time.sleep(spec["late_seconds"])
-    calib = batquant.CalibSpec(epochs=1) if spec.get("epochs") else None
+    order = spec.get("gradient_order", "batch")
+    calib = batquant.CalibSpec(epochs=spec["epochs"], gradient_order=order) \
+        if spec.get("epochs") else None  # fmt: skip
     q = batquant.quantize_model(
         model, ids, method=spec["method"], config=spec["config"], calib=calib,
         seed=spec.get("seed", 0), progress=False, weight_quantizer=spec.get("weights", "rtn"),
-        cache_dir=spec.get("cache_dir"),
+        cache_dir=spec.get("cache_dir"), objective=spec.get("objective", "layer"),
     )
     out = Path(spec["out"])
     out.mkdir(parents=True, exist_ok=True)

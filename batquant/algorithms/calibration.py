@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ from batquant.algorithms.gptq import LayerHessians
 from batquant.algorithms.layer import InputQuantizer, QuantizedLinear, frozen_weight, weight_side
 from batquant.algorithms.methods import Method, TransformContext, clip_init_of, get_method
 from batquant.algorithms.observers import InputStatistics, row_stride
-from batquant.algorithms.training import Training, train
+from batquant.algorithms.training import SampleTerm, Training, train
 from batquant.algorithms.transforms import Transform
 from batquant.config import (
     CalibSpec,
@@ -313,22 +314,36 @@ def _train(
     clips = [p for c in (act_clip, weight_clip) if c is not None for p in c.parameters()]
     activation_side = InputQuantizer(transform, act_clip, cfg.activation)
     per_epoch = math.ceil(len(x) / spec.batch_size)
-    batches = [torch.cat(x[b * spec.batch_size : (b + 1) * spec.batch_size])
-               for b in range(per_epoch)]  # fmt: skip
+    batches = [x[b * spec.batch_size : (b + 1) * spec.batch_size] for b in range(per_epoch)]
 
-    def loss_of(xb: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def error(xb: torch.Tensor, mean: bool) -> torch.Tensor:
         with torch.no_grad():
             target = torch.addmm(bias, xb, weight.T)
         xq = activation_side(xb)
         wq = weight_side(weight, transform, weight_clip, cfg.weight)
-        loss = torch.nn.functional.mse_loss(torch.addmm(bias, xq, wq.T), target)
+        out = torch.addmm(bias, xq, wq.T)
+        return torch.nn.functional.mse_loss(out, target) if mean else ((out - target) ** 2).sum()
+
+    def loss_of(batch: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = error(torch.cat(batch), mean=True)
         return loss, {name: loss.item()}
 
-    # the batches are the same tensors every epoch, so the reused activation side
-    # (and its freed graph) must be dropped after each step
+    def sample_terms(batch: list[torch.Tensor]) -> list[SampleTerm]:
+        # each sample's squared errors over the whole batch's element count
+        count = sum(xb.shape[0] for xb in batch) * weight.shape[0]
+
+        def term(xb: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+            loss = error(xb, mean=False) / count
+            return loss, {name: loss.item()}
+
+        return [(i, partial(term, xb)) for i, xb in enumerate(batch)]
+
+    # the samples are the same tensors every epoch, so the reused activation side
+    # (and its freed graph) must be dropped after each backward
     return train(Training(transforms, clips, spec, batches, loss_of,
                           where=f"calibrate({name!r})",
-                          after_step=activation_side.forget))  # fmt: skip
+                          after_step=activation_side.forget,
+                          sample_terms=sample_terms))  # fmt: skip
 
 
 def quantize_linear(

@@ -180,16 +180,43 @@ class Ranks:
                 {n: float(total[1 + names.index(n)]) for n in parts}, bad)  # fmt: skip
 
     def gradients(self, params: Sequence[torch.Tensor], where: str) -> None:
-        """Sum every parameter's gradient over the ranks, in one collective (None counts as 0)."""
+        """Sum every parameter's gradient over the ranks, in one collective.
+
+        A gradient a rank lacks counts as 0; a parameter that no rank's loss
+        reached keeps none, as in a single process, so that AdamW leaves it
+        alone (an expert no token of the batch was routed to).
+        """
         if not self.parallel or not params:
             return
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = self.reduce(torch.cat([g.reshape(-1) for g in grads]), "sum", where)
+        reached = torch.tensor([float(p.grad is not None) for p in params],
+                               dtype=grads[0].dtype, device=grads[0].device)  # fmt: skip
+        flat = self.reduce(torch.cat([*(g.reshape(-1) for g in grads), reached]), "sum", where)
         offset = 0
-        for p in params:
+        for k, p in enumerate(params):
             n = p.numel()
-            p.grad = flat[offset: offset + n].view_as(p).to(p.dtype).clone()
+            reached_by_any = bool(flat[flat.numel() - len(params) + k] > 0)
+            p.grad = flat[offset: offset + n].view_as(p).to(p.dtype).clone() \
+                if reached_by_any else None  # fmt: skip
             offset += n
+
+    def rows(self, rows: torch.Tensor, where: str) -> list[torch.Tensor]:
+        """Every rank's ``[n, ...]`` ``rows`` (``n`` may differ between ranks), in rank
+        order and bit for bit (a gather, no arithmetic)."""
+        if not self.parallel:
+            return [rows]
+        import torch.distributed as dist
+
+        counts = torch.zeros(self.world, dtype=torch.int64)
+        counts[self.rank] = rows.shape[0]
+        counts = self.reduce(counts, "sum", where)
+        most = int(counts.max())
+        padded = torch.zeros(most, *rows.shape[1:], dtype=rows.dtype, device=rows.device)
+        padded[: rows.shape[0]] = rows
+        buffer = self._comm(padded)
+        out = [torch.empty_like(buffer) for _ in range(self.world)]
+        self._run(where, dist.all_gather, out, buffer)
+        return [o[: int(c)].to(rows.device) for o, c in zip(out, counts, strict=True)]
 
 
 #: One process, no group: every reduction is the identity.

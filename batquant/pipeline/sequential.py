@@ -64,7 +64,6 @@ from tqdm.auto import tqdm
 
 from batquant.algorithms.experts import fused_expert_inputs
 from batquant.algorithms.gptq import LayerHessians
-from batquant.algorithms.layer import CalibratingLinear
 from batquant.algorithms.methods import BASELINE, Method, get_method
 from batquant.algorithms.observers import (
     InputStatistics,
@@ -77,6 +76,7 @@ from batquant.algorithms.training import StepRecord, Training, train
 from batquant.config import (
     CalibSpec,
     GPTQSpec,
+    GradientOrder,
     QuantConfig,
     describe_weight_quantizer,
     get_config,
@@ -95,6 +95,7 @@ from batquant.pipeline.build import (
 from batquant.pipeline.cache import ActivationCache
 from batquant.pipeline.capture import LayerArguments, capture_layer_inputs
 from batquant.pipeline.checkpoint import RUN_FORMAT, RunFolder, fingerprint
+from batquant.pipeline.layer_loss import LayerLoss, run_layer
 from batquant.pipeline.offload import (
     check_offload,
     is_offloaded,
@@ -112,12 +113,6 @@ from batquant.pipeline.validate import check_calib_ids, check_dimensions, resolv
 
 #: Fewest routed calibration tokens an expert trains on (``min_expert_tokens``).
 MIN_EXPERT_TOKENS = 32
-
-
-def run_layer(layer: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
-    """``layer(hidden, **kwargs)``'s hidden states (layers that return a tuple give its first)."""
-    out = layer(hidden, **kwargs)
-    return out[0] if isinstance(out, tuple) else out
 
 
 def _batches(count: int, size: int) -> list[list[int]]:
@@ -344,7 +339,17 @@ class _Runner:
         self.batches = _batches(ids.shape[0], plan.spec.batch_size)
         #: this rank's samples of every batch (all of them in a single process)
         self.own = [ranks.own(batch) for batch in self.batches]
+        #: ``gradient_order="sample"``: every forward, not only training's, runs one sample,
+        #: since a row's bits may depend on its batch (an expert's matmul over the tokens
+        #: routed to it), and a rank's batches are not a single process's
+        self.by_sample = plan.spec.gradient_order is GradientOrder.SAMPLE
         self.mine = ranks.own(range(ids.shape[0]))
+
+    def forwards(self) -> list[tuple[int, list[int]]]:
+        """This rank's forward passes over the calibration set: ``(batch, samples)``."""
+        if self.by_sample:
+            return [(b, [i]) for b, batch in enumerate(self.own) for i in batch]
+        return [(b, batch) for b, batch in enumerate(self.own) if batch]
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -459,9 +464,7 @@ class _Runner:
         with torch.no_grad():
             rel, baseline = self._errors(index, layer, frozen, stats, kept, sites, inputs,
                                          targets, kwargs)  # fmt: skip
-            for batch in self.own:
-                if not batch:
-                    continue
+            for _, batch in self.forwards():
                 x = inputs.batch(batch, self.device)
                 out = run_layer(frozen, x, kwargs) if self.propagate is Propagation.QUANTIZED \
                     else targets.batch(batch, self.device)  # fmt: skip
@@ -537,16 +540,15 @@ class _Runner:
                 hook = partial(_observe_expert_inputs, downs=downs, gate_up=fused.site.gate_up)
                 stack.enter_context(experts[fused.name].register_forward_pre_hook(hook))
             placed = [stats[g.name] for g in sites.groups if not g.routed] \
-                if self.ranks.parallel and Statistic.ROWS in wanted else []  # fmt: skip
+                if (self.ranks.parallel or self.by_sample) and Statistic.ROWS in wanted \
+                else []  # fmt: skip
             with torch.no_grad():
-                for b, batch in enumerate(self.own):
-                    if not batch:
-                        continue
+                for b, batch in self.forwards():
                     x = inputs.batch(batch, self.device)
                     if not bool(torch.isfinite(x).all()):
                         raise ValueError(f"layer {index}: the inputs of batch {b} contain NaN "
                                          "or Inf")  # fmt: skip
-                    positions = self._positions(b, x.shape[1])
+                    positions = self._positions(b, batch, x.shape[1])
                     for stream in placed:
                         stream.place(b, positions)
                     y = run_layer(layer, x, kwargs)
@@ -556,9 +558,9 @@ class _Runner:
                         routing[name].put(batch, *calls.pop())
         return stats
 
-    def _positions(self, b: int, seq_len: int) -> torch.Tensor:
-        """Where this rank's rows of batch ``b`` sit among the whole batch's flattened rows."""
-        offsets = [self.batches[b].index(i) for i in self.own[b]]
+    def _positions(self, b: int, samples: list[int], seq_len: int) -> torch.Tensor:
+        """Where the rows of ``samples`` sit among batch ``b``'s flattened rows."""
+        offsets = [self.batches[b].index(i) for i in samples]
         return torch.cat([torch.arange(j * seq_len, (j + 1) * seq_len) for j in offsets])
 
     def _baseline_plan(self) -> LayerPlan | None:
@@ -600,9 +602,7 @@ class _Runner:
         hessians = LayerHessians(work, self.gptq)
         experts = {f.name: work.get_submodule(f.site.path) for f in sites.experts}
         with torch.no_grad(), hessians.gathering():
-            for batch in self.own:
-                if not batch:
-                    continue
+            for _, batch in self.forwards():
                 x = inputs.batch(batch, self.device)
                 fixed = {name: cache.batch(batch, self.device) for name, cache in routing.items()}
                 with routing_fixed(experts, fixed):
@@ -619,24 +619,8 @@ class _Runner:
         if not self.plan.method.calibrated:
             return []
         transforms, clips = learnable_parameters(work)
-        experts = {f.name: work.get_submodule(f.site.path) for f in sites.experts}
-
-        def loss_of(batch: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
-            mine = self.ranks.own(batch)
-            if self.objective is Objective.LINEAR:
-                return self._linear_loss(fp_layer, work, sites, inputs, mine, len(batch), kwargs)
-            if not mine:  # data parallel: none of this batch's samples is this rank's
-                return torch.zeros((), device=self.device), {"layer": 0.0}
-            x = inputs.batch(mine, self.device)
-            y = targets.batch(mine, self.device)
-            fixed = {name: cache.batch(mine, self.device) for name, cache in routing.items()}
-            with routing_fixed(experts, fixed):
-                out = run_layer(work, x, kwargs)
-            if self.ranks.parallel:  # this rank's share of the whole batch's mean
-                loss = ((out - y) ** 2).sum() / (y[0].numel() * len(batch))
-            else:
-                loss = nn.functional.mse_loss(out, y)
-            return loss, {"layer": loss.item()}
+        loss = LayerLoss(fp_layer, work, sites, inputs, targets, dict(routing), kwargs,
+                         self.objective, self.ranks, self.device)  # fmt: skip
 
         def on_step(record: StepRecord) -> None:
             for group, part in record.parts.items():
@@ -645,70 +629,12 @@ class _Runner:
 
         spec = self.plan.spec
         return train(Training(
-            transforms, clips, spec, self.batches, loss_of, where=f"layer {index}",
+            transforms, clips, spec, self.batches, loss.batch, where=f"layer {index}",
             on_step=on_step, after_step=lambda: forget(work),
             progress=f"layer {index}" if self.progress else None,
             reduction=self.ranks if self.ranks.parallel else None,
+            sample_terms=loss.samples,
         ))  # fmt: skip
-
-    def _linear_loss(self, fp_layer: nn.Module, work: nn.Module, sites: LayerSites,
-                     inputs: ActivationCache, mine: list[int], batch_size: int,
-                     kwargs: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
-        """Algorithm 2: each quantized linear and experts module against the FP one, FP inputs.
-
-        Data parallel: each term is this rank's share of the term's mean over
-        the whole batch; the element counts (an expert's routed rows differ
-        between ranks) are summed over the ranks first.
-        """
-        seen: dict[str, tuple[tuple[Any, ...], torch.Tensor]] = {}
-        paths = sites.linears() + [f.site.path for f in sites.experts]
-        if mine:
-            x = inputs.batch(mine, self.device)
-            with torch.no_grad(), _Recording(fp_layer, paths, seen):
-                run_layer(fp_layer, x, kwargs)
-        # per group, each seen linear's (path, MSE): a rank's (path, squared error) until
-        # the element counts of every rank are known
-        terms: dict[str, list[tuple[str, torch.Tensor]]] = {}
-        counts: dict[str, int] = {}
-        for group in sites.groups:
-            terms[group.name] = []
-            for path in group.linears:
-                if path not in seen:  # an expert no token of this batch was routed to
-                    continue
-                args, output = seen[path]
-                module = work.get_submodule(path)
-                assert isinstance(module, CalibratingLinear)
-                inp, target = module.reference(args[0], output)
-                terms[group.name].append((path, self._term(module(inp), target)))
-                counts[path] = target.numel()
-        for fused in sites.experts:
-            terms[fused.name] = []
-            if fused.site.path in seen:
-                args, output = seen[fused.site.path]
-                out = work.get_submodule(fused.site.path)(*args)
-                terms[fused.name].append((fused.site.path, self._term(out, output)))
-                counts[fused.site.path] = output.numel()
-        if self.ranks.parallel:  # each squared error over its path's element count on all ranks
-            local = torch.tensor([counts.get(p, 0) for p in paths], dtype=torch.int64)
-            total_counts = dict(zip(paths, self.ranks.reduce(
-                local, "sum", "the element counts of the linear loss").tolist(), strict=True))
-            terms = {name: [(p, t / total_counts[p]) for p, t in group_terms]
-                     for name, group_terms in terms.items()}  # fmt: skip
-        total = torch.zeros((), device=self.device)
-        parts: dict[str, float] = {}
-        for name, group_terms in terms.items():
-            group_loss = torch.zeros((), device=self.device)
-            for _, term in group_terms:
-                group_loss = group_loss + term
-            total = total + group_loss
-            parts[name] = group_loss.item()
-        return total, parts
-
-    def _term(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """One linear's MSE (one process), or its squared error (a data-parallel rank)."""
-        if self.ranks.parallel:
-            return ((out - target) ** 2).sum()
-        return nn.functional.mse_loss(out, target)
 
 
 class _RoutingCache:
@@ -743,25 +669,3 @@ def _observe_expert_inputs(module: nn.Module, args: tuple[Any, ...], *,
     act_fn = getattr(module, "act_fn")  # noqa: B009 - the experts' own activation
     for e, h in fused_expert_inputs(weight, act_fn, args[0].float(), args[1]).items():
         downs[e].update(h)
-
-
-class _Recording:
-    """Record each module's (positional inputs, output) during a forward of ``layer``."""
-
-    def __init__(self, layer: nn.Module, paths: list[str],
-                 seen: dict[str, tuple[tuple[Any, ...], torch.Tensor]]) -> None:  # fmt: skip
-        self.layer, self.paths, self.seen = layer, paths, seen
-        self.hooks: list[Any] = []
-
-    def __enter__(self) -> _Recording:
-        for path in self.paths:
-            def hook(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor,
-                     path: str = path) -> None:  # fmt: skip
-                self.seen[path] = (args, out)
-
-            self.hooks.append(self.layer.get_submodule(path).register_forward_hook(hook))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for h in self.hooks:
-            h.remove()

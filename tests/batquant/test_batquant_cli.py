@@ -119,6 +119,7 @@ def test_resume_continues_an_unfinished_run(tmp_path, checkpoint, texts, capsys)
         ("dims", "not a multiple of QuantConfig"),
         ("little-text", "too few for 1000 samples x 32 tokens"),
         ("training-free-epochs", "--epochs: method 'rtn' is training-free"),
+        ("training-free-order", "--gradient-order: method 'rtn' is training-free"),
         ("bad-method", "method must be one of"),
         ("nan", "layer 0: the loss of batch 0 (epoch 0) is nan"),
         ("seq-len", "--seq-len 512 is longer than the model's max_position_embeddings 256"),
@@ -156,6 +157,8 @@ def test_bad_input_is_exit_two_with_one_line(tmp_path, checkpoint, texts, capsys
         extra = ["--samples", 1000]
     elif case == "training-free-epochs":
         method, extra = "rtn", ["--samples", 4, "--epochs", 2]
+    elif case == "training-free-order":
+        method, extra = "rtn", ["--samples", 4, "--gradient-order", "sample"]
     elif case == "bad-method":
         method = "nope"
     elif case == "nan":
