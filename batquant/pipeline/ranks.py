@@ -21,6 +21,11 @@ of the layer under calibration identical.  The one rule:
 
   So every rank ends each layer with the same parameters, bit for bit, and
   a single process differs from them only by float32 summation order.
+- **Bit for bit with one process** under ``CalibSpec.gradient_order="sample"``:
+  every forward runs one sample, each step's per-sample gradients are
+  gathered (:meth:`Ranks.rows`, no arithmetic) and every rank adds them in
+  sample order, as a single process does; GPTQ's float64 ``X^T X`` sums stay
+  in rank order (a last-bit float64 difference; no weight differed in our runs).
 - **One writer.**  Rank 0 alone writes the checkpoints, the log and the
   output; the others read what it wrote when they resume.
 
