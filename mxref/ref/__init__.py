@@ -11,4 +11,6 @@ them bit for bit.
 - :mod:`mxref.ref.block`: one block, quantize and dequantize.
 - :mod:`mxref.ref.stochastic`: the counter-based random bits of stochastic rounding.
 - :mod:`mxref.ref.array`: the same over whole arrays, for tests.
+- :mod:`mxref.ref.nvfp4`: NVFP4's two-level scaling (a float32 tensor scale, E4M3
+  block scales), each stored value rounded once.
 """

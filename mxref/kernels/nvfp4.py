@@ -1,0 +1,266 @@
+"""Kernel twin of :mod:`mxref.ref.nvfp4`: NVFP4's two-level scaling, exactly.
+
+The oracle divides exact rationals; here every decision is an exact
+comparison in float64 instead:
+
+- a product ``|x| * G`` is held exactly as two float64 values (Dekker's
+  product: ``p + e``, ``e`` the rounding error of ``p``), which for a
+  float32 input is just ``p``;
+- a value ``(p + e) / d`` is rounded onto a grid (E2M1 for the elements,
+  with ``d = s_b``; E4M3 for the block scales, with ``d = 6``) by comparing
+  ``p + e`` with ``d`` times each candidate and each midpoint.  Those
+  products have at most 9 significant bits, so they are exact, and
+  :func:`compare` decides ``p + e`` against them exactly;
+- a quotient stored as float32 (the tensor scale, a decoded value) is
+  rounded by float64 division and then to float32; when the float64
+  quotient lands on a float32 midpoint, the double rounding is settled by
+  the sign of the exact remainder.
+
+So the kernel and the oracle agree bit for bit, for float32 and float64
+inputs alike (``tests/mxref/test_nvfp4_kernel.py``).  Rows are blocked along
+their last axis; the codec moves the blocked axis there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from mxref.kernels.bits import bits_float, float_bits, sign_bit
+from mxref.policies import ROUNDING_CODES, Rounding
+from mxref.ref.element import decode_element
+from mxref.ref.nvfp4 import E2M1, E4M3, SCALE_NAN_BYTE
+
+RNE = ROUNDING_CODES[Rounding.RNE]
+AWAY = ROUNDING_CODES[Rounding.AWAY]
+ZERO = ROUNDING_CODES[Rounding.ZERO]
+
+#: The finite magnitudes by magnitude code, ascending (the codes are ordered as the
+#: values): E2M1's 0 to 6, E4M3's 0 to 448 (bytes 0x00 to 0x7E), from the oracle's decoder.
+E2M1_TOP = E2M1.max_code
+E4M3_TOP = E4M3.max_code
+E2M1_GRID = np.array([float(decode_element(c, E2M1)[1]) for c in range(E2M1_TOP + 1)])
+E4M3_GRID = np.array([float(decode_element(c, E4M3)[1]) for c in range(E4M3_TOP + 1)])
+_E2M1_MAX = float(E2M1.max_normal)
+_RANGE = float(E4M3.max_normal * E2M1.max_normal)  # 448 * 6
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_TINY = 2.0**-149
+#: float32 rounds values from this one up to Inf: the midpoint of its max and 2**128
+_FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
+_SPLITTER = 134217729.0  # 2**27 + 1: Veltkamp's split into 26 + 27 bits
+_BIG = 2.0**900  # above it, an operand is scaled before it is split (no overflow)
+_BIG_SHIFT = 2.0**-128
+_BIG_UNSHIFT = 2.0**128
+
+
+@njit(cache=True, inline="always")
+def _split(a):
+    c = _SPLITTER * a
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+@njit(cache=True, inline="always")
+def exact_product(a, b):
+    """``a * b`` exactly, as ``(p, e)``: ``p`` the rounded product, ``e`` its error.
+
+    Exact for any finite float64 ``a`` and ``b`` whose product is normal;
+    for the products these kernels compare, that is every one near a
+    threshold.
+    """
+    scale = 1.0
+    if abs(a) > _BIG:
+        a *= _BIG_SHIFT
+        scale = _BIG_UNSHIFT
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p * scale, e * scale
+
+
+@njit(cache=True, inline="always")
+def compare(p, e, c):
+    """The sign of ``(p + e) - c``, exactly, for ``|e| <= ulp(p) / 2`` and ``c > 0``."""
+    if p > 2.0 * c or p < 0.5 * c:
+        return 1 if p > c else -1
+    d = p - c  # exact: p and c are within a factor of two (Sterbenz)
+    r = d + e  # rounding keeps the sign, and gives 0 only for an exact 0
+    if r > 0:
+        return 1
+    return -1 if r < 0 else 0
+
+
+@njit(cache=True, inline="always")
+def round_to_grid(p, e, d, grid, top, rounding):
+    """The magnitude code of ``(p + e) / d`` on ``grid[0..top]``, rounded once, saturating."""
+    if compare(p, e, d * grid[top]) >= 0:
+        return top
+    lo = 0
+    hi = top
+    while hi - lo > 1:  # the largest code whose value times d is at most p + e
+        mid = (lo + hi) >> 1
+        if compare(p, e, d * grid[mid]) >= 0:
+            lo = mid
+        else:
+            hi = mid
+    if rounding == ZERO:
+        return lo
+    side = compare(p, e, d * (0.5 * (grid[lo] + grid[lo + 1])))
+    if side > 0:
+        return lo + 1
+    if side < 0:
+        return lo
+    if rounding == AWAY:
+        return lo + 1
+    return lo if lo % 2 == 0 else lo + 1
+
+
+@njit(cache=True, inline="always")
+def float32_quotient(a, b):
+    """``a / b`` rounded once to float32 (as a float64), for finite ``a, b > 0``.
+
+    Beyond float32's range it is Inf, as a float32 division gives.
+    """
+    q = a / b
+    if q >= _FLOAT32_MAX:
+        p, e = exact_product(_FLOAT32_OVERFLOW, b)
+        return np.inf if compare(p, e, a) <= 0 else _FLOAT32_MAX
+    f = np.float32(q)
+    r = np.float64(f)
+    if r == q:
+        return r
+    bits = float_bits(f)
+    other = np.float64(bits_float(bits + np.uint32(1) if r < q else bits - np.uint32(1), f))
+    if q - r != other - q:  # q is no float32 midpoint: rounding it again is rounding once
+        return r
+    p, e = exact_product(q, b)
+    side = compare(p, e, a)  # the sign of q * b - a, that is of q - a / b
+    if side == 0:
+        return r  # an exact tie: f is already the even neighbour
+    below = min(r, other)
+    above = max(r, other)
+    return below if side > 0 else above
+
+
+@njit(cache=True)
+def tensor_scale(amax):
+    """``G = RN32(448 * 6 / amax)`` kept within float32's range; 1 for ``amax == 0``."""
+    if amax == 0.0:
+        return 1.0
+    q = _RANGE / amax
+    if q >= _FLOAT32_MAX:
+        return _FLOAT32_MAX
+    if q <= _FLOAT32_TINY:
+        return _FLOAT32_TINY
+    return float32_quotient(_RANGE, amax)
+
+
+@njit(cache=True, parallel=True)
+def row_amax(x2):
+    """The largest finite ``|x|`` of every row of the 2-d ``x2`` (0 for none)."""
+    rows, n = x2.shape
+    out = np.zeros(rows, np.float64)
+    for r in prange(rows):
+        m = 0.0
+        for i in range(n):
+            v = abs(np.float64(x2[r, i]))
+            if v > m and v < np.inf:
+                m = v
+        out[r] = m
+    return out
+
+
+@njit(cache=True, inline="always")
+def _block(x, codes, values, g, rounding, write_codes, write_values):
+    """Quantize one block under the tensor scale ``g``; return its E4M3 byte."""
+    n = x.shape[0]
+    amax = 0.0
+    finite = True
+    for i in range(n):
+        v = abs(np.float64(x[i]))
+        if not v < np.inf:
+            finite = False
+        elif v > amax:
+            amax = v
+    if not finite:
+        for i in range(n):
+            negative = sign_bit(x[i])
+            if write_codes:
+                codes[i] = 8 if negative else 0
+            if write_values:
+                # copysign: a negated NaN constant may lose its sign when folded
+                values[i] = math.copysign(np.nan, -1.0 if negative else 1.0)
+        return SCALE_NAN_BYTE
+    p, e = exact_product(amax, g)
+    byte = round_to_grid(p, e, _E2M1_MAX, E4M3_GRID, E4M3_TOP, RNE)
+    s = E4M3_GRID[byte]
+    for i in range(n):
+        xi = np.float64(x[i])
+        negative = sign_bit(x[i])
+        m = 0
+        if s > 0.0:
+            p, e = exact_product(abs(xi), g)
+            m = round_to_grid(p, e, s, E2M1_GRID, E2M1_TOP, rounding)
+        if write_codes:
+            codes[i] = (8 | m) if negative else m
+        if write_values:
+            a = E2M1_GRID[m] * s  # exact
+            mag = a / g  # float64: one division is one rounding
+            if values.itemsize == 4 and m > 0:
+                mag = float32_quotient(a, g)
+            values[i] = -mag if negative else mag
+    return byte
+
+
+@njit(cache=True, inline="always")
+def _pass(x2, codes2, values2, bytes2, g, block_size, rounding, write_codes, write_values):
+    rows, n = x2.shape
+    nblk = bytes2.shape[1]
+    for k in prange(rows * nblk):
+        r = k // nblk
+        b = k - r * nblk
+        lo = b * block_size
+        hi = min(n, lo + block_size)
+        bytes2[r, b] = _block(x2[r, lo:hi], codes2[r, lo:hi], values2[r, lo:hi], g[r],
+                              rounding, write_codes, write_values)  # fmt: skip
+
+
+@njit(cache=True, parallel=True)
+def quantize_rows(x2, codes2, bytes2, g, block_size, rounding):
+    """E2M1 codes and E4M3 bytes of the rows of ``x2``, row ``r`` under ``g[r]``."""
+    values2 = np.empty((x2.shape[0], 0), x2.dtype)
+    _pass(x2, codes2, values2, bytes2, g, block_size, rounding, True, False)
+
+
+@njit(cache=True, parallel=True)
+def fake_quantize_rows(x2, values2, bytes2, g, block_size, rounding):
+    """The decoded values (``values2``'s dtype) and E4M3 bytes of the rows of ``x2``."""
+    codes2 = np.empty((x2.shape[0], 0), np.uint8)
+    _pass(x2, codes2, values2, bytes2, g, block_size, rounding, False, True)
+
+
+@njit(cache=True, parallel=True)
+def dequantize_rows(codes2, bytes2, g, block_size, out2):
+    """``RN(code * s_b / G)`` into ``out2`` (float32 or float64), NaN for a 0x7F block."""
+    rows, n = codes2.shape
+    nblk = bytes2.shape[1]
+    for k in prange(rows * nblk):
+        r = k // nblk
+        b = k - r * nblk
+        byte = bytes2[r, b]
+        s = E4M3_GRID[byte] if byte < SCALE_NAN_BYTE else np.nan
+        for i in range(b * block_size, min(n, (b + 1) * block_size)):
+            code = codes2[r, i]
+            negative = code >= 8
+            m = code & 7
+            if byte >= SCALE_NAN_BYTE:
+                out2[r, i] = math.copysign(np.nan, -1.0 if negative else 1.0)
+                continue
+            elif out2.itemsize == 4:
+                mag = float32_quotient(E2M1_GRID[m] * s, g[r]) if m > 0 and s > 0 else 0.0
+            else:
+                mag = E2M1_GRID[m] * s / g[r]
+            out2[r, i] = -mag if negative else mag

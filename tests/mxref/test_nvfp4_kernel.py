@@ -1,0 +1,181 @@
+"""The NVFP4 kernels (:mod:`mxref.kernels.nvfp4`) against the oracle, bit for bit.
+
+Structured cases put values at and beside every E2M1 midpoint, block scales
+on and beside E4M3 midpoints and subnormals, saturation, tiny blocks beside
+large ones, zeros, NaN and Inf; hypothesis adds random float32 and float64
+rows; every (code, scale byte) pair is decoded under several tensor scales.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from mxref.kernels import nvfp4 as kernel
+from mxref.policies import ROUNDING_CODES, Rounding
+from mxref.ref import nvfp4 as oracle
+from mxref.ref.element import BINARY32, BINARY64
+
+BLOCK = oracle.NV_BLOCK_SIZE
+
+
+def exact(v: float) -> tuple[int, Fraction | float]:
+    sign = int(math.copysign(1.0, v) < 0)
+    if math.isnan(v) or math.isinf(v):
+        return sign, (math.nan if math.isnan(v) else math.inf)
+    return sign, Fraction(abs(v))
+
+
+def check(x: np.ndarray, per_row: bool = False, rounding: Rounding = Rounding.RNE) -> None:
+    """Kernel and oracle agree on ``x``'s tensor scales, bytes, codes and decoded values."""
+    x2 = np.atleast_2d(x)
+    rows, n = x2.shape
+    nblk = -(-n // BLOCK)
+    scales, ref_bytes, ref_codes = oracle.quantize_nv_rows(
+        [[exact(float(v)) for v in row] for row in x2], per_row=per_row, rounding=rounding)
+    amax = kernel.row_amax(x2)
+    if per_row:
+        g = np.array([kernel.tensor_scale(a) for a in amax])
+    else:
+        g = np.full(rows, kernel.tensor_scale(float(amax.max()) if rows else 0.0))
+    assert [Fraction(v) for v in g] == [scales[r if per_row else 0] for r in range(rows)]
+    code = ROUNDING_CODES[rounding]
+    codes = np.empty(x2.shape, np.uint8)
+    bytes_ = np.empty((rows, nblk), np.uint8)
+    kernel.quantize_rows(x2, codes, bytes_, g, BLOCK, code)
+    assert bytes_.tolist() == ref_bytes
+    assert codes.tolist() == ref_codes
+    for dtype, target, view in ((np.float32, BINARY32, np.uint32),
+                                (np.float64, BINARY64, np.uint64)):  # fmt: skip
+        want = np.array([[bits for b in range(nblk) for bits in oracle.dequantize_nv_block(
+            ref_bytes[r][b], ref_codes[r][b * BLOCK:(b + 1) * BLOCK],
+            scales[r if per_row else 0], target)] for r in range(rows)], view)  # fmt: skip
+        decoded = np.empty(x2.shape, dtype)
+        kernel.dequantize_rows(codes, bytes_, g, BLOCK, decoded)
+        assert np.array_equal(decoded.view(view), want)
+        if x2.dtype == dtype:  # the fused pass decodes into the input's dtype
+            fused, fused_bytes = np.empty(x2.shape, dtype), np.empty_like(bytes_)
+            kernel.fake_quantize_rows(x2, fused, fused_bytes, g, BLOCK, code)
+            assert np.array_equal(fused.view(view), want)
+            assert np.array_equal(fused_bytes, bytes_)
+
+
+def at_scale(values: list[float], s_b: float, g: float) -> list[float]:
+    """Inputs whose quotients ``x * G / s_b`` are ``values`` (float64, exact where it can)."""
+    return [v * s_b / g for v in values]
+
+
+E2M1_POINTS = sorted({float(v) for v in kernel.E2M1_GRID} | {
+    float(a + b) / 2 for a, b in zip(kernel.E2M1_GRID, kernel.E2M1_GRID[1:], strict=False)})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rounding", [Rounding.RNE, Rounding.AWAY, Rounding.ZERO])
+def test_elements_at_and_beside_every_e2m1_midpoint(dtype, rounding):
+    rows = []
+    for amax in (6.0, 5.0, 448.0, 1e-3, 3.0e5):
+        for s_frac in (1.0, 0.5, 1.125, 0.0703125):
+            base = [6.0 * s_frac] + E2M1_POINTS  # the first element fixes the block's scale
+            row = np.array(at_scale(base, 1.0, 1.0), np.float64) * (amax / 6.0)
+            for step in (-1, 0, 1):
+                shifted = row.astype(dtype)
+                if step:
+                    shifted[1:] = np.nextafter(shifted[1:], dtype(np.inf) * step)
+                rows.append(np.concatenate([[dtype(amax)], shifted]).astype(dtype))
+    width = max(len(r) for r in rows)
+    x = np.zeros((len(rows), width), dtype)
+    for i, r in enumerate(rows):
+        x[i, : len(r)] = r
+    check(x, rounding=rounding)
+    check(x, per_row=True, rounding=rounding)
+
+
+E4M3_MIDPOINTS = [float(a + b) / 2 for a, b in zip(kernel.E4M3_GRID, kernel.E4M3_GRID[1:],
+                                                    strict=False)]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_scales_at_and_beside_e4m3_midpoints_and_subnormals(dtype):
+    # the first block holds 2688, so G is 1 and a block's scale is its amax / 6
+    targets = E4M3_MIDPOINTS + [float(v) for v in kernel.E4M3_GRID] + [449.0, 464.0, 500.0]
+    blocks = [np.full(BLOCK, 2688.0, dtype)]
+    for t in targets:
+        for step in (-1, 0, 1):
+            amax = dtype(6.0 * t)
+            if step:
+                amax = np.nextafter(amax, dtype(np.inf) * step)
+            block = np.zeros(BLOCK, dtype)
+            block[0] = amax
+            block[1] = -amax / dtype(3)
+            blocks.append(block)
+    check(np.concatenate(blocks).reshape(1, -1))
+
+
+def test_special_rows():
+    f32 = np.float32
+    tiny = np.finfo(f32).smallest_subnormal
+    rows = {
+        "zeros": np.zeros(2 * BLOCK, f32),
+        "negative zeros": -np.zeros(BLOCK, f32),
+        "tiny beside large": np.concatenate([np.full(BLOCK, 1e-20, f32), np.full(BLOCK, 1e3, f32)]),
+        "nan and inf blocks": np.array([1.0, np.nan, -2.0] + [0.5] * 13 + [-np.inf] + [3.0] * 15
+                                       + [-np.nan, 1.0], f32),  # fmt: skip
+        "subnormal inputs": np.array([tiny, -tiny * 3, tiny * 100] + [0.0] * 13, f32),
+        "float32 max": np.array([np.finfo(f32).max, -1.0, 1e30] + [0.0] * 13, f32),
+        "short last block": np.arange(1, 21, dtype=f32) / 7,
+    }
+    for name, row in rows.items():
+        try:
+            check(row)
+        except AssertionError as exc:  # pragma: no cover - names the failing row
+            raise AssertionError(name) from exc
+
+
+def test_float64_inputs_beyond_float32():
+    rows = [np.array([1e300, -1e-300, 3e200, 1.0] + [0.0] * 12),
+            np.array([1e-300, 5e-301, -1e-310] + [0.0] * 13),
+            np.array([2.0**200 * 1.75, 2.0**190] + [1.0] * 14)]  # fmt: skip
+    for row in rows:
+        check(row)
+
+
+@given(hnp.arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(1, 40)),
+                  elements=st.floats(width=32, allow_nan=True, allow_infinity=True)),
+       st.booleans())  # fmt: skip
+@settings(max_examples=150, deadline=None)
+def test_random_float32_rows(x, per_row):
+    check(x, per_row=per_row)
+
+
+@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 2), st.integers(1, 33)),
+                  elements=st.floats(min_value=-1e250, max_value=1e250)))  # fmt: skip
+@settings(max_examples=150, deadline=None)
+def test_random_float64_rows(x):
+    check(x)
+
+
+@given(st.floats(min_value=0.0, allow_nan=False, allow_infinity=False))
+@settings(max_examples=400, deadline=None)
+def test_the_tensor_scale(amax):
+    assert Fraction(kernel.tensor_scale(amax)) == oracle.tensor_scale(Fraction(amax))
+
+
+@pytest.mark.parametrize("g", [1.0, 2688.0 / 3, 2688.0 / 7e-3, float(np.float32(1 / 3)),
+                               2.0**-140, float(np.finfo(np.float32).max)])  # fmt: skip
+def test_every_code_and_scale_byte_decodes_as_the_oracle(g):
+    codes = np.tile(np.arange(16, dtype=np.uint8), 0x80).reshape(0x80, 16)
+    bytes_ = np.arange(0x80, dtype=np.uint8).reshape(0x80, 1)
+    gs = np.full(0x80, g)
+    for dtype, target, view in ((np.float32, BINARY32, np.uint32),
+                                (np.float64, BINARY64, np.uint64)):  # fmt: skip
+        out = np.empty(codes.shape, dtype)
+        kernel.dequantize_rows(codes, bytes_, gs, BLOCK, out)
+        want = np.array([oracle.dequantize_nv_block(b, list(range(16)), Fraction(g), target)
+                         for b in range(0x80)], view)  # fmt: skip
+        assert np.array_equal(out.view(view), want)
