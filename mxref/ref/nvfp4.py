@@ -220,3 +220,74 @@ def quantize_nv_rows(rows: Sequence[Sequence[Value]], block_size: int = NV_BLOCK
         all_bytes.append(row_bytes)
         all_codes.append(row_codes)
     return scales, all_bytes, all_codes
+
+
+# -- torchao 0.18's NVFP4Tensor: the same formats through float32 steps ------------------
+
+#: torchao clamps a block's float32 scale to E4M3's smallest normal before its cast.
+TORCHAO_SCALE_MIN = E4M3.min_normal
+
+
+def _rn32(value: Fraction) -> Fraction:
+    """A float32 operation's result: the exact value rounded once (RNE); Inf is refused."""
+    sign = 1 if value < 0 else 0
+    _, mag = decode_element(encode_float((sign, abs(value)), BINARY32), BINARY32)
+    if not isinstance(mag, Fraction):
+        raise ValueError("torchao's NVFP4 recipe overflows float32 here")
+    return -mag if sign else mag
+
+
+def torchao_tensor_scale(amax: Fraction) -> Fraction:
+    """torchao's per-tensor (decode) scale ``t = RN32(amax / (448 * 6))``.
+
+    Source: torchao 0.18 ``nvfp4_tensor.py::per_tensor_amax_to_scale``.
+    Unlike :func:`tensor_scale` it is the inverse of an encode scale, and it
+    is 0 for an amax below about 2**-139, which torchao then divides by.
+    """
+    t = _rn32(amax / _RANGE)
+    if t == 0:
+        raise ValueError("torchao's tensor scale is 0 for this amax (it then divides by 0)")
+    return t
+
+
+def torchao_quantize_nv_block(values: Sequence[Value], t: Fraction) -> tuple[int, list[int]]:
+    """One block as torchao 0.18's ``nvfp4_quantize(x, 16, per_tensor_scale=t)`` does.
+
+    Every step is a float32 operation: ``RN32(amax / 6)``, divided by ``t``,
+    clamped to ``[2**-6, 448]`` (no subnormal scale, and an all-zero block
+    gets ``2**-6``), cast to E4M3 (RNE); the elements are multiplied by
+    ``RN32(RN32(1 / t) / s)``, clamped to +-6 and cast to E2M1 (RNE).
+    Finite inputs only.
+    """
+    mags = [m for _, m in values]
+    if not all(isinstance(m, Fraction) for m in mags):
+        raise ValueError("torchao's NVFP4 recipe is modelled for finite inputs only")
+    amax = max(mags, default=Fraction(0))
+    assert isinstance(amax, Fraction)
+    scaled = _rn32(_rn32(amax / E2M1.max_normal) / t)
+    scaled = min(max(scaled, TORCHAO_SCALE_MIN), E4M3.max_normal)
+    byte = encode_element(0, scaled, E4M3, Rounding.RNE, Overflow.SATURATE)
+    scale = decode_block_scale(byte)
+    assert scale is not None
+    reciprocal = _rn32(_rn32(1 / t) / scale)
+    codes = []
+    for sign, mag in values:
+        assert isinstance(mag, Fraction)
+        q = min(_rn32(mag * reciprocal), E2M1.max_normal)
+        codes.append(encode_element(sign, q, E2M1, Rounding.RNE, Overflow.SATURATE))
+    return byte, codes
+
+
+def torchao_dequantize_nv_block(byte: int, codes: Sequence[int], t: Fraction) -> list[int]:
+    """torchao 0.18's ``NVFP4Tensor.dequantize`` of one block, as float32 bit patterns:
+    ``RN32(code * RN32(t * s))``."""
+    scale = decode_block_scale(byte)
+    if scale is None:
+        raise ValueError("torchao's NVFP4 recipe never stores a NaN scale for finite inputs")
+    combined = _rn32(t * scale)
+    out = []
+    for code in codes:
+        sign, mag = decode_element(code, E2M1)
+        assert isinstance(mag, Fraction)
+        out.append(encode_float((sign, mag * combined), BINARY32))
+    return out
