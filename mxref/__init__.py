@@ -14,7 +14,14 @@ Spec: OCP Microscaling Formats (MX) v1.0.
 from mxref.accum import PROFILES, AlignRounding, BlockFP32, Exact, FixedPoint, parse_accum
 from mxref.array import MXArray
 from mxref.codec import dequantize, quantize, quantize_dequantize
-from mxref.formats import FORMATS, ElementFormat, SignEncoding, Specials, get_format
+from mxref.formats import (
+    FORMATS,
+    ElementFormat,
+    SignEncoding,
+    Specials,
+    get_format,
+    mx_format_names,
+)
 from mxref.gemm import dot, matmul
 from mxref.mx_files import read_mx as load
 from mxref.mx_files import write_mx as save
@@ -42,6 +49,7 @@ __all__ = [
     "Specials",
     "dequantize",
     "get_format",
+    "mx_format_names",
     "load",
     "pack",
     "quantize",

@@ -1,4 +1,4 @@
-"""MXArray: element codes plus E8M0 scales, the result of :func:`mxref.quantize`."""
+"""MXArray: element codes, block scales and NVFP4's tensor scale, from :func:`mxref.quantize`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ def scales_shape(shape: tuple[int, ...], axis: int, block_size: int) -> tuple[in
     return shape[:axis] + (-(-shape[axis] // block_size),) + shape[axis + 1 :]
 
 
+def row_scale_shape(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
+    """Shape of per-row tensor scales: one per slice along ``axis`` (``shape`` without it)."""
+    return shape[:axis] + shape[axis + 1 :]
+
+
 @dataclass(frozen=True, eq=False)
 class MXArray:
     """An MX-encoded array.
@@ -24,11 +29,15 @@ class MXArray:
         One element code per value, same shape as the input, in the low bits:
         sign-exponent-mantissa for FP formats, the two's complement byte for mxint8.
     scales : np.ndarray of uint8
-        E8M0 bytes; the blocked axis has length ``ceil(n / block_size)``.
+        The block scale bytes (E8M0; E4M3 for NVFP4); the blocked axis has
+        length ``ceil(n / block_size)``.
     fmt : ElementFormat
     axis : int
         The blocked axis, non-negative.
     block_size : int
+    tensor_scale : np.ndarray of float32, optional
+        NVFP4 only (required there): the encode scale ``G``, 0-d for the
+        whole tensor or of ``row_scale_shape(shape, axis)``, one per row.
 
     Spec: OCP MX v1.0 section 5 (a block is one shared scale X and k elements P_i).
     """
@@ -38,9 +47,10 @@ class MXArray:
     fmt: ElementFormat
     axis: int
     block_size: int
+    tensor_scale: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        fmt = get_format(self.fmt)
+        fmt = get_format(self.fmt, two_level=True)
         object.__setattr__(self, "fmt", fmt)
         for name in ("codes", "scales"):
             arr = getattr(self, name)
@@ -67,6 +77,33 @@ class MXArray:
                 f"MXArray.codes holds {int(self.codes.max()):#x}, "
                 f"not a {fmt.bits}-bit {fmt.name} code"
             )
+        self._check_tensor_scale(fmt)
+
+    def _check_tensor_scale(self, fmt: ElementFormat) -> None:
+        t = self.tensor_scale
+        if not fmt.two_level:
+            if t is not None:
+                raise ValueError(f"MXArray.tensor_scale: {fmt.name} has no tensor scale; "
+                                 "leave it None")  # fmt: skip
+            return
+        if not isinstance(t, np.ndarray) or t.dtype != np.float32:
+            raise TypeError(f"MXArray.tensor_scale must be a float32 numpy array for {fmt.name}")
+        per_row = row_scale_shape(self.codes.shape, self.axis)
+        if t.shape not in ((), per_row):
+            raise ValueError(f"MXArray.tensor_scale has shape {t.shape}; {fmt.name} takes one "
+                             f"scale (shape ()) or one per row {per_row}")  # fmt: skip
+        if t.size and not bool(np.all(np.isfinite(t) & (t > 0))):
+            raise ValueError("MXArray.tensor_scale must hold finite positive values")
+        assert fmt.scale_format is not None
+        nan = fmt.scale_format.nan_code
+        if self.scales.size and int(self.scales.max()) > (nan if nan is not None else 0x7F):
+            raise ValueError(f"MXArray.scales holds {int(self.scales.max()):#x}, not a "
+                             f"positive {fmt.scale_format.name} byte")  # fmt: skip
+
+    @property
+    def per_row(self) -> bool:
+        """Whether the tensor scale is one per row (NVFP4)."""
+        return self.tensor_scale is not None and self.tensor_scale.ndim > 0
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -79,7 +116,9 @@ class MXArray:
         return self.codes.ndim
 
     def __repr__(self) -> str:
+        scale = "" if self.tensor_scale is None else \
+            f", tensor_scale={'per row' if self.per_row else 'per tensor'}"  # fmt: skip
         return (
             f"MXArray(fmt={self.fmt.name}, shape={self.shape}, axis={self.axis}, "
-            f"block_size={self.block_size})"
+            f"block_size={self.block_size}{scale})"
         )

@@ -24,7 +24,7 @@ from mxref.arguments import (
 )
 from mxref.array import MXArray, scales_shape
 from mxref.dtypes import FLOAT_DTYPES
-from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format
+from mxref.formats import ElementFormat, get_format
 from mxref.inputs import as_float_array, is_torch_tensor
 from mxref.kernels.array import (
     dequantize_blocked,
@@ -36,6 +36,12 @@ from mxref.kernels.array import (
 )
 from mxref.kernels.element import decode_table
 from mxref.kernels.params import decode_params, element_params, scale_params
+from mxref.nvfp4_codec import (
+    check_two_level_arguments,
+    dequantize_two_level,
+    quantize_two_level,
+    refuse_two_level_arguments,
+)
 from mxref.policies import ROUNDING_CODES, Overflow, Rounding, ScaleRule
 from mxref.presets import Preset
 
@@ -58,13 +64,15 @@ class _Quantized(NamedTuple):
     scales: np.ndarray
     fmt: ElementFormat
     axis: int
+    block_size: int
+    tensor_scale: np.ndarray | None = None  # two-level formats (NVFP4)
 
 
 def _run_quantize(
     x: Any,
     fmt: str | ElementFormat,
     axis: int,
-    block_size: int,
+    block_size: int | None,
     scale_rule: str | ScaleRule | None,
     rounding: str | Rounding | None,
     overflow: str | Overflow | None,
@@ -73,6 +81,8 @@ def _run_quantize(
     want_values: bool,
     values: np.ndarray | None = None,
     given: Any = None,
+    per_row: bool = False,
+    tensor_scale: Any = None,
 ) -> _Quantized:
     """Validate every argument and run the kernel for the input's layout.
 
@@ -80,7 +90,13 @@ def _run_quantize(
     the caller to be C-contiguous, of the input's shape and of the host dtype).
     ``given`` is the caller's ``scales=``.
     """
-    fmt = get_format(fmt)
+    fmt = get_format(fmt, two_level=True)
+    if fmt.two_level:
+        return _run_two_level(x, fmt, axis, block_size, scale_rule, rounding, overflow,
+                              seed, preset, want_values, values, given, per_row,
+                              tensor_scale)  # fmt: skip
+    refuse_two_level_arguments(fmt, per_row, tensor_scale)
+    block_size = fmt.block_size if block_size is None else block_size
     check_scales_alone(scale_rule, given)
     chosen, rule, rnd, ovf = resolve_policies(preset, scale_rule, rounding, overflow)
     key = np.uint64(check_seed(seed, rnd))  # kernels take it unsigned: seeds reach 2**64 - 1
@@ -111,7 +127,7 @@ def _run_quantize(
         # the kernels read each block's byte from the array they would write it to
         scales = np.array(given, np.uint8, order="C")
     if work.size == 0:
-        return _Quantized(arr, values, codes, scales, fmt, ax)
+        return _Quantized(arr, values, codes, scales, fmt, ax, bs)
     args = (ip, fp, sp, ROUNDING_CODES[rnd], key, given is not None)
     if inner == 1 and n % bs == 0:
         rows = work.size // bs
@@ -128,7 +144,34 @@ def _run_quantize(
             quantize_strided(x3, codes.reshape(outer, n, inner), s3, bs, *args)
         else:
             fake_quantize_strided(x3, values.reshape(outer, n, inner), s3, bs, *args)
-    return _Quantized(arr, values, codes, scales, fmt, ax)
+    return _Quantized(arr, values, codes, scales, fmt, ax, bs)
+
+
+def _run_two_level(x: Any, fmt: ElementFormat, axis: int, block_size: int | None,
+                   scale_rule: Any, rounding: Any, overflow: Any, seed: Any, preset: Any,
+                   want_values: bool, values: np.ndarray | None, given: Any, per_row: bool,
+                   tensor_scale: Any) -> _Quantized:  # fmt: skip
+    """:func:`_run_quantize` for NVFP4 (:mod:`mxref.nvfp4_codec`)."""
+    rnd = check_two_level_arguments(fmt, scale_rule, rounding, overflow, seed, preset, given)
+    if not isinstance(per_row, bool | np.bool_):
+        raise TypeError(f"per_row must be a bool; got {type(per_row).__name__}")
+    bs = check_block_size(fmt.block_size if block_size is None else block_size)
+    arr = as_float_array(x, "x")
+    ax = check_axis(axis, arr.ndim)
+    host = np.float64 if arr.dtype == np.float64 else np.float32
+    work = np.ascontiguousarray(arr, dtype=host)
+    # float16 and bfloat16 results come from float64 ones: rounded once, since no float64
+    # quotient code * s_b / G lands on their midpoints unless the exact one does
+    decoded = host if arr.dtype in (np.float32, np.float64) else np.float64
+    into = values if values is not None and values.dtype == decoded else None
+    out_values, codes, scales, t32 = quantize_two_level(
+        work, fmt, ax, bs, rnd, bool(per_row), tensor_scale,
+        decoded if want_values else None, into)  # fmt: skip
+    if want_values and values is not None and out_values is not values:
+        assert out_values is not None
+        np.copyto(values, out_values)
+        out_values = values
+    return _Quantized(arr, out_values, codes, scales, fmt, ax, bs, t32)
 
 
 def quantize(
@@ -136,15 +179,17 @@ def quantize(
     fmt: str | ElementFormat,
     *,
     axis: int = -1,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     scale_rule: str | ScaleRule | None = None,
     rounding: str | Rounding | None = None,
     overflow: str | Overflow | None = None,
     seed: int | None = None,
     preset: str | Preset | None = None,
     scales: np.ndarray | None = None,
+    per_row: bool = False,
+    tensor_scale: Any = None,
 ) -> MXArray:
-    """Encode ``x`` into MX element codes and E8M0 block scales.
+    """Encode ``x`` into element codes and block scales (MX: E8M0; NVFP4: E4M3 and a tensor scale).
 
     Parameters
     ----------
@@ -153,12 +198,15 @@ def quantize(
         is rounded once, exactly, never through float32.
     fmt : str or ElementFormat
         ``"mxfp4"``, ``"mxfp6_e2m3"``, ``"mxfp6_e3m2"``, ``"mxfp8_e4m3"``,
-        ``"mxfp8_e5m2"`` or ``"mxint8"``.
+        ``"mxfp8_e5m2"``, ``"mxint8"``, or ``"nvfp4"`` (E2M1 elements,
+        E4M3 block scales under a float32 tensor scale, each stored value
+        rounded once from the exact one: ``docs/semantics.md`` section 8c).
     axis : int
         The axis cut into blocks.
-    block_size : int
-        Elements per block (32 in every concrete MX format).  A last block
-        that is shorter is quantized as it is, which equals zero padding.
+    block_size : int, optional
+        Elements per block; default the format's (32 for MX, 16 for NVFP4).
+        A last block that is shorter is quantized as it is, which equals
+        zero padding.
     scale_rule : {"floor", "ceil", "even", "rceil", "floor_log2_fp32", "rceil_fp32_div"}
         Default ``"floor"`` (the spec).
     rounding : {"rne", "away", "zero", "stochastic"}
@@ -180,26 +228,34 @@ def quantize(
         byte may be 0xFF and ``x`` must be finite.  An explicit
         ``scale_rule`` is refused (it would choose nothing); a preset is
         accepted for its rounding, overflow and quirks.  The result's scales
-        are a copy of these.
+        are a copy of these.  MX formats only.
+    per_row : bool
+        NVFP4: one tensor scale per row (per slice along ``axis``), from the
+        row's own amax, instead of one for the whole tensor.
+    tensor_scale : float or array_like, optional
+        NVFP4: the encode scale ``G`` to use instead of ``RN32(448 * 6 /
+        amax)`` (a calibrated, "static" global scale): finite, positive,
+        float32-representable; 0-d, or one per row with ``per_row``.
 
     Returns
     -------
     MXArray
+        With ``tensor_scale`` (float32) for NVFP4.
 
     Raises
     ------
     TypeError, ValueError
-        Naming the offending argument.
+        Naming the offending argument (an MX-only argument with NVFP4, or
+        ``per_row``/``tensor_scale`` with an MX format).
 
     Spec: OCP MX v1.0 section 6.3.
     """
     run = _run_quantize(
         x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset,
-        want_values=False, given=scales,
+        want_values=False, given=scales, per_row=per_row, tensor_scale=tensor_scale,
     )  # fmt: skip
-    return MXArray(
-        codes=run.codes, scales=run.scales, fmt=run.fmt, axis=run.axis, block_size=int(block_size)
-    )
+    return MXArray(codes=run.codes, scales=run.scales, fmt=run.fmt, axis=run.axis,
+                   block_size=run.block_size, tensor_scale=run.tensor_scale)  # fmt: skip
 
 
 def dequantize(mx: MXArray, dtype: Any = np.float32) -> np.ndarray:
@@ -230,6 +286,13 @@ def dequantize(mx: MXArray, dtype: Any = np.float32) -> np.ndarray:
         raise ValueError(
             f"dtype must be float32, float64, float16 or bfloat16; got {dtype!r}"
         ) from None
+    if mx.fmt.two_level:
+        # float16 and bfloat16 from float64, rounded once (see _run_two_level)
+        out = dequantize_two_level(mx, work_dtype if out_dtype == work_dtype else np.float64)
+        if out_dtype == work_dtype:
+            return out
+        with np.errstate(over="ignore"):  # beyond the target's range is Inf, as documented
+            return out.astype(out_dtype)
     table = _table(mx.fmt, work_dtype)
     shape, ax, bs = mx.shape, mx.axis, mx.block_size
     out = np.empty(shape, work_dtype)
@@ -263,7 +326,7 @@ def quantize_dequantize(
     fmt: str | ElementFormat,
     *,
     axis: int = -1,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     scale_rule: str | ScaleRule | None = None,
     rounding: str | Rounding | None = None,
     overflow: str | Overflow | None = None,
@@ -271,6 +334,8 @@ def quantize_dequantize(
     preset: str | Preset | None = None,
     out: np.ndarray | None = None,
     scales: np.ndarray | None = None,
+    per_row: bool = False,
+    tensor_scale: Any = None,
 ) -> Any:
     """Fake-quantize: ``dequantize(quantize(x, ...))`` in one fused pass.
 
@@ -281,6 +346,7 @@ def quantize_dequantize(
     Parameters
     ----------
     x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset, scales
+    per_row, tensor_scale
         As for :func:`quantize`.
     out : np.ndarray, optional
         For a numpy ``x``: a C-contiguous, writeable array of ``x``'s shape
@@ -303,7 +369,7 @@ def quantize_dequantize(
     direct = target if target is not None and target.dtype in (np.float32, np.float64) else None
     run = _run_quantize(
         x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset,
-        want_values=True, values=direct, given=scales,
+        want_values=True, values=direct, given=scales, per_row=per_row, tensor_scale=tensor_scale,
     )  # fmt: skip
     arr, values = run.source, run.values
     assert values is not None

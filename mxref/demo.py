@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from mxref.codec import dequantize, quantize
-from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, SCALE_BIAS, ElementFormat, get_format
+from mxref.formats import (
+    DEFAULT_BLOCK_SIZE,
+    SCALE_BIAS,
+    ElementFormat,
+    get_format,
+    mx_format_names,
+)
 
 #: seed of the sample tensor; fixed so every run prints the same figures
 SEED = 20261122
@@ -216,7 +222,7 @@ def main() -> None:
         "bits/elem includes the 8-bit scale; a saturated block holds an input "
         "beyond max_normal * X\n"
     )
-    print(render_stats([format_stats(x, name) for name in FORMATS]))
+    print(render_stats([format_stats(x, name) for name in mx_format_names()]))
     print()
     comparison = find_differing_block(x)
     if comparison is None:

@@ -1,16 +1,23 @@
-"""MX element formats as data.
+"""MX element formats, and NVFP4, as data.
 
 Every format is one frozen :class:`ElementFormat` holding only its primary
 fields (exponent bits, mantissa bits, bias, special-value policy, sign
-encoding).  Every limit -- emax, max normal, the largest finite code, the code
-an overflow produces -- is derived from those fields, so adding a format means
-adding one line to :data:`FORMATS`, never a branch.
+encoding, and how its blocks are scaled).  Every limit -- emax, max normal,
+the largest finite code, the code an overflow produces -- is derived from
+those fields, so adding a format means adding one line to :data:`FORMATS`,
+never a branch.
 
 MXINT8 is described as an E1M6 magnitude grid with bias 1 and a two's
 complement sign: with one exponent bit, biased exponent 0 gives the values
 ``k * 2**-6`` for ``k < 64`` and biased exponent 1 gives ``1 + k * 2**-6``, so
 the magnitude codes 0..127 are exactly the integers 0..127 times 2**-6, which
 is the spec's "two's complement with an implicit scale of 2^-6".
+
+NVFP4 (NVIDIA) has the E2M1 element of MXFP4, but blocks of 16 share an FP8
+E4M3 scale byte under a float32 scale per tensor: the same dataclass with
+``scale_format`` set and ``tensor_scale=True``.  The functions that take MX
+formats only refuse it by name (:func:`get_format`); those that implement it
+ask for it with ``two_level=True``.
 
 Spec: OCP MX v1.0 section 5 (Tables 1-7).
 """
@@ -65,6 +72,13 @@ class ElementFormat:
         Which codes are NaN or Inf.
     sign : SignEncoding
         Sign encoding.
+    block_size : int
+        Elements per block scale: 32 for every MX format, 16 for NVFP4.
+    scale_format : ElementFormat or None
+        The encoding of a block's scale byte: None for E8M0 (a power of two,
+        MX), E4M3 for NVFP4.
+    tensor_scale : bool
+        Whether a float32 scale per tensor sits above the block scales (NVFP4).
 
     Spec: OCP MX v1.0 section 5.3, Table 1.
     """
@@ -75,10 +89,20 @@ class ElementFormat:
     bias: int
     specials: Specials
     sign: SignEncoding = SignEncoding.SIGN_MAGNITUDE
+    block_size: int = 32
+    scale_format: ElementFormat | None = None
+    tensor_scale: bool = False
 
     def __post_init__(self) -> None:
         if self.ebits < 1 or self.mbits < 0:
             raise ValueError(f"format {self.name!r}: ebits must be >= 1 and mbits >= 0")
+        if self.tensor_scale != (self.scale_format is not None):
+            raise ValueError(f"format {self.name!r}: a tensor scale goes with a scale_format")
+
+    @property
+    def two_level(self) -> bool:
+        """Whether blocks carry FP8 scales under a float32 tensor scale (NVFP4), not E8M0."""
+        return self.tensor_scale
 
     # --- derived widths -------------------------------------------------
     @property
@@ -197,6 +221,9 @@ SCALE_MAX_EXPONENT = 127
 #: Block size of every concrete MX format.  Spec: OCP MX v1.0 section 5.2, Table 1.
 DEFAULT_BLOCK_SIZE = 32
 
+#: NVFP4's block scale: an OFP8 E4M3 byte (positive; 0x7F is NaN).
+NV_SCALE_FORMAT = ElementFormat("e4m3_scale", ebits=4, mbits=3, bias=7, specials=Specials.NAN_ONLY)
+
 FORMATS: Registry[ElementFormat] = Registry(
     "format",
     ElementFormat,
@@ -214,6 +241,16 @@ FORMATS: Registry[ElementFormat] = Registry(
             specials=Specials.NONE,
             sign=SignEncoding.TWOS_COMPLEMENT,
         ),
+        ElementFormat(
+            "nvfp4",
+            ebits=2,
+            mbits=1,
+            bias=1,
+            specials=Specials.NONE,
+            block_size=16,
+            scale_format=NV_SCALE_FORMAT,
+            tensor_scale=True,
+        ),
     ),
     unknown="unknown {kind} {name}; known formats: {known}",
 )
@@ -229,17 +266,21 @@ for _name, _aliases in FORMAT_ALIASES.items():
     FORMATS.register(FORMATS[_name], aliases=_aliases, replace=True)
 
 
-def get_format(fmt: str | ElementFormat) -> ElementFormat:
+def get_format(fmt: str | ElementFormat, *, two_level: bool = False) -> ElementFormat:
     """Return the element format called ``fmt``.
 
     Parameters
     ----------
     fmt : str or ElementFormat
         A public name (``"mxfp4"``, ``"mxfp6_e2m3"``, ``"mxfp6_e3m2"``,
-        ``"mxfp8_e4m3"``, ``"mxfp8_e5m2"``, ``"mxint8"``), case-insensitive, or
-        a format object, which is returned as is.  ml_dtypes/torch names
-        are aliases (``"float4_e2m1fn"``, ``"float8_e4m3fn"``, ...;
-        :data:`FORMAT_ALIASES`).
+        ``"mxfp8_e4m3"``, ``"mxfp8_e5m2"``, ``"mxint8"``; ``"nvfp4"`` where
+        ``two_level``), case-insensitive, or a format object, which is
+        returned as is.  ml_dtypes/torch names are aliases
+        (``"float4_e2m1fn"``, ``"float8_e4m3fn"``, ...; :data:`FORMATS`).
+    two_level : bool
+        Whether the caller implements two-level formats (NVFP4).  Without
+        it, NVFP4 is refused by name, so that no MX-only path computes an
+        E8M0 scale for it.
 
     Returns
     -------
@@ -248,10 +289,22 @@ def get_format(fmt: str | ElementFormat) -> ElementFormat:
     Raises
     ------
     ValueError
-        If the name is not a known format; the message lists the known ones.
+        If the name is not a known format (the message lists the known ones),
+        or is a two-level format the caller does not take.
 
     Spec: OCP MX v1.0 section 5.2, Table 1.
     """
     if not isinstance(fmt, str | ElementFormat):
         raise TypeError(f"fmt must be a format name or ElementFormat, got {type(fmt).__name__}")
-    return FORMATS.resolve(fmt)
+    found = FORMATS.resolve(fmt)
+    if found.two_level and not two_level:
+        raise ValueError(
+            f"format {found.name!r} has E4M3 block scales under a float32 tensor scale; this "
+            f"takes the MX formats only ({', '.join(mx_format_names())})"
+        )
+    return found
+
+
+def mx_format_names() -> list[str]:
+    """The names of the MX formats (E8M0 block scales), in registry order."""
+    return [name for name, f in FORMATS.items() if not f.two_level]

@@ -27,6 +27,7 @@ from mxref.formats import (
     SignEncoding,
     Specials,
     get_format,
+    mx_format_names,
 )
 from mxref.ref.element import decode_element
 from mxref.ref.scale import decode_scale
@@ -424,7 +425,7 @@ def render_formats_markdown() -> str:
         "| min subnormal | specials | bits/element with scale |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for f in FORMATS.values():
+    for f in (get_format(n) for n in mx_format_names()):
         lim = format_limits(f)
         cells = [
             f.name,

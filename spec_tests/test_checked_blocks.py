@@ -20,7 +20,7 @@ from mxref.ref.array import quantize_array
 from mxref.testing.cases import BlockCase, checked_blocks
 from spec_tests.conftest import Encoder
 
-FORMATS = list(mxref.FORMATS)
+FORMATS = mxref.mx_format_names()
 RULES = [r.value for r in ScaleRule]
 SHOWN = 3  # failing blocks described in a failure message
 QUANTIZE_AREAS = ("scale", "rounding", "saturation", "special")

@@ -13,7 +13,7 @@ import mxref
 from mxref.ref.array import dequantize_array
 from spec_tests.assertions import assert_bits_equal
 
-FORMATS = list(mxref.FORMATS)
+FORMATS = mxref.mx_format_names()
 
 
 def every_code_under_every_scale(fmt: mxref.ElementFormat) -> mxref.MXArray:

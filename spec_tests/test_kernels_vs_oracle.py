@@ -24,7 +24,7 @@ from mxref.testing.cases import boundary_values
 from mxref.testing.strategies import mx_input
 from spec_tests.assertions import assert_bits_equal
 
-FORMATS = list(mxref.FORMATS)
+FORMATS = mxref.mx_format_names()
 RULES = [r.value for r in ScaleRule]
 ROUNDINGS = [r.value for r in Rounding]
 OVERFLOWS = [o.value for o in Overflow]

@@ -19,7 +19,7 @@ import mxref
 from mxref.ref.element import pow2
 from mxref.testing.cases import adjacent_pairs, signed_code
 
-FORMATS = list(mxref.FORMATS)
+FORMATS = mxref.mx_format_names()
 LANES = 31  # test lanes per block; lane 0 holds the scale anchor
 
 

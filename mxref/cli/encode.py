@@ -12,7 +12,13 @@ from mxref.array import MXArray
 from mxref.cli.help import ExamplesFormatter, examples
 from mxref.cli.presets import check_preset_alone
 from mxref.codec import quantize
-from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, SCALE_NAN, ElementFormat, get_format
+from mxref.formats import (
+    DEFAULT_BLOCK_SIZE,
+    SCALE_NAN,
+    ElementFormat,
+    get_format,
+    mx_format_names,
+)
 from mxref.io import (
     DTYPES,
     InputError,
@@ -49,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         ),
     )
     enc.add_argument(
-        "--format", required=True, metavar="{" + ",".join(FORMATS) + "}", help="element format"
+        "--format", required=True, metavar="{" + ",".join(mx_format_names()) + "}",
+        help="element format",
     )
     enc.add_argument(
         "--scale-rule",

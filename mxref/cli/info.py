@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from mxref.cli.help import ExamplesFormatter, examples
-from mxref.formats import FORMATS, get_format
+from mxref.formats import get_format, mx_format_names
 from mxref.tables import SCALE_FORMAT_NAMES, render_info, render_scale_info
 
 
@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=ExamplesFormatter,
         epilog=examples("mxref info mxfp4", "mxref info float8_e4m3fn", "mxref info e8m0"),
     )
-    info.add_argument("format", metavar="FORMAT", help=", ".join([*FORMATS, "e8m0"]))
+    info.add_argument("format", metavar="FORMAT", help=", ".join([*mx_format_names(), "e8m0"]))
     info.set_defaults(func=run)
     return info
 

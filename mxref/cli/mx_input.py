@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from mxref.array import MXArray
-from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS
+from mxref.formats import DEFAULT_BLOCK_SIZE, mx_format_names
 from mxref.io import InputError
 from mxref.mx_files import SCALE_LAYOUTS, packed_paths, read_mx, read_raw_packed
 
@@ -34,7 +34,7 @@ def add_raw_dump_arguments(
     is ``--block-size`` where the caller has one with another use as well.
     """
     group = parser.add_argument_group("raw MX dump, without a sidecar")
-    group.add_argument("--format", metavar="{" + ",".join(FORMATS) + "}",
+    group.add_argument("--format", metavar="{" + ",".join(mx_format_names()) + "}",
                        help="element format of a raw packed dump (needs --shape)")  # fmt: skip
     group.add_argument("--axis", type=int, help="the dump's blocked axis (default: -1)")
     if block_size:

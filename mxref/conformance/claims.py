@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mxref.conformance.deviations import CLAIMS_KEY, read_deviations_file
-from mxref.formats import FORMATS, get_format
+from mxref.formats import get_format, mx_format_names
 from mxref.io import InputError, PathLike
 from mxref.policies import Overflow, Rounding, ScaleRule
 
@@ -35,7 +35,7 @@ __all__ = ["CLAIM_KINDS", "Claims", "load_claims"]
 
 #: Claim key -> (the values it may take, its singular for messages).
 CLAIM_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "formats": (tuple(FORMATS), "format"),
+    "formats": (tuple(mx_format_names()), "format"),
     "scale_rules": (tuple(r.value for r in ScaleRule), "scale rule"),
     "roundings": (tuple(r.value for r in Rounding), "rounding"),
     "overflows": (tuple(o.value for o in Overflow), "overflow"),

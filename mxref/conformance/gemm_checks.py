@@ -15,7 +15,13 @@ from mxref.array import MXArray
 from mxref.conformance.backends import _one_line
 from mxref.conformance.batches import _hex8, _hex32
 from mxref.conformance.report import CaseFailure, _Tally
-from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, ElementFormat, Specials, get_format
+from mxref.formats import (
+    DEFAULT_BLOCK_SIZE,
+    ElementFormat,
+    Specials,
+    get_format,
+    mx_format_names,
+)
 from mxref.testing.cases import case_rng
 
 # --- GEMM -------------------------------------------------------------------
@@ -107,7 +113,8 @@ def _run_matmul_backend(
     from mxref.ref import gemm as ref_gemm
 
     names = {f.name for f in formats}
-    pairs = [(a, b) for a in FORMATS for b in FORMATS] if level >= 2 else list(_GEMM_PAIRS_L1)
+    every = mx_format_names()
+    pairs = [(a, b) for a in every for b in every] if level >= 2 else list(_GEMM_PAIRS_L1)
     pairs = [(a, b) for a, b in pairs if a in names and b in names]
     for fa_name, fb_name in pairs:
         fa, fb = get_format(fa_name), get_format(fb_name)

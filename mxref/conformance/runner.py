@@ -110,7 +110,7 @@ from mxref.conformance.gemm_checks import _run_matmul_backend
 from mxref.conformance.golden_checks import _run_golden
 from mxref.conformance.report import CaseFailure, CheckResult, ConformReport, _lanes, _Tally
 from mxref.conformance.selection import _parse_list, _Selection
-from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, ElementFormat, get_format
+from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format, mx_format_names
 from mxref.io import InputError, PathLike
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.presets import get_preset
@@ -405,7 +405,8 @@ def run_conformance(
     else:
         assert quantize is not None
         backend = CallableBackend(quantize, name)
-    fmts = [get_format(f) for f in _parse_list(formats, list(FORMATS), list(FORMATS), "format")]
+    names = mx_format_names()
+    fmts = [get_format(f) for f in _parse_list(formats, names, names, "format")]
     chosen = None
     if preset is not None:
         given = [n for n, v in (("scale rules", scale_rules), ("roundings", roundings),

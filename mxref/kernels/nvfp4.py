@@ -163,28 +163,49 @@ def row_amax(x2):
     """The largest finite ``|x|`` of every row of the 2-d ``x2`` (0 for none)."""
     rows, n = x2.shape
     out = np.zeros(rows, np.float64)
+    zero = x2.dtype.type(0)
+    inf = x2.dtype.type(np.inf)
     for r in prange(rows):
-        m = 0.0
+        m = zero
         for i in range(n):
-            v = abs(np.float64(x2[r, i]))
-            if v > m and v < np.inf:
-                m = v
-        out[r] = m
+            v = abs(x2[r, i])
+            v = v if v < inf else zero  # NaN and Inf do not count
+            m = v if v > m else m
+        out[r] = np.float64(m)
     return out
+
+
+@njit(cache=True, inline="always")
+def e4m3_byte(t):
+    """The E4M3 byte of ``t >= 0`` rounded once to nearest even, saturating at 448.
+
+    Exact for a ``t`` that is the float64 quotient ``p / 6`` of an exact
+    ``p`` of at most 48 bits: such a quotient never lands on an E4M3
+    midpoint unless the exact one does, so rounding it is rounding once.
+    """
+    if t >= 448.0:
+        return E4M3_TOP
+    if t < 0.015625:  # 2**-6: subnormal scales, in steps of 2**-9 (0x08 is 2**-6 itself)
+        return np.int64(np.rint(t * 512.0))
+    e = np.int64(float_bits(t) >> np.uint64(52)) - 1023
+    n = np.int64(np.rint(t * bits_float(np.uint64(1026 - e) << np.uint64(52), t)))
+    return ((e + 7) << 3) + n - 8
 
 
 @njit(cache=True, inline="always")
 def _block(x, codes, values, g, rounding, write_codes, write_values):
     """Quantize one block under the tensor scale ``g``; return its E4M3 byte."""
     n = x.shape[0]
-    amax = 0.0
+    zero = x.dtype.type(0)
+    inf = x.dtype.type(np.inf)
+    top = zero
     finite = True
     for i in range(n):
-        v = abs(np.float64(x[i]))
-        if not v < np.inf:
-            finite = False
-        elif v > amax:
-            amax = v
+        v = abs(x[i])
+        finite = finite and v < inf
+        v = v if v < inf else zero
+        top = v if v > top else top
+    amax = np.float64(top)
     if not finite:
         for i in range(n):
             negative = sign_bit(x[i])
@@ -194,9 +215,15 @@ def _block(x, codes, values, g, rounding, write_codes, write_values):
                 # copysign: a negated NaN constant may lose its sign when folded
                 values[i] = math.copysign(np.nan, -1.0 if negative else 1.0)
         return SCALE_NAN_BYTE
-    p, e = exact_product(amax, g)
-    byte = round_to_grid(p, e, _E2M1_MAX, E4M3_GRID, E4M3_TOP, RNE)
+    if x.itemsize == 4:  # amax * g is exact in float64 (24 + 24 bits)
+        byte = e4m3_byte(amax * g / _E2M1_MAX)
+    else:
+        p, e = exact_product(amax, g)
+        byte = round_to_grid(p, e, _E2M1_MAX, E4M3_GRID, E4M3_TOP, RNE)
     s = E4M3_GRID[byte]
+    if x.itemsize == 4 and s > 0.0:
+        _float32_elements(x, codes, values, g, s, rounding, write_codes, write_values)
+        return byte
     for i in range(n):
         xi = np.float64(x[i])
         negative = sign_bit(x[i])
@@ -213,6 +240,45 @@ def _block(x, codes, values, g, rounding, write_codes, write_values):
                 mag = float32_quotient(a, g)
             values[i] = -mag if negative else mag
     return byte
+
+
+@njit(cache=True, inline="always")
+def _float32_elements(x, codes, values, g, s, rounding, write_codes, write_values):
+    """The elements of a float32 block whose scale ``s`` is not 0: the fast, exact path.
+
+    ``|x| * g`` is exact in float64 (24 + 24 bits), and so is ``s`` times
+    every E2M1 value and midpoint (at most 7 bits): a code is the number of
+    thresholds the product passes, a tie settled by the rounding, with no
+    branch on the data.  A decoded value ``code * s / g`` rounds once to
+    float32 through float64: its float64 quotient cannot land on a float32
+    midpoint unless the exact one does (``a`` and ``g`` have at most 31 bits
+    together), so no double rounding.
+    """
+    t1, t2, t3, t4 = 0.25 * s, 0.75 * s, 1.25 * s, 1.75 * s
+    t5, t6, t7 = 2.5 * s, 3.5 * s, 5.0 * s
+    z1, z2, z3, z4, z5, z6, z7 = 0.5 * s, s, 1.5 * s, 2.0 * s, 3.0 * s, 4.0 * s, 6.0 * s
+    away = 1 if rounding == AWAY else 0
+    # float32 values: v * s * (1 / g), two float64 roundings, rounds to the float32 of
+    # v * s / g, for the exact quotient is never a float32 midpoint (v * s has at most 7
+    # bits, a midpoint times g at least 25) and lies 2**-50 or more from one, relatively
+    inverse = 1.0 / g
+    for i in range(x.shape[0]):
+        p = abs(np.float64(x[i])) * g
+        if rounding == ZERO:
+            m = ((p >= z1) + (p >= z2) + (p >= z3) + (p >= z4) + (p >= z5) + (p >= z6)
+                 + (p >= z7))  # fmt: skip
+        else:
+            # above the midpoint t_k of codes k - 1 and k: code k; on it, the even code
+            # (k for t2, t4, t6; k - 1 for t1, t3, t5, t7) or, under AWAY, code k
+            m = ((p > t1) + (p > t2) + (p > t3) + (p > t4) + (p > t5) + (p > t6) + (p > t7)
+                 + (p == t2) + (p == t4) + (p == t6)
+                 + away * ((p == t1) + (p == t3) + (p == t5) + (p == t7)))  # fmt: skip
+        negative = sign_bit(x[i])
+        if write_codes:
+            codes[i] = (8 | m) if negative else m
+        if write_values:
+            mag = E2M1_GRID[m] * s * inverse if values.itemsize == 4 else E2M1_GRID[m] * s / g
+            values[i] = -mag if negative else mag
 
 
 @njit(cache=True, inline="always")

@@ -56,7 +56,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from mxref.array import MXArray, scales_shape
-from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, ElementFormat, get_format
+from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format, mx_format_names
 from mxref.ref.element import decode_element, pow2
 
 __all__ = [
@@ -124,7 +124,7 @@ def formats() -> st.SearchStrategy[ElementFormat]:
     >>> @given(formats())
     ... def test(fmt): ...
     """
-    return st.sampled_from(list(FORMATS.values()))
+    return st.sampled_from([get_format(n) for n in mx_format_names()])
 
 
 def float32_bits(*, finite: bool = False, subnormal: bool = True) -> st.SearchStrategy[int]:

@@ -17,7 +17,7 @@ import mxref
 from mxref.array import MXArray, scales_shape
 from mxref.packing import PackedMX, ScaleLayout, pack, unpack
 
-FORMAT_NAMES = list(mxref.FORMATS)
+FORMAT_NAMES = mxref.mx_format_names()
 
 
 def make_mx(codes: object, fmt: str, *, axis: int = -1, block_size: int = 32) -> MXArray:

@@ -72,7 +72,8 @@ def test_other_libraries_names_are_aliases_of_the_element_formats(alias, name):
 
 def test_the_libraries_registries_list_canonical_names_only():
     assert list(FORMATS) == ["mxfp4", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp8_e4m3", "mxfp8_e5m2",
-                             "mxint8"]  # fmt: skip
+                             "mxint8", "nvfp4"]  # fmt: skip
+    assert mxref.mx_format_names() == list(FORMATS)[:-1]
     assert "ocp" in PRESETS
     assert list(PROFILES)[:2] == ["exact", "block_fp32"]
     assert all(PROFILES[name].name == name for name in PROFILES)

@@ -14,7 +14,7 @@ from mxref.ref.array import exact_values
 from mxref.ref.element import decode_element, pow2
 from mxref.testing import strategies as mxst
 
-FORMATS = list(mxref.FORMATS)
+FORMATS = mxref.mx_format_names()
 # the meta tests run a fixed, small number of examples under any profile
 SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
 META = settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=SLOW_OK)
@@ -83,7 +83,8 @@ def test_forced_amax_blocks_have_that_amax(name, kind):
         assert np.max(np.abs(x)) == np.float32(amax)
         assert abs(x[block.lane]) == np.float32(amax)
         assert block.kind == kind
-        up = float(np.nextafter(np.float32(amax), np.float32(np.inf)))
+        with np.errstate(over="ignore"):  # float32's max has Inf above it
+            up = float(np.nextafter(np.float32(amax), np.float32(np.inf)))
         down = float(np.nextafter(np.float32(amax), np.float32(0)))
         if kind == "pow2":
             assert is_pow2(amax)

@@ -23,7 +23,7 @@ from mxref.testing.cases import encode_blocks
 from mxref.testing.strategies import mx_input
 from mxref.torch import encode, quantize_dequantize
 
-FORMATS = list(mxref.FORMATS)
+FORMATS = mxref.mx_format_names()
 RULES = [r.value for r in ScaleRule]
 ROUNDINGS = [r.value for r in Rounding]
 OVERFLOWS = [o.value for o in Overflow]

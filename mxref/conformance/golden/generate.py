@@ -43,7 +43,7 @@ from mxref.conformance.golden.oracle import (
     _header,
 )
 from mxref.conformance.golden.regressions import _carried_regressions, _regressions_text
-from mxref.formats import FORMATS, ElementFormat, get_format
+from mxref.formats import ElementFormat, get_format, mx_format_names
 from mxref.io import InputError, check_new
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.ref.element import (
@@ -221,7 +221,7 @@ def _gemm_file_text(model: str, dots: Sequence[DotCase]) -> str:
 
 def _plan() -> list[tuple[str, Callable[[], str]]]:
     """(file name, text builder) for every generated file, in generation order."""
-    formats = list(FORMATS.values())
+    formats = [get_format(n) for n in mx_format_names()]
     block_cache: dict[tuple[str, int], list[BlockCase]] = {}
     dot_cache: list[list[DotCase]] = []
 
