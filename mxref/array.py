@@ -19,6 +19,36 @@ def row_scale_shape(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
     return shape[:axis] + shape[axis + 1 :]
 
 
+def check_tensor_scale(owner: str, fmt: ElementFormat, tensor_scale: object,
+                       shape: tuple[int, ...], axis: int, scales: np.ndarray) -> None:  # fmt: skip
+    """Check a two-level format's float32 tensor scale and E4M3 bytes; None for MX.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``owner``'s field.
+    """
+    t = tensor_scale
+    if not fmt.two_level:
+        if t is not None:
+            raise ValueError(f"{owner}.tensor_scale: {fmt.name} has no tensor scale; "
+                             "leave it None")  # fmt: skip
+        return
+    if not isinstance(t, np.ndarray) or t.dtype != np.float32:
+        raise TypeError(f"{owner}.tensor_scale must be a float32 numpy array for {fmt.name}")
+    per_row = row_scale_shape(shape, axis)
+    if t.shape not in ((), per_row):
+        raise ValueError(f"{owner}.tensor_scale has shape {t.shape}; {fmt.name} takes one "
+                         f"scale (shape ()) or one per row {per_row}")  # fmt: skip
+    if t.size and not bool(np.all(np.isfinite(t) & (t > 0))):
+        raise ValueError(f"{owner}.tensor_scale must hold finite positive values")
+    assert fmt.scale_format is not None
+    nan = fmt.scale_format.nan_code
+    if scales.size and int(scales.max()) > (nan if nan is not None else 0x7F):
+        raise ValueError(f"{owner}.scales holds {int(scales.max()):#x}, not a "
+                         f"positive {fmt.scale_format.name} byte")  # fmt: skip
+
+
 @dataclass(frozen=True, eq=False)
 class MXArray:
     """An MX-encoded array.
@@ -77,28 +107,8 @@ class MXArray:
                 f"MXArray.codes holds {int(self.codes.max()):#x}, "
                 f"not a {fmt.bits}-bit {fmt.name} code"
             )
-        self._check_tensor_scale(fmt)
-
-    def _check_tensor_scale(self, fmt: ElementFormat) -> None:
-        t = self.tensor_scale
-        if not fmt.two_level:
-            if t is not None:
-                raise ValueError(f"MXArray.tensor_scale: {fmt.name} has no tensor scale; "
-                                 "leave it None")  # fmt: skip
-            return
-        if not isinstance(t, np.ndarray) or t.dtype != np.float32:
-            raise TypeError(f"MXArray.tensor_scale must be a float32 numpy array for {fmt.name}")
-        per_row = row_scale_shape(self.codes.shape, self.axis)
-        if t.shape not in ((), per_row):
-            raise ValueError(f"MXArray.tensor_scale has shape {t.shape}; {fmt.name} takes one "
-                             f"scale (shape ()) or one per row {per_row}")  # fmt: skip
-        if t.size and not bool(np.all(np.isfinite(t) & (t > 0))):
-            raise ValueError("MXArray.tensor_scale must hold finite positive values")
-        assert fmt.scale_format is not None
-        nan = fmt.scale_format.nan_code
-        if self.scales.size and int(self.scales.max()) > (nan if nan is not None else 0x7F):
-            raise ValueError(f"MXArray.scales holds {int(self.scales.max()):#x}, not a "
-                             f"positive {fmt.scale_format.name} byte")  # fmt: skip
+        check_tensor_scale("MXArray", fmt, self.tensor_scale, self.codes.shape, self.axis,
+                           self.scales)  # fmt: skip
 
     @property
     def per_row(self) -> bool:

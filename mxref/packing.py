@@ -1,4 +1,4 @@
-"""Byte packing of MX element codes, and NVIDIA's blocked scale-factor layout.
+"""Byte packing of MX and NVFP4 element codes, and NVIDIA's blocked scale-factor layout.
 
 An :class:`~mxref.array.MXArray` keeps one code per ``uint8``, whatever the
 element width.  :func:`pack` turns it into a :class:`PackedMX` holding the dense
@@ -47,6 +47,11 @@ Scale layouts
 (``tcgen05.mma ... block_scale``) read for 1-D block scaling; see
 :func:`pack` for the definition and its sources.
 
+NVFP4 packs the same way: its E2M1 codes two per byte as mxfp4's, its E4M3
+scale bytes plain or in the same 128x4 tiles (the layout is the same for
+16-element blocks: CUTLASS's ``SfKMajorAtom`` with ``SFVecSize`` 16, cuBLAS's
+NVFP4 scale factors), and its float32 tensor scale travels beside them.
+
 Spec: OCP MX v1.0 sections 5 and 5.2 (blocks and element widths); the spec does
 not define packing or a scale layout.
 """
@@ -58,7 +63,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mxref.array import MXArray, scales_shape
+from mxref.array import MXArray, check_tensor_scale, scales_shape
 from mxref.formats import ElementFormat, get_format
 from mxref.policies import Policy
 
@@ -223,6 +228,8 @@ class PackedMX:
         Elements per scale.
     scale_layout : ScaleLayout
         How ``scales`` is laid out (a string is accepted and parsed).
+    tensor_scale : np.ndarray of float32, optional
+        NVFP4's tensor scale, as in :class:`~mxref.array.MXArray`.
 
     Spec: OCP MX v1.0 section 5 (block structure); packing is not defined by the
     spec, see the module docstring for the convention followed.
@@ -235,9 +242,10 @@ class PackedMX:
     axis: int
     block_size: int
     scale_layout: ScaleLayout = ScaleLayout.PLAIN
+    tensor_scale: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        fmt = get_format(self.fmt)
+        fmt = get_format(self.fmt, two_level=True)
         object.__setattr__(self, "fmt", fmt)
         layout = ScaleLayout.parse(self.scale_layout, "scale_layout")
         object.__setattr__(self, "scale_layout", layout)
@@ -291,6 +299,7 @@ class PackedMX:
                 f"{self.block_size} along axis {axis} with scale_layout="
                 f"{self.scale_layout.value!r} needs {want_scales}"
             )
+        check_tensor_scale("PackedMX", fmt, self.tensor_scale, shape, axis, self.scales)
 
     @property
     def nbytes(self) -> int:
@@ -375,6 +384,7 @@ def pack(mx: MXArray, *, scale_layout: str | ScaleLayout = "plain") -> PackedMX:
         axis=mx.axis,
         block_size=mx.block_size,
         scale_layout=layout,
+        tensor_scale=None if mx.tensor_scale is None else mx.tensor_scale.copy(),
     )
 
 
@@ -421,4 +431,5 @@ def unpack(packed: PackedMX) -> MXArray:
         fmt=packed.fmt,
         axis=axis,
         block_size=packed.block_size,
+        tensor_scale=None if packed.tensor_scale is None else packed.tensor_scale.copy(),
     )
