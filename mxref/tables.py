@@ -17,7 +17,6 @@ import math
 from fractions import Fraction
 
 from mxref.formats import (
-    DEFAULT_BLOCK_SIZE,
     FORMATS,
     SCALE_BIAS,
     SCALE_MAX_EXPONENT,
@@ -147,7 +146,7 @@ def code_values(fmt: str | ElementFormat) -> list[tuple[int, str]]:
 
     Spec: OCP MX v1.0 section 5.3 (Tables 2-6).
     """
-    f = get_format(fmt)
+    f = get_format(fmt, two_level=True)
     return [(code, value_text(*decode_element(code, f))) for code in range(f.code_count)]
 
 
@@ -213,13 +212,14 @@ def format_limits(fmt: str | ElementFormat) -> dict[str, Limit]:
         ``name``, ``element`` (``"E4M3"``), ``bits``, ``ebits``, ``mbits``,
         ``bias``, ``emin``, ``emax`` (ints); ``max_normal``, ``min_normal``,
         ``min_subnormal`` and ``bits_per_element`` (storage per element with
-        one 8-bit scale per 32 elements) as :class:`~fractions.Fraction`;
+        one 8-bit scale per block: 32 elements for MX, 16 for NVFP4) as
+        :class:`~fractions.Fraction`;
         ``specials`` and ``sign_encoding`` as text.  Every value comes from
         the format's derived properties or from decoding its codes.
 
     Spec: OCP MX v1.0 sections 5.2 and 5.3 (Tables 1-6).
     """
-    f = get_format(fmt)
+    f = get_format(fmt, two_level=True)
     return {
         "name": f.name,
         "element": element_name(f),
@@ -234,7 +234,7 @@ def format_limits(fmt: str | ElementFormat) -> dict[str, Limit]:
         "min_subnormal": f.min_subnormal,
         "specials": specials_text(f),
         "sign_encoding": sign_text(f),
-        "bits_per_element": Fraction(f.bits * DEFAULT_BLOCK_SIZE + 8, DEFAULT_BLOCK_SIZE),
+        "bits_per_element": Fraction(f.bits * f.block_size + 8, f.block_size),
     }
 
 
@@ -298,10 +298,14 @@ def render_info(fmt: str | ElementFormat) -> str:
 
     Spec: OCP MX v1.0 section 5.3.
     """
-    f = get_format(fmt)
+    f = get_format(fmt, two_level=True)
     limits = format_limits(f)
     width = _hex_width(f)
-    lines = [f"{f.name}: {limits['element']} elements, one E8M0 scale per {DEFAULT_BLOCK_SIZE}"]
+    if f.two_level:
+        lines = [f"{f.name}: {limits['element']} elements, one E4M3 scale per {f.block_size}, "
+                 "under a float32 tensor scale G (docs/semantics.md section 8c)"]  # fmt: skip
+    else:
+        lines = [f"{f.name}: {limits['element']} elements, one E8M0 scale per {f.block_size}"]
     for key, label in _LIMIT_LABELS:
         lines.append(f"  {label + ':':<26}{_limit_text(limits[key])}")
     if f.sign is SignEncoding.TWOS_COMPLEMENT:
@@ -311,7 +315,9 @@ def render_info(fmt: str | ElementFormat) -> str:
             f"0x{f.code_count // 2:02X} decodes but is never produced"
         )
     lines.append("")
-    lines.append(f"codes ({f.code_count}); a decoded element is value x 2^(scale byte - 127)")
+    decoded = "value x s_b / G (s_b the E4M3 block scale: mxref info e4m3-scale), rounded once" \
+        if f.two_level else "value x 2^(scale byte - 127)"  # fmt: skip
+    lines.append(f"codes ({f.code_count}); a decoded element is {decoded}")
     header = _field_header(f)
     field_width = max(len(header), f.bits + 2)
     lines.append(f"  {'code':<{width + 4}}{header:<{field_width + 2}}value")
@@ -346,6 +352,39 @@ def render_scale_info() -> str:
         text = "NaN" if scale is None else f"2^{exponent}"
         if scale is not None and abs(exponent) <= 8:  # short enough to print exactly
             text += f" = {exact_decimal(scale)}"
+        lines.append(f"  0x{byte:02X}  {text}")
+    return "\n".join(lines) + "\n"
+
+
+#: Names ``mxref info`` accepts for NVFP4's block scale.
+E4M3_SCALE_NAMES = ("e4m3-scale", "e4m3_scale", "ue4m3")
+
+
+def render_e4m3_scale_info() -> str:
+    """Return what ``mxref info e4m3-scale`` prints: NVFP4's block scale and every byte.
+
+    The bytes are OFP8 E4M3 codes with the sign bit clear; mxref rounds a
+    block's ``amax / 6 * G`` to them once, to nearest even, saturating at 448.
+    """
+    fmt = get_format("nvfp4", two_level=True).scale_format
+    assert fmt is not None
+    assert fmt.nan_code is not None
+    lines = [
+        "e4m3-scale: NVFP4's block scale, an OFP8 E4M3 code without its sign",
+        f"  {'value:':<26}the E4M3 value of the byte (bias {fmt.bias}, subnormals below 2^-6)",
+        f"  {'smallest nonzero (0x01):':<26}{exact_text(fmt.min_subnormal)}",
+        f"  {'largest (0x7E):':<26}{exact_text(fmt.max_normal)}",
+        f"  {'zero (0x00):':<26}a block whose scale rounds to 0: every code is zero",
+        f"  {'NaN:':<26}0x{fmt.nan_code:02X} (a block holding NaN or Inf; decodes to NaN)",
+        f"  {'rounding:':<26}amax / 6 x G rounded once to nearest even, saturating at 448",
+        f"  {'also known as:':<26}ue4m3, float8_e4m3fn with the sign clear (torch)",
+        "",
+        f"bytes ({fmt.nan_code + 1})",
+        "  byte  value",
+    ]
+    for byte in range(fmt.nan_code + 1):
+        _, mag = decode_element(byte, fmt)
+        text = "NaN" if not isinstance(mag, Fraction) else exact_text(mag)
         lines.append(f"  0x{byte:02X}  {text}")
     return "\n".join(lines) + "\n"
 
