@@ -14,6 +14,7 @@ stochastic rounding and its ``seed``, the MX ``preset``\\ s and given E8M0
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -64,9 +65,15 @@ def refuse_two_level_arguments(fmt: ElementFormat, per_row: object, tensor_scale
         raise ValueError(f"tensor_scale: {fmt.name} has no tensor scale (only nvfp4 has)")
 
 
-def _given_tensor_scale(given: Any, shape: tuple[int, ...], axis: int, per_row: bool
-                        ) -> np.ndarray:  # fmt: skip
-    """``tensor_scale=`` as float32 of its expected shape, finite and positive."""
+def check_given_tensor_scale(given: Any, shape: tuple[int, ...], axis: int, per_row: bool
+                             ) -> np.ndarray:  # fmt: skip
+    """``tensor_scale=`` as float32 of its expected shape, finite and positive.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``tensor_scale``.
+    """
     want = row_scale_shape(shape, axis) if per_row else ()
     try:
         t = np.asarray(given, dtype=np.float64)
@@ -85,7 +92,8 @@ def _given_tensor_scale(given: Any, shape: tuple[int, ...], axis: int, per_row: 
 def _rows(work: np.ndarray, axis: int) -> np.ndarray:
     """``work`` as C-contiguous rows blocked along their last axis."""
     moved = np.moveaxis(work, axis, -1)
-    return np.ascontiguousarray(moved.reshape(-1, work.shape[axis]))
+    # the row count spelled out: -1 is ambiguous for an empty blocked axis
+    return np.ascontiguousarray(moved.reshape(math.prod(moved.shape[:-1]), work.shape[axis]))
 
 
 def _unrows(rows: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
@@ -117,7 +125,7 @@ def quantize_two_level(work: np.ndarray, fmt: ElementFormat, axis: int, block_si
     rows = _rows(work, axis)
     nrows = rows.shape[0]
     if given is not None:
-        t32 = _given_tensor_scale(given, shape, axis, per_row)
+        t32 = check_given_tensor_scale(given, shape, axis, per_row)
     elif per_row:
         amax = row_amax(rows) if rows.size else np.zeros(nrows)
         t32 = np.array([kernel_tensor_scale(a) for a in amax], np.float32)

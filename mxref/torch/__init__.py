@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mxref.arguments import check_axis, check_block_size, check_scales_type
+from mxref.arguments import check_axis, check_scales_type
 from mxref.array import MXArray
-from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format
+from mxref.formats import ElementFormat, get_format
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.presets import Preset
+from mxref.torch import nvfp4
 from mxref.torch.codec import encode, quantize_dequantize
 
 __all__ = ["encode", "quantize", "quantize_dequantize"]
@@ -38,13 +39,15 @@ def quantize(
     fmt: str | ElementFormat,
     *,
     axis: int = -1,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     scale_rule: str | ScaleRule | None = None,
     rounding: str | Rounding | None = None,
     overflow: str | Overflow | None = None,
     seed: int | None = None,
     preset: str | Preset | None = None,
     scales: np.ndarray | None = None,
+    per_row: bool = False,
+    tensor_scale: Any = None,
 ) -> MXArray:
     """:func:`mxref.quantize` computed by the torch codec (:func:`encode`) on the CPU.
 
@@ -54,25 +57,39 @@ def quantize(
         float16, bfloat16 (a torch tensor, or an ml_dtypes array), float32 or
         float64 values, at least 1-d.
     fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset, scales
+    per_row, tensor_scale
         As for :func:`mxref.quantize` (``scales`` a uint8 numpy array).
+        ``"nvfp4"`` is computed by :func:`mxref.torch.nvfp4.encode`.
 
     Returns
     -------
     MXArray
-        Its codes and scales equal ``mxref.quantize(x, ...)``'s byte for byte.
+        Its codes and scales (and NVFP4's tensor scale) equal
+        ``mxref.quantize(x, ...)``'s byte for byte.
 
     Spec: OCP MX v1.0 sections 5.4.1 and 6.3.
     """
+    found = get_format(fmt, two_level=True)
     t = _as_tensor(x)
-    given = None
-    if scales is not None:
-        given = torch.from_numpy(np.array(check_scales_type(scales))).to(t.device)
-    codes, bytes_ = encode(
-        t, fmt, axis=axis, block_size=block_size, scale_rule=scale_rule, rounding=rounding,
-        overflow=overflow, seed=seed, preset=preset, scales=given,
-    )  # fmt: skip
-    return MXArray(codes.cpu().numpy(), bytes_.cpu().numpy(), get_format(fmt),
-                   check_axis(axis, t.dim()), check_block_size(block_size))  # fmt: skip
+    if found.two_level:
+        codes, bytes_, g32 = nvfp4.encode(
+            t, found, axis=axis, block_size=block_size, scale_rule=scale_rule, rounding=rounding,
+            overflow=overflow, seed=seed, preset=preset, scales=scales, per_row=per_row,
+            tensor_scale=tensor_scale)  # fmt: skip
+        tensor_scale = g32.cpu().numpy()
+    else:
+        given = None
+        if scales is not None:
+            given = torch.from_numpy(np.array(check_scales_type(scales))).to(t.device)
+        codes, bytes_ = encode(
+            t, found, axis=axis, block_size=block_size, scale_rule=scale_rule, rounding=rounding,
+            overflow=overflow, seed=seed, preset=preset, scales=given, per_row=per_row,
+            tensor_scale=tensor_scale,
+        )  # fmt: skip
+    # encode checked both: the MXArray takes them as they are
+    return MXArray(codes.cpu().numpy(), bytes_.cpu().numpy(), found, check_axis(axis, t.dim()),
+                   found.block_size if block_size is None else block_size,
+                   tensor_scale=tensor_scale)  # fmt: skip
 
 
 def _as_tensor(x: Any) -> torch.Tensor:

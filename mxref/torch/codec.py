@@ -3,8 +3,9 @@
 :func:`quantize_dequantize` and :func:`encode` take mxref's arguments and give
 mxref's bits (:func:`mxref.quantize_dequantize`, :func:`mxref.quantize`) for
 every format, scale rule, rounding, overflow policy and preset, on any device
-torch runs on.  The arithmetic mirrors mxref's numba kernels
-(:mod:`mxref.kernels`) operation by operation, in torch tensor operations:
+torch runs on (``"nvfp4"`` is routed to :mod:`mxref.torch.nvfp4`).  The arithmetic
+mirrors mxref's numba kernels (:mod:`mxref.kernels`) operation by operation, in
+torch tensor operations:
 
 - the block's amax and the shared exponent are read from float bit fields
   (a subnormal amax is normalised through the exponent of its fraction as a
@@ -62,16 +63,16 @@ from mxref.arguments import (
     resolve_policies,
 )
 from mxref.array import scales_shape
-from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format
+from mxref.formats import ElementFormat, get_format
 from mxref.kernels import element as el
 from mxref.kernels.params import element_params, scale_params
+from mxref.nvfp4_codec import refuse_two_level_arguments
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.presets import Preset
+from mxref.torch import nvfp4
+from mxref.torch.inputs import check_tensor
 
 __all__ = ["encode", "quantize_dequantize"]
-
-_INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_DTYPE_NAMES = "float16, bfloat16, float32 or float64"
 
 #: elements per chunk on the CPU: the chunk's input, result and scratch stay in
 #: cache between passes; stochastic rounding's int64 temporaries want smaller chunks
@@ -193,16 +194,6 @@ def _log2_fp32_thresholds() -> tuple[float, ...]:
 # --- argument checking (mxref.codec's rules and messages) --------------------------------
 
 
-def _check_tensor(x: object) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
-    if x.dtype not in _INPUT_DTYPES:
-        raise TypeError(f"x must be a {_DTYPE_NAMES} tensor; got torch dtype {x.dtype}")
-    if x.dim() == 0:
-        raise ValueError("x must have at least one dimension; got a scalar")
-    return x
-
-
 class _Call(NamedTuple):
     """A validated call: the plan, the blocked axis, the block size, the seed and given scales."""
 
@@ -249,14 +240,22 @@ def _prepare(
     check_scales_alone(scale_rule, scales)
     chosen, rule, rnd, ovf = resolve_policies(preset, scale_rule, rounding, overflow)
     key = _signed(check_seed(seed, rnd), 64)  # SplitMix64 adds it modulo 2**64, in int64
-    bs = check_block_size(block_size)
-    t = _check_tensor(x)
+    bs = check_block_size(fmt.block_size if block_size is None else block_size)
+    t = check_tensor(x)
     ax = check_axis(axis, t.dim())
     given = None if scales is None else _check_scales(scales, t, ax, bs)
     host = torch.float64 if t.dtype == torch.float64 else torch.float32
     plan = _plan(fmt, rule, rnd, ovf, host, chosen.keep_negative_zero,
                  chosen.divisor_min_exponent)  # fmt: skip
     return t, _Call(plan, ax, bs, key, given)
+
+
+def _two_level(fmt: str | ElementFormat, per_row: object, tensor_scale: object) -> bool:
+    """Whether ``fmt`` is NVFP4 (:mod:`mxref.torch.nvfp4`); an MX format refuses its arguments."""
+    found = get_format(fmt, two_level=True)
+    if not found.two_level:
+        refuse_two_level_arguments(found, per_row, tensor_scale)
+    return found.two_level
 
 
 # --- per-block scale -------------------------------------------------------------------
@@ -656,15 +655,17 @@ def quantize_dequantize(
     fmt: str | ElementFormat,
     *,
     axis: int = -1,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     scale_rule: str | ScaleRule | None = None,
     rounding: str | Rounding | None = None,
     overflow: str | Overflow | None = None,
     seed: int | None = None,
     preset: str | Preset | None = None,
     scales: torch.Tensor | None = None,
+    per_row: bool = False,
+    tensor_scale: Any = None,
 ) -> torch.Tensor:
-    """Fake-quantize ``x``: encode to MX and decode again, bit for bit as mxref does.
+    """Fake-quantize ``x``: encode to MX or NVFP4 and decode again, bit for bit as mxref does.
 
     Parameters
     ----------
@@ -674,11 +675,12 @@ def quantize_dequantize(
         float64 is computed in float64, never through float32.
     fmt : str or ElementFormat
         ``"mxfp4"``, ``"mxfp6_e2m3"``, ``"mxfp6_e3m2"``, ``"mxfp8_e4m3"``,
-        ``"mxfp8_e5m2"`` or ``"mxint8"``.
+        ``"mxfp8_e5m2"`` or ``"mxint8"``; or ``"nvfp4"``, computed by
+        :func:`mxref.torch.nvfp4.quantize_dequantize` (its arguments there).
     axis : int
         The axis cut into blocks.
-    block_size : int
-        Elements per block; a shorter last block is quantized as it is.
+    block_size : int, optional
+        Elements per block (default 32); a shorter last block is quantized as it is.
     scale_rule, rounding, overflow : str or enum, optional
         As for :func:`mxref.quantize`; defaults from ``preset`` (``"ocp"``:
         floor, rne, saturate).
@@ -693,6 +695,8 @@ def quantize_dequantize(
         a finite ``x``, no explicit ``scale_rule`` (a preset is accepted).
         Where a given scale makes ``|x| / X`` exceed max normal the gradient
         is zero, as for any saturated element.
+    per_row, tensor_scale
+        NVFP4's own (:mod:`mxref.torch.nvfp4`); refused by name for MX formats.
 
     Returns
     -------
@@ -710,6 +714,11 @@ def quantize_dequantize(
 
     Spec: OCP MX v1.0 sections 5.1, 5.4.1 and 6.3.
     """
+    if _two_level(fmt, per_row, tensor_scale):
+        return nvfp4.quantize_dequantize(
+            x, fmt, axis=axis, block_size=block_size, scale_rule=scale_rule, rounding=rounding,
+            overflow=overflow, seed=seed, preset=preset, scales=scales, per_row=per_row,
+            tensor_scale=tensor_scale)  # fmt: skip
     t, call = _prepare(x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset,
                        scales)  # fmt: skip
     return _FakeQuantize.apply(t, call)
@@ -721,19 +730,25 @@ def encode(
     fmt: str | ElementFormat,
     *,
     axis: int = -1,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     scale_rule: str | ScaleRule | None = None,
     rounding: str | Rounding | None = None,
     overflow: str | Overflow | None = None,
     seed: int | None = None,
     preset: str | Preset | None = None,
     scales: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    per_row: bool = False,
+    tensor_scale: Any = None,
+) -> tuple[torch.Tensor, ...]:
     """Encode ``x`` into MX element codes and E8M0 scale bytes on ``x``'s device.
+
+    ``"nvfp4"`` returns three tensors instead: its codes, E4M3 scale bytes and
+    float32 tensor scale (:func:`mxref.torch.nvfp4.encode`).
 
     Parameters
     ----------
     x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset, scales
+    per_row, tensor_scale
         As for :func:`quantize_dequantize`.
 
     Returns
@@ -754,6 +769,11 @@ def encode(
 
     Spec: OCP MX v1.0 sections 5.4.1 and 6.3.
     """
+    if _two_level(fmt, per_row, tensor_scale):
+        return nvfp4.encode(
+            x, fmt, axis=axis, block_size=block_size, scale_rule=scale_rule, rounding=rounding,
+            overflow=overflow, seed=seed, preset=preset, scales=scales, per_row=per_row,
+            tensor_scale=tensor_scale)  # fmt: skip
     t, call = _prepare(x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset,
                        scales)  # fmt: skip
     p = call.plan
