@@ -162,7 +162,8 @@ def _run_two_level(x: Any, fmt: ElementFormat, axis: int, block_size: int | None
     work = np.ascontiguousarray(arr, dtype=host)
     # float16 and bfloat16 results come from float64 ones: rounded once, since no float64
     # quotient code * s_b / G lands on their midpoints unless the exact one does
-    decoded = host if arr.dtype in (np.float32, np.float64) else np.float64
+    decoded = host if arr.dtype in (np.float32, np.float64) and not _is_torch_bfloat16(x) \
+        else np.float64  # fmt: skip
     into = values if values is not None and values.dtype == decoded else None
     out_values, codes, scales, t32 = quantize_two_level(
         work, fmt, ax, bs, rnd, bool(per_row), tensor_scale,
@@ -383,10 +384,33 @@ def quantize_dequantize(
     if is_torch_tensor(x):
         import torch
 
-        # a bfloat16 tensor arrived widened to float32; torch's cast back rounds
-        # the exact float32 value once (RNE)
+        if _is_torch_bfloat16(x) and run.fmt.two_level:
+            # NVFP4 values are float64 here; torch rounds float64 to bfloat16 through
+            # float32, twice, so the float32 step rounds to odd, which leaves torch's
+            # rounding the only one
+            return torch.from_numpy(_float32_to_odd(values)).to(dtype=x.dtype, device=x.device)
+        # an MX bfloat16 tensor arrived widened to float32, exactly; torch's cast back
+        # rounds the exact float32 value once (RNE)
         return torch.from_numpy(result).to(dtype=x.dtype, device=x.device)
     return result
+
+
+def _is_torch_bfloat16(x: Any) -> bool:
+    return is_torch_tensor(x) and str(x.dtype) == "torch.bfloat16"
+
+
+def _float32_to_odd(values: np.ndarray) -> np.ndarray:
+    """float64 ``values`` rounded to float32 to odd: an inexact result moves to its odd
+    neighbour on the exact value's side, so that one more rounding to a type with at
+    least two bits fewer (bfloat16, float16) rounds the float64 value once."""
+    with np.errstate(over="ignore"):  # beyond float32: Inf, then its odd neighbour, float32 max
+        narrow = values.astype(np.float32)
+    back = narrow.astype(np.float64)
+    bits = narrow.view(np.uint32)
+    even_inexact = (back != values) & (bits % 2 == 0) & ~np.isnan(values)
+    up = np.abs(back) < np.abs(values)  # sign-magnitude: bits + 1 is one step away from 0
+    moved = np.where(up, bits + np.uint32(1), bits - np.uint32(1))
+    return np.where(even_inexact, moved, bits).astype(np.uint32).view(np.float32)
 
 
 def _check_out(out: object, x: object) -> np.ndarray:
