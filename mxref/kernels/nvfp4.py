@@ -310,23 +310,27 @@ def fake_quantize_rows(x2, values2, bytes2, g, block_size, rounding):
 
 @njit(cache=True, parallel=True)
 def dequantize_rows(codes2, bytes2, g, block_size, out2):
-    """``RN(code * s_b / G)`` into ``out2`` (float32 or float64), NaN for a 0x7F block."""
+    """``RN(code * s_b / G)`` into ``out2`` (float32 or float64), NaN for a 0x7F block.
+
+    float32 through ``code * s_b * (1 / G)`` in float64, as :func:`_float32_elements`
+    decodes (rounded once: no such quotient is a float32 midpoint or near one);
+    float64 by one division.
+    """
     rows, n = codes2.shape
     nblk = bytes2.shape[1]
     for k in prange(rows * nblk):
         r = k // nblk
         b = k - r * nblk
         byte = bytes2[r, b]
-        s = E4M3_GRID[byte] if byte < SCALE_NAN_BYTE else np.nan
+        gr = g[r]
+        inverse = 1.0 / gr
+        s = E4M3_GRID[byte] if byte < SCALE_NAN_BYTE else 0.0
         for i in range(b * block_size, min(n, (b + 1) * block_size)):
             code = codes2[r, i]
             negative = code >= 8
-            m = code & 7
             if byte >= SCALE_NAN_BYTE:
                 out2[r, i] = math.copysign(np.nan, -1.0 if negative else 1.0)
                 continue
-            elif out2.itemsize == 4:
-                mag = float32_quotient(E2M1_GRID[m] * s, g[r]) if m > 0 and s > 0 else 0.0
-            else:
-                mag = E2M1_GRID[m] * s / g[r]
+            a = E2M1_GRID[code & 7] * s  # exact
+            mag = a * inverse if out2.itemsize == 4 else a / gr
             out2[r, i] = -mag if negative else mag
