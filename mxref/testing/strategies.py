@@ -42,6 +42,13 @@ signature against the exact oracle::
 The strategies need ``hypothesis`` (mxref's ``dev`` extra); mxref itself
 does not.
 
+Deadlines: the first call of each mxref kernel in a process compiles it
+(about a second of numba JIT, less once numba's on-disk cache is warm), which
+hypothesis's default 200 ms per-example deadline reports as a flaky test.
+Either load the ``"mxref"`` profile this module registers (no deadline:
+``settings.load_profile("mxref")``, or ``pytest --hypothesis-profile=mxref``),
+or call :func:`warm_up` once before the tests (a session fixture).
+
 Spec: OCP MX v1.0 sections 5.3 (element grids), 5.4.1 (E8M0) and 6.3
 (scale and element conversion).
 """
@@ -52,6 +59,7 @@ from fractions import Fraction
 from typing import Any, NamedTuple
 
 import numpy as np
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -61,6 +69,7 @@ from mxref.ref.element import decode_element, pow2
 
 __all__ = [
     "AMAX_KINDS",
+    "PROFILE",
     "ForcedAmaxBlock",
     "TieBlock",
     "element_value",
@@ -75,7 +84,31 @@ __all__ = [
     "mx_input",
     "special_blocks",
     "tie_blocks",
+    "warm_up",
 ]
+
+#: The hypothesis profile for tests that call mxref: no per-example deadline (a
+#: kernel's first call compiles it).
+PROFILE = "mxref"
+settings.register_profile(PROFILE, deadline=None)
+
+
+def warm_up(formats: list[str] | None = None) -> None:
+    """Compile mxref's codec kernels now: one small call of each codec function per
+    format (default: every registered one) and input dtype, so that no test's first
+    example pays for the compilation.
+
+    >>> warm_up(["mxfp4"])
+    """
+    import mxref
+
+    for name in formats if formats is not None else list(mxref.FORMATS):
+        for dtype in (np.float32, np.float64):
+            x = np.linspace(-3, 3, 64, dtype=dtype).reshape(2, 32)
+            encoded = mxref.quantize(x, name)
+            mxref.dequantize(encoded)
+            mxref.quantize_dequantize(x, name)
+            mxref.quantize_dequantize(x, name, out=np.empty_like(x))
 
 #: Every float32 bit pattern (NaNs and infinities included).
 F32_BITS = st.integers(0, 2**32 - 1)
@@ -543,7 +576,7 @@ def mx_input(
 
     Each row has a :func:`forced_amax` and :func:`element_value` lanes (so with
     ``n`` up to ``max_len`` a row spans one to three blocks of 32); one array in
-    two holds a NaN or +-Inf somewhere.
+    two holds a NaN of either sign or +-Inf somewhere.
 
     >>> from hypothesis import given
     >>> @given(mx_input("mxfp4"))
@@ -558,8 +591,10 @@ def mx_input(
         amax = draw(forced_amax(f))
         for j in range(n):
             out[r, j] = draw(element_value(f, amax))
-    special = draw(st.sampled_from([None, None, None, "nan", "inf", "-inf"]))
+    # both NaN signs: a backend that loses or inverts a NaN's sign must meet one
+    special = draw(st.sampled_from([None, None, None, None, "nan", "-nan", "inf", "-inf"]))
     if special is not None:
         r, j = draw(st.integers(0, rows - 1)), draw(st.integers(0, n - 1))
-        out[r, j] = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf}[special]
+        out[r, j] = {"nan": np.nan, "-nan": np.copysign(np.nan, -1.0), "inf": np.inf,
+                     "-inf": -np.inf}[special]  # fmt: skip
     return out

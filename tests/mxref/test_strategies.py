@@ -205,6 +205,23 @@ def test_mx_input_blocks_are_hard(data):
     assert x.shape[1] <= 70
 
 
+def test_mx_input_draws_nans_of_both_signs():
+    # a NaN-sign bug must meet a negative NaN within a test's examples
+    from hypothesis import Phase, find
+
+    for sign in (True, False):
+        found = find(mxst.mx_input("mxfp4", max_rows=1, max_len=8),
+                     lambda x, sign=sign: bool((np.isnan(x) & (np.signbit(x) == sign)).any()),
+                     settings=settings(max_examples=300, database=None,
+                                       phases=[Phase.generate]))  # fmt: skip
+        assert np.isnan(found).any()
+
+
+def test_the_mxref_profile_has_no_deadline_and_warm_up_runs_every_codec_function():
+    assert settings.get_profile(mxst.PROFILE).deadline is None
+    mxst.warm_up(["mxfp4", "nvfp4"])  # MX and two-level formats alike
+
+
 def test_every_public_strategy_is_exported():
     for name in mxst.__all__:
         assert hasattr(mxst, name)
