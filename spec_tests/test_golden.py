@@ -443,6 +443,24 @@ def test_cli_verify_failure_is_exit_one(small_golden, capsys):
     assert "decode_mxfp4.hex: modified" in capsys.readouterr().out
 
 
+def shifted_scales(x, fmt, **kw):
+    """A quantize whose every scale byte is one too high: it fails every encode file."""
+    mx = mxref.quantize(x, fmt, **kw)
+    scales = np.where(mx.scales < 0xFE, mx.scales + 1, mx.scales).astype(np.uint8)
+    return mx.codes, scales
+
+
+def test_cli_verify_lists_the_rest_of_the_failures_in_cli_words(tmp_path, capsys):
+    backend = "spec_tests.test_golden:shifted_scales"
+    assert main(["golden", "verify", "--backend", backend]) == 1
+    out = capsys.readouterr().out
+    assert "more failing files (rerun with --json REPORT.json to list all of them)" in out
+    assert "to_dict" not in out
+    report = tmp_path / "report.json"
+    assert main(["golden", "verify", "--backend", backend, "--json", str(report)]) == 1
+    assert f"more failing files (all of them are in {report})" in capsys.readouterr().out
+
+
 def test_cli_bad_input_is_exit_two_with_one_line(tmp_path, capsys):
     assert main(["golden", "verify", "--dir", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err

@@ -117,7 +117,9 @@ def run_verify(args: argparse.Namespace) -> int:
         report = verify(directory, quantize=ops["quantize"], pack=ops["pack"],
                         matmul=ops["matmul"], dequantize=ops["dequantize"],
                         backend_name="mxref")  # fmt: skip
-    print(report.summary())
+    more = f"all of them are in {args.json}" if args.json else \
+        "rerun with --json REPORT.json to list all of them"  # fmt: skip
+    print(report.summary(more))
     if args.json is not None:
         Path(args.json).write_text(report.to_json(), encoding="utf-8")
     return 0 if report.ok else 1

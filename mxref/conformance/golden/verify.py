@@ -233,8 +233,15 @@ class VerifyReport:
         """:meth:`to_dict` as indented JSON."""
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
-    def summary(self) -> str:
-        """A text summary: integrity, per-area counts, failing files and their first case."""
+    def summary(self, more: str = "all of them are in to_dict()") -> str:
+        """A text summary: integrity, per-area counts, failing files and their first case.
+
+        Parameters
+        ----------
+        more : str
+            Where the failing files beyond the first :data:`MAX_LISTED` are
+            listed (the command line points to its ``--json`` report).
+        """
         lines = [
             f"golden verify: {self.directory} ({self.generator or 'no generator'}, "
             f"seed {self.seed}){' against ' + self.backend if self.backend else ''}"
@@ -265,7 +272,7 @@ class VerifyReport:
                 if f.first_failure is not None:
                     lines.append("  first: " + f.first_failure.text().replace("\n", "\n  "))
         if shown > MAX_LISTED:
-            lines.append(f"... and {shown - MAX_LISTED} more failing files (see to_dict())")
+            lines.append(f"... and {shown - MAX_LISTED} more failing files ({more})")
         groups: dict[str, list[FileResult]] = {}
         for f in self.files:
             if f.not_provided:
