@@ -142,6 +142,7 @@ def _run_matmul_backend(
                 tally.add(
                     check,
                     functools.partial(_gemm_failure, check, where, a, b, want, got, bad, error),
+                    error=error is not None,
                 )
 
 

@@ -30,6 +30,10 @@ class CheckResult:
     first_failure : CaseFailure or None
     deviation : str or None
         The declared reason, when the deviations file names this check.
+    errors : int
+        Failed cases in which the backend raised, crashed, timed out or gave
+        malformed output.  Such a check fails even when it is declared: an
+        exception is never a deviation.
     """
 
     id: str
@@ -40,13 +44,15 @@ class CheckResult:
     failed: int
     first_failure: CaseFailure | None
     deviation: str | None = None
+    errors: int = 0
 
     @property
     def status(self) -> str:
-        """``"pass"``, ``"fail"`` or ``"deviation"`` (failing, but declared)."""
+        """``"pass"``, ``"fail"`` or ``"deviation"`` (failing, but declared, and no case
+        an error of the backend)."""
         if not self.failed:
             return "pass"
-        return "deviation" if self.deviation is not None else "fail"
+        return "deviation" if self.deviation is not None and not self.errors else "fail"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,14 +215,23 @@ class _Tally:
     def __init__(self) -> None:
         self.cases: dict[str, int] = {}
         self.failed: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
         self.first: dict[str, CaseFailure] = {}
+        self.first_error: dict[str, CaseFailure] = {}
 
-    def add(self, check: str, failure: Callable[[], CaseFailure] | None) -> None:
+    def add(self, check: str, failure: Callable[[], CaseFailure] | None,
+            error: bool = False) -> None:  # fmt: skip
+        """Count a case of ``check``: passed (``failure`` None) or failed, and whether it
+        failed because the backend raised or gave no usable output (``error``)."""
         self.cases[check] = self.cases.get(check, 0) + 1
         if failure is not None:
             self.failed[check] = self.failed.get(check, 0) + 1
             if check not in self.first:
                 self.first[check] = failure()
+            if error:
+                self.errors[check] = self.errors.get(check, 0) + 1
+                if check not in self.first_error:
+                    self.first_error[check] = failure()
 
 
 def _lanes(bad: np.ndarray) -> str:
@@ -302,6 +317,10 @@ def format_report(report: ConformReport) -> str:
         lines.append(
             f"{head} {c.id}: {c.failed} of {c.cases} cases differ ({c.title}; spec {c.spec})"
         )
+        if c.errors:
+            lines.append(f"  the backend raised or gave no usable output in {c.errors} of them"
+                         + ("; an error is never a deviation, though this check is declared"
+                            if c.deviation is not None else ""))  # fmt: skip
         if c.deviation is not None:
             lines.append(f"  declared: {c.deviation}")
         if c.first_failure is not None:

@@ -52,6 +52,8 @@ Known deviations (``--deviations FILE``)
     check whose id is declared is reported as a *deviation*, with its reason
     and its first failing case, not as a failure and not silently skipped; a
     declared id that does not fail is reported as *declared but not observed*.
+    A check in which the backend raised or gave no usable output fails even
+    when declared: an exception is never a deviation.
 
 ``--command`` exchange protocol (:data:`PROTOCOL`)
     For each format and policy the command is run once, as an argument list
@@ -154,6 +156,7 @@ def _run_batch(backend: Backend, batch: _Batch, tally: _Tally) -> bool:
                     error,
                     differs,
                 ),
+                error=out is None,
             )
     if out is not None and out.packed is not None:
         _check_packed_output(batch, out, tally)
@@ -239,7 +242,7 @@ def _compare_packed(
                 error=error,
             )
 
-        tally.add(check, failure)
+        tally.add(check, failure, error=error is not None)
 
 
 def _check_packed_output(batch: _Batch, out: BackendOutput, tally: _Tally) -> None:
@@ -499,8 +502,10 @@ def run_conformance(
                 spec=info.spec,
                 cases=tally.cases[info.id],
                 failed=failed,
-                first_failure=tally.first.get(info.id),
+                # a check that errored shows its first error: the root cause to fix first
+                first_failure=tally.first_error.get(info.id, tally.first.get(info.id)),
                 deviation=_declared(info.id, declared),
+                errors=tally.errors.get(info.id, 0),
             )
         )
     unobserved = []

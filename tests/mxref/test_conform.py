@@ -371,6 +371,27 @@ def test_declared_deviation_is_reported_not_failed_and_unobserved_ones_listed():
     assert special.first_failure
 
 
+def raises_for_mxfp4(x, fmt, **kw):
+    """A backend that does not implement mxfp4 at all."""
+    if mxref.get_format(fmt).name == "mxfp4":
+        raise NotImplementedError("mxfp4 is not implemented")
+    return mxref.quantize(x, fmt, **kw)
+
+
+def test_a_declared_deviation_never_absorbs_an_exception():
+    report = run(raises_for_mxfp4, deviations={"special.nan_block_codes": "our NaN blocks"},
+                 formats="mxfp4")  # fmt: skip
+    assert not report.passed
+    check = next(c for c in report.checks if c.id == "special.nan_block_codes")
+    assert check.status == "fail"
+    assert check.errors == check.failed > 0
+    assert "NotImplementedError" in (check.first_failure.error or "")
+    assert not report.deviations
+    text = format_report(report)
+    assert "FAIL special.nan_block_codes" in text
+    assert "an error is never a deviation, though this check is declared" in text
+
+
 def test_deviation_patterns_and_other_failures():
     report = run(nan_block_finite_scale, deviations={"special.nan_*": "r"}, formats="mxfp4")
     assert report.passed
