@@ -11,6 +11,9 @@ mean, and what kind of difference it is:
 - ``magnitude``: a different value, with how many codes apart (FP formats'
   magnitude codes are ordered; MXINT8's values are);
 - ``NaN code``: two different NaN encodings (E4M3's 0x7F and 0xFF);
+- ``same value, scale differs``: two codes that mean the same number under
+  their blocks' different scales (``0xE9`` under 2^-10 and ``0xE1`` under
+  2^-9 are both -0.0703125): the scale is the difference, not this element;
 - for scale bytes, ``scale``: two different powers of two (or NaN, 0xFF).
 
 Spec: OCP MX v1.0 sections 5.1 (a block is one scale X and k elements P_i),
@@ -63,7 +66,8 @@ class CodeMismatch:
     reference_value, actual_value : str
         What each code is, times its own block's scale: exactly.
     kind : str
-        ``"sign flip"``, ``"magnitude"`` or ``"NaN code"``.
+        ``"sign flip"``, ``"magnitude"``, ``"NaN code"`` or ``"same value, scale
+        differs"``.
     codes_apart : int or None
         For ``"magnitude"``: how many representable magnitudes lie between
         the two element values (1 = neighbours), ignoring the scale.
@@ -200,7 +204,9 @@ def compare_mx(reference: MXArray, actual: MXArray, *, show: int = DEFAULT_SHOW)
     # classify every differing code at once, from per-code tables: a dump may
     # differ in millions of elements; only the first ``show`` are described
     table = _CodeTable.of(fmt)
-    kind_ids, apart = table.classify(reference.codes[code_bad], actual.codes[code_bad])
+    kind_ids, apart = table.classify(reference.codes[code_bad], actual.codes[code_bad],
+                                     _element_scales(reference, code_bad),
+                                     _element_scales(actual, code_bad))  # fmt: skip
     counts = np.bincount(kind_ids, minlength=len(KINDS))
     kinds = {KINDS[k]: int(n) for k, n in enumerate(counts) if n}
     first_codes = []
@@ -233,7 +239,7 @@ def _scale_text(byte: int) -> str:
 
 
 #: The kinds of code difference, in the order :meth:`_CodeTable.classify` numbers them.
-KINDS = ("magnitude", "sign flip", "NaN code")
+KINDS = ("magnitude", "sign flip", "NaN code", "same value, scale differs")
 
 
 @dataclass(frozen=True)
@@ -244,6 +250,7 @@ class _CodeTable:
     signed_rank: np.ndarray
     finite: np.ndarray
     nan: np.ndarray
+    value: np.ndarray  # float64, exact (NaN for non-finite codes)
 
     @staticmethod
     def of(fmt: ElementFormat) -> _CodeTable:
@@ -253,20 +260,44 @@ class _CodeTable:
         ranks = {m: r for r, m in enumerate(magnitudes)}
         sign = np.array([s for s, _ in decoded], np.int64)
         rank = np.array([ranks[m] if isinstance(m, Fraction) else 0 for _, m in decoded])
+        # element values are short (at most 57344 x 2^-9): exact in float64
+        value = np.array([(-1.0 if sg else 1.0) * float(m) if isinstance(m, Fraction)
+                          else np.nan for sg, m in decoded])  # fmt: skip
         return _CodeTable(sign, np.where(sign == 1, -rank, rank), np.array(finite),
-                          np.array([m != m for _, m in decoded]))  # fmt: skip
+                          np.array([m != m for _, m in decoded]), value)  # fmt: skip
 
-    def classify(self, ref: np.ndarray, act: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Kind index (into :data:`KINDS`) and codes apart (-1: none) of differing code pairs."""
+    def classify(self, ref: np.ndarray, act: np.ndarray, ref_scale: np.ndarray,
+                 act_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Kind index (into :data:`KINDS`) and codes apart (-1: none) of differing code pairs,
+        given each element's E8M0 scale byte on either side."""
         ref, act = ref.astype(np.int64), act.astype(np.int64)
         both_finite = self.finite[ref] & self.finite[act]
         same_magnitude = np.abs(self.signed_rank[ref]) == np.abs(self.signed_rank[act])
         flip = both_finite & same_magnitude & (self.sign[ref] != self.sign[act])
         nan_pair = self.nan[ref] & self.nan[act]
-        kind = np.where(nan_pair, 2, np.where(flip, 1, 0))
-        apart = np.where(both_finite & ~flip,
+        # the same number under the two blocks' scales (powers of two: exact products)
+        with np.errstate(invalid="ignore"):
+            ref_value = self.value[ref] * _scale_values(ref_scale)
+            act_value = self.value[act] * _scale_values(act_scale)
+        same_value = both_finite & (self.sign[ref] == self.sign[act]) & (ref_value == act_value)
+        kind = np.where(nan_pair, 2, np.where(flip, 1, np.where(same_value, 3, 0)))
+        apart = np.where(both_finite & ~flip & ~same_value,
                          np.abs(self.signed_rank[ref] - self.signed_rank[act]), -1)  # fmt: skip
         return kind, apart
+
+
+def _scale_values(scale_bytes: np.ndarray) -> np.ndarray:
+    """E8M0 bytes as float64 powers of two (NaN for 0xFF)."""
+    exponents = scale_bytes.astype(np.int64) - 127
+    return np.where(scale_bytes == 0xFF, np.nan, np.ldexp(1.0, exponents))
+
+
+def _element_scales(mx: MXArray, where: np.ndarray) -> np.ndarray:
+    """The scale byte of every element selected by the mask ``where``."""
+    axis, bs, n = mx.axis, mx.block_size, mx.shape[mx.axis]
+    per_element = np.repeat(mx.scales, bs, axis=axis)
+    per_element = np.take(per_element, np.arange(n), axis=axis)  # a short last block
+    return per_element[where]
 
 
 def _code_mismatch(

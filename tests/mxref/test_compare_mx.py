@@ -59,6 +59,25 @@ def test_magnitudes_count_the_codes_between_and_scales_are_powers_of_two(encoded
     assert report.blocks_identical == report.blocks - 2
 
 
+def test_the_same_value_under_another_scale_is_labelled_so():
+    # -72 x 2^-10 (0xE9) and -36 x 2^-9 (0xE1) are one number: the scale differs, not the
+    # element; elements that cannot follow the scale are still magnitude differences
+    x = np.zeros(32, np.float32)
+    x[0], x[1] = -72 * 2.0**-10, 448 * 2.0**-10
+    reference = mxref.quantize(x, "mxfp8_e4m3", scale_rule="floor")
+    scales = reference.scales.copy()
+    scales[0] += 1
+    actual = mxref.MXArray(reference.codes.copy(), scales, reference.fmt, 0, 32)
+    actual.codes[0] = 0xE1
+    actual.codes[1] = 0x76  # 224 x 2^-9: the same number again
+    actual.codes[2] = 0x01  # +0 became a subnormal: a real difference
+    report = compare_mx(reference, actual)
+    assert report.code_mismatches_by_kind == {"same value, scale differs": 2, "magnitude": 1}
+    first = report.first_codes[0]
+    assert (first.reference, first.actual, first.codes_apart) == (0xE9, 0xE1, None)
+    assert "0xE1 (-36 x 2^-9): same value, scale differs" in format_mx_report(report)
+
+
 def test_two_nan_encodings_are_reported_as_such():
     mx = mxref.quantize(np.ones(32, np.float32), "mxfp8_e4m3")
     positive, negative = with_codes(mx, {(0,): 0x7F}), with_codes(mx, {(0,): 0xFF})
