@@ -17,6 +17,7 @@ from mxref.conformance import (
 )
 from mxref.conformance.claims import Claims, load_claims
 from mxref.conformance.golden import shipped_golden_dir
+from mxref.conformance.junit import write_report_junit
 from mxref.io import InputError, check_new
 from mxref.presets import PRESETS
 from mxref.testing.backend import load_backend
@@ -36,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         epilog=examples(
             "mxref conform --backend mypkg.mx:quantize",
             "mxref conform --backend mypkg.mx:quantize --rounding all --level 2 --json r.json",
+            "mxref conform --backend mypkg.mx:quantize --junit conform.xml  # for CI",
             "mxref conform --command './sim --in {in} --out {out}' --deviations known.toml",
             "mxref conform --backend mypkg.mx:quantize --preset cublas",
             "mxref conform --backend mypkg.mx:quantize --rounding all --claims roundings=rne",
@@ -140,7 +142,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="limit per --command run (default: %(default)g)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
-    parser.add_argument("--force", action="store_true", help="replace an existing --json file")
+    parser.add_argument("--junit", metavar="PATH",
+                        help="also write the report as JUnit XML (one test case per check)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --json or --junit file")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -163,9 +168,10 @@ def run(args: argparse.Namespace) -> int:
         For bad input; :func:`mxref.cli.main` reports it as one line and
         exits with status 2.
     """
-    if args.json is not None:
+    outputs = [p for p in (args.json, args.junit) if p is not None]
+    if outputs:
         # before the run, which takes a while
-        check_new([args.json], force=args.force, option="--force")
+        check_new(outputs, force=args.force, option="--force")
     check_preset_alone(args)
     deviations = load_deviations(args.deviations) if args.deviations is not None else None
     claims = Claims.parse(args.claims) if args.claims is not None else None
@@ -205,4 +211,6 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(format_report(report))
     if args.json is not None:
         write_report_json(args.json, report, force=args.force)
+    if args.junit is not None:
+        write_report_junit(args.junit, report, force=args.force)
     return report.exit_status

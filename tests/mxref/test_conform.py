@@ -539,6 +539,51 @@ def cli(capsys, *args: object) -> tuple[int, str, str]:
     return rc, out, err
 
 
+def test_cli_junit_report(capsys, tmp_path, monkeypatch):
+    import xml.etree.ElementTree as ET
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "junit_mx.py").write_text(textwrap.dedent("""
+        import numpy as np
+        import mxref
+        def quantize(x, fmt, **kw):
+            if mxref.get_format(fmt).name == "mxint8":
+                raise NotImplementedError("no mxint8")
+            return mxref.quantize(x, fmt, **{**kw, "rounding": "away"})
+    """))  # fmt: skip
+    deviations = tmp_path / "known.json"
+    deviations.write_text('{"rounding.midpoints": "we round ties away"}')
+    junit = tmp_path / "conform.xml"
+    rc, out, err = cli(capsys, "--backend", "junit_mx:quantize", "--format", "mxfp4,mxint8",
+                       "--deviations", deviations, "--junit", junit)  # fmt: skip
+    assert rc == 1, err
+    root = ET.parse(junit).getroot()
+    assert root.tag == "testsuites"
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    assert int(root.get("tests")) == len(cases)
+    failed = [n for n, c in cases.items() if c.find("failure") is not None]
+    errored = [n for n, c in cases.items() if c.find("error") is not None]
+    assert errored  # mxint8 raised: errors, never failures or deviations
+    assert int(root.get("errors")) == len(errored)
+    assert int(root.get("failures")) == len(failed)
+    assert "NotImplementedError" in cases[errored[0]].find("error").text
+    skipped = [n for n, c in cases.items() if c.find("skipped") is not None]
+    assert "gemm" in skipped  # no --matmul backend
+    assert int(root.get("skipped")) == len(skipped)
+    declared = cases["rounding.midpoints"]  # mxfp4's fail as declared; mxint8's raised
+    assert declared.find("error") is not None
+    rc, out, err = cli(capsys, "--backend", "junit_mx:quantize", "--format", "mxfp4",
+                       "--deviations", deviations, "--junit", junit, "--force")  # fmt: skip
+    declared = next(c for c in ET.parse(junit).getroot().iter("testcase")
+                    if c.get("name") == "rounding.midpoints")  # fmt: skip
+    assert declared.find("failure") is None
+    assert "declared: we round ties away" in declared.find("system-out").text
+    # an existing file is kept unless --force
+    rc, _, err = cli(capsys, "--backend", "mxref:quantize", "--format", "mxfp4", "--junit", junit)
+    assert rc == 2
+    assert "--force" in err
+
+
 def test_cli_pass_fail_and_json(capsys, tmp_path, monkeypatch):
     rc, out, err = cli(capsys, "--backend", "mxref:quantize", "--format", "mxfp4")
     assert rc == 0, out + err
