@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from mxref.cli.help import ExamplesFormatter, examples
 from mxref.cli.mx_input import (
@@ -139,7 +140,12 @@ def run(args: argparse.Namespace) -> int:
 def _mx_inputs(args: argparse.Namespace) -> bool:
     """Whether both inputs are MX-encoded; one MX and one float input is an error."""
     raw = describes_raw_dump(args)
-    kinds = {name: raw or is_mx_file(getattr(args, name)) for name in ("reference", "actual")}
+    # the description applies to each input that needs one: a raw .bin without a sidecar
+    kinds = {name: is_mx_file(getattr(args, name)) or (raw and _raw_bin(getattr(args, name)))
+             for name in ("reference", "actual")}  # fmt: skip
+    if raw and not any(_raw_bin(getattr(args, n)) for n in ("reference", "actual")):
+        raise InputError("--format and --shape describe a raw .bin dump without a .json "
+                         "sidecar; neither input is one")  # fmt: skip
     if kinds["reference"] != kinds["actual"]:
         mx_side = "REFERENCE" if kinds["reference"] else "ACTUAL"
         raise InputError(f"{mx_side} is MX-encoded and the other is not; compare two MX files, "
@@ -158,10 +164,16 @@ def _mx_inputs(args: argparse.Namespace) -> bool:
     return True
 
 
+def _raw_bin(path: str) -> bool:
+    """Whether ``path`` is a .bin dump that carries no description of its own."""
+    return Path(path).suffix.lower() == ".bin" and not is_mx_file(path)
+
+
 def _run_mx(args: argparse.Namespace) -> int:
     raw = args.format is not None
-    reference = read_mx_input(args.reference, args, raw=raw)
-    actual = read_mx_input(args.actual, args, raw=raw)
+    # an .npz reference beside a raw device dump: only the dump is read by the description
+    reference = read_mx_input(args.reference, args, raw=raw and _raw_bin(args.reference))
+    actual = read_mx_input(args.actual, args, raw=raw and _raw_bin(args.actual))
     report = compare_mx(reference, actual, show=args.show)
     sys.stdout.write(format_mx_report(report))
     if args.json is not None:

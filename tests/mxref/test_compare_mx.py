@@ -141,3 +141,22 @@ def test_cli_refuses_mixed_inputs_and_options_that_do_not_apply(tmp_path, encode
     assert "--axis describes a raw MX dump; give --format and --shape too" in err
     assert main(["decode", "--format", "mxfp4", a, str(tmp_path / "o.npy")]) == 2
     assert "needs --shape too" in capsys.readouterr().err
+
+
+def test_an_npz_reference_compares_with_a_raw_device_dump(tmp_path, encoded, capsys):
+    mxref.save(tmp_path / "ref.npz", encoded)
+    write_dump(tmp_path, encoded, "device")
+    shape = ",".join(map(str, encoded.shape))
+    args = ["compare", str(tmp_path / "ref.npz"), str(tmp_path / "device.bin"),
+            "--format", encoded.fmt.name, "--shape", shape]  # fmt: skip
+    assert main(args) == 0
+    assert "IDENTICAL" in capsys.readouterr().out
+    data = np.fromfile(tmp_path / "device.bin", np.uint8)
+    data[0] ^= 0x01
+    data.tofile(tmp_path / "device.bin")
+    assert main(args) == 1
+    capsys.readouterr()
+    # a description that fits neither input is bad input
+    assert main(["compare", str(tmp_path / "ref.npz"), str(tmp_path / "ref.npz"),
+                 "--format", encoded.fmt.name, "--shape", shape]) == 2  # fmt: skip
+    assert "neither input is one" in capsys.readouterr().err
