@@ -14,6 +14,7 @@ import numpy as np
 
 from mxref.conformance.checks import AREAS, PROTOCOL
 from mxref.conformance.failures import CaseFailure
+from mxref.conformance.root_causes import group_by_cause
 from mxref.io import PathLike, write_new_text
 
 
@@ -174,6 +175,12 @@ class ConformReport:
             )
         return out
 
+    def root_causes(self) -> list[tuple[str, list[str]]]:
+        """The checks that fail or deviate, grouped by the root cause of their first
+        difference (:mod:`mxref.conformance.root_causes`), the largest group first."""
+        return group_by_cause([(c.id, c.first_failure) for c in self.checks
+                               if c.status != "pass" and c.first_failure is not None])  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready builtins.
 
@@ -181,7 +188,8 @@ class ConformReport:
         -------
         dict
             Every attribute, ``status`` per check, ``areas`` (see
-            :meth:`areas`), ``passed`` and ``exit_status``.
+            :meth:`areas`), ``root_causes`` (see :meth:`root_causes`),
+            ``passed`` and ``exit_status``.
         """
         return {
             "protocol": PROTOCOL,
@@ -197,6 +205,8 @@ class ConformReport:
             ],
             "not_run": self.not_run,
             "not_claimed": list(self.not_claimed),
+            "root_causes": [{"cause": cause, "checks": checks}
+                            for cause, checks in self.root_causes()],  # fmt: skip
             "passed": self.passed,
             "exit_status": self.exit_status,
         }
@@ -309,6 +319,7 @@ def format_report(report: ConformReport) -> str:
             f"{a.title:<20}{a.checks:>7}{a.passed:>6}{a.failed:>6}{a.deviations:>5}"
             f"{a.cases:>9}{a.failed_cases:>8}"
         )
+    lines += _causes(r)
     for c in r.checks:
         if c.status == "pass":
             continue
@@ -340,6 +351,19 @@ def format_report(report: ConformReport) -> str:
     else:
         lines.append(f"FAIL: {len(r.failures)} of {total} checks failed{tail}")
     return "\n".join(lines) + "\n"
+
+
+def _causes(report: ConformReport) -> list[str]:
+    """The failing and deviating checks grouped by the root cause of their first difference."""
+    causes = report.root_causes()
+    if not causes:
+        return []
+    lines = ["", "root causes (the first difference of each check that fails or deviates):"]
+    for cause, checks in causes:
+        shown = ", ".join(checks[:6]) + (f", and {len(checks) - 6} more" if len(checks) > 6 else "")
+        lines.append(f"  {cause}: {len(checks)} check{'s' if len(checks) != 1 else ''} "
+                     f"({shown})")  # fmt: skip
+    return lines
 
 
 def write_report_json(path: PathLike, report: ConformReport, *, force: bool = False) -> None:

@@ -378,6 +378,47 @@ def raises_for_mxfp4(x, fmt, **kw):
     return mxref.quantize(x, fmt, **kw)
 
 
+def scale_one_too_high(x, fmt, **kw):
+    """An accelerator model with one scale bug: every finite scale byte one too high."""
+    mx = mxref.quantize(x, fmt, **kw)
+    return mx.codes, np.where((mx.scales > 0) & (mx.scales < 0xFE), mx.scales + 1, mx.scales)
+
+
+@pytest.mark.parametrize(("backend", "cause"), [
+    (scale_one_too_high, "scale high by 1"),
+    (ties_away, "element rounding"),
+    (raises, "backend error"),
+    (nan_block_finite_scale, "NaN/Inf policy"),
+])  # fmt: skip
+def test_the_report_leads_with_the_root_causes(backend, cause):
+    from mxref.conformance.golden import shipped_golden_dir
+
+    report = run(backend, formats="mxfp4", golden=shipped_golden_dir())
+    causes = dict(report.root_causes())
+    biggest = report.root_causes()[0][0]
+    assert biggest.startswith(cause), causes
+    text = format_report(report)
+    assert text.index("root causes") < text.index("\nFAIL ")  # the summary comes first
+    assert report.to_dict()["root_causes"][0]["cause"] == biggest
+    if backend is scale_one_too_high:  # one bug, every check it touches, golden ones included
+        assert len(causes[biggest]) == len(report.failures)
+
+
+def test_a_sign_bug_is_named_a_sign_bug():
+    x = np.full((1, 32), -1.0, np.float32)
+    from mxref.conformance.failures import CaseFailure
+    from mxref.conformance.root_causes import root_cause
+
+    mx = mxref.quantize(x, "mxfp4")
+    want = [f"{int(c):02x}" for c in mx.codes[0]]
+    got = list(want)
+    got[3] = f"{int(want[3], 16) ^ 0x8:02x}"  # the sign bit of an mxfp4 code
+    failure = CaseFailure("special.signs", "mxfp4 floor/rne/saturate, block 0", {"x": []},
+                          {"scale": ["7f"], "codes": want}, {"scale": ["7f"], "codes": got},
+                          ["codes at lanes 3"])  # fmt: skip
+    assert root_cause(failure) == "sign"
+
+
 def test_a_declared_deviation_never_absorbs_an_exception():
     report = run(raises_for_mxfp4, deviations={"special.nan_block_codes": "our NaN blocks"},
                  formats="mxfp4")  # fmt: skip
