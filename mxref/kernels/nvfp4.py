@@ -28,21 +28,36 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from mxref.formats import NV_SCALE_FORMAT, ElementFormat, get_format
 from mxref.kernels.bits import bits_float, float_bits, sign_bit
 from mxref.policies import ROUNDING_CODES, Rounding
-from mxref.ref.element import decode_element
-from mxref.ref.nvfp4 import E2M1, E4M3, SCALE_NAN_BYTE
 
 RNE = ROUNDING_CODES[Rounding.RNE]
 AWAY = ROUNDING_CODES[Rounding.AWAY]
 ZERO = ROUNDING_CODES[Rounding.ZERO]
 
-#: The finite magnitudes by magnitude code, ascending (the codes are ordered as the
-#: values): E2M1's 0 to 6, E4M3's 0 to 448 (bytes 0x00 to 0x7E), from the oracle's decoder.
+E2M1 = get_format("nvfp4", two_level=True)
+E4M3 = NV_SCALE_FORMAT
+assert E4M3.nan_code is not None
+SCALE_NAN_BYTE = E4M3.nan_code  # 0x7F
 E2M1_TOP = E2M1.max_code
 E4M3_TOP = E4M3.max_code
-E2M1_GRID = np.array([float(decode_element(c, E2M1)[1]) for c in range(E2M1_TOP + 1)])
-E4M3_GRID = np.array([float(decode_element(c, E4M3)[1]) for c in range(E4M3_TOP + 1)])
+
+
+def _magnitudes(fmt: ElementFormat) -> np.ndarray:
+    """Every finite magnitude of ``fmt`` by magnitude code, ascending (the codes are ordered
+    as the values): exact in float64, from the format's fields."""
+    out = np.empty(fmt.max_code + 1)
+    for code in range(fmt.max_code + 1):
+        biased, mant = code >> fmt.mbits, code & ((1 << fmt.mbits) - 1)
+        significand = mant if biased == 0 else (1 << fmt.mbits) + mant
+        out[code] = math.ldexp(significand, max(biased, 1) - fmt.bias - fmt.mbits)
+    return out
+
+
+#: E2M1's magnitudes, 0 to 6; E4M3's, 0 to 448 (bytes 0x00 to 0x7E)
+E2M1_GRID = _magnitudes(E2M1)
+E4M3_GRID = _magnitudes(E4M3)
 _E2M1_MAX = float(E2M1.max_normal)
 _RANGE = float(E4M3.max_normal * E2M1.max_normal)  # 448 * 6
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
