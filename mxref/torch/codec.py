@@ -70,7 +70,7 @@ from mxref.nvfp4_codec import refuse_two_level_arguments
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.presets import Preset
 from mxref.torch import nvfp4
-from mxref.torch.inputs import check_tensor
+from mxref.torch.inputs import check_tensor, widen
 
 __all__ = ["encode", "quantize_dequantize"]
 
@@ -547,7 +547,7 @@ def _layout(t: torch.Tensor, call: _Call) -> _Layout:
     n = shape[ax]
     outer, inner = math.prod(shape[:ax]), math.prod(shape[ax + 1 :])
     nblk = -(-n // bs)
-    work = t.to(call.plan.host).reshape(outer, n, inner)
+    work = widen(t, call.plan.host).reshape(outer, n, inner)
     if n % bs:
         padded = torch.zeros(outer, nblk * bs, inner, dtype=work.dtype, device=work.device)
         padded[:, :n] = work

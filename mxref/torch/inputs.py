@@ -1,4 +1,5 @@
-"""The input check both torch codecs share (:mod:`mxref.torch.codec`, :mod:`mxref.torch.nvfp4`).
+"""The input check and widening both torch codecs share (:mod:`mxref.torch.codec`,
+:mod:`mxref.torch.nvfp4`).
 
 Its rules and messages are :func:`mxref.quantize`'s for a tensor input.
 """
@@ -27,3 +28,16 @@ def check_tensor(x: object) -> torch.Tensor:
     if x.dim() == 0:
         raise ValueError("x must have at least one dimension; got a scalar")
     return x
+
+
+def widen(t: torch.Tensor, host: torch.dtype) -> torch.Tensor:
+    """``t`` in the float ``host``, exactly, every NaN keeping its sign.
+
+    torch's scalar float16 cast turns -NaN into +NaN (its vectorised one does
+    not), and a NaN block's values carry their inputs' signs.
+    """
+    work = t.to(host)
+    if t.dtype in (torch.float16, torch.bfloat16) and bool(torch.isnan(work).any()):
+        sign = torch.where(t.view(torch.int16) < 0, -1.0, 1.0).to(host)
+        work = torch.where(torch.isnan(work), torch.copysign(work, sign), work)
+    return work

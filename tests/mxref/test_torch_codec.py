@@ -331,3 +331,12 @@ def test_cuda_hypothesis_matches_mxref(data):
           scale_rule=data.draw(st.sampled_from(RULES)), rounding=rounding,
           overflow=data.draw(st.sampled_from(OVERFLOWS)), seed=seed,
           block_size=data.draw(st.sampled_from([32, 7])))  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_negative_nan_in_a_short_float16_block_keeps_its_sign(dtype):
+    # torch's scalar float16 -> float32 cast turns -NaN into +NaN; a NaN block's values
+    # carry their inputs' signs (found by mx_input's negative NaNs)
+    x = np.zeros((3, 5), np.float32)
+    x[1, 3] = np.copysign(np.nan, -1.0)
+    check(torch.from_numpy(x).to(dtype), "mxfp6_e3m2", block_size=32, scale_rule="even")
