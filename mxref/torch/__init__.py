@@ -26,12 +26,46 @@ import torch
 from mxref.arguments import check_axis, check_scales_type
 from mxref.array import MXArray
 from mxref.formats import ElementFormat, get_format
+from mxref.nvfp4_codec import refuse_two_level_arguments
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.presets import Preset
-from mxref.torch import nvfp4
-from mxref.torch.codec import encode, quantize_dequantize
+from mxref.torch import codec, nvfp4
 
 __all__ = ["encode", "quantize", "quantize_dequantize"]
+
+
+def _codec_for(fmt: str | ElementFormat, options: dict[str, Any]) -> Any:
+    """The codec module of ``fmt`` (:mod:`~mxref.torch.codec` for MX, :mod:`~mxref.torch.nvfp4`
+    for NVFP4); for an MX format, NVFP4's own options are refused by name when set, and
+    dropped when left at their defaults."""
+    found = get_format(fmt, two_level=True)
+    if found.two_level:
+        return nvfp4
+    refuse_two_level_arguments(found, options.pop("per_row", False),
+                               options.pop("tensor_scale", None))  # fmt: skip
+    return codec
+
+
+def quantize_dequantize(x: torch.Tensor, fmt: str | ElementFormat, **options: Any
+                        ) -> torch.Tensor:  # fmt: skip
+    """Fake-quantize ``x`` bit for bit as :func:`mxref.quantize_dequantize`, differentiably.
+
+    MX formats: :func:`mxref.torch.codec.quantize_dequantize`; ``"nvfp4"``:
+    :func:`mxref.torch.nvfp4.quantize_dequantize` (``per_row``,
+    ``tensor_scale``), whose docstrings list ``options``.
+    """
+    return _codec_for(fmt, options).quantize_dequantize(x, fmt, **options)
+
+
+def encode(x: torch.Tensor, fmt: str | ElementFormat, **options: Any
+           ) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """Encode ``x`` as :func:`mxref.quantize` does, on ``x``'s device.
+
+    MX formats: ``(codes, E8M0 scales)`` from :func:`mxref.torch.codec.encode`;
+    ``"nvfp4"``: ``(codes, E4M3 scales, float32 tensor scale)`` from
+    :func:`mxref.torch.nvfp4.encode`.
+    """
+    return _codec_for(fmt, options).encode(x, fmt, **options)
 
 
 def quantize(
@@ -81,10 +115,10 @@ def quantize(
         given = None
         if scales is not None:
             given = torch.from_numpy(np.array(check_scales_type(scales))).to(t.device)
-        codes, bytes_ = encode(
+        refuse_two_level_arguments(found, per_row, tensor_scale)
+        codes, bytes_ = codec.encode(
             t, found, axis=axis, block_size=block_size, scale_rule=scale_rule, rounding=rounding,
-            overflow=overflow, seed=seed, preset=preset, scales=given, per_row=per_row,
-            tensor_scale=tensor_scale,
+            overflow=overflow, seed=seed, preset=preset, scales=given,
         )  # fmt: skip
     # encode checked both: the MXArray takes them as they are
     return MXArray(codes.cpu().numpy(), bytes_.cpu().numpy(), found, check_axis(axis, t.dim()),

@@ -3,8 +3,8 @@
 :func:`quantize_dequantize` and :func:`encode` take mxref's arguments and give
 mxref's bits (:func:`mxref.quantize_dequantize`, :func:`mxref.quantize`) for
 every format, scale rule, rounding, overflow policy and preset, on any device
-torch runs on (``"nvfp4"`` is routed to :mod:`mxref.torch.nvfp4`).  The arithmetic
-mirrors mxref's numba kernels (:mod:`mxref.kernels`) operation by operation, in
+torch runs on (:mod:`mxref.torch` sends ``"nvfp4"`` to :mod:`mxref.torch.nvfp4`).  The
+arithmetic mirrors mxref's numba kernels (:mod:`mxref.kernels`) operation by operation, in
 torch tensor operations:
 
 - the block's amax and the shared exponent are read from float bit fields
@@ -66,10 +66,8 @@ from mxref.array import scales_shape
 from mxref.formats import ElementFormat, get_format
 from mxref.kernels import element as el
 from mxref.kernels.params import element_params, scale_params
-from mxref.nvfp4_codec import refuse_two_level_arguments
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.presets import Preset
-from mxref.torch import nvfp4
 from mxref.torch.inputs import check_tensor, widen
 
 __all__ = ["encode", "quantize_dequantize"]
@@ -248,14 +246,6 @@ def _prepare(
     plan = _plan(fmt, rule, rnd, ovf, host, chosen.keep_negative_zero,
                  chosen.divisor_min_exponent)  # fmt: skip
     return t, _Call(plan, ax, bs, key, given)
-
-
-def _two_level(fmt: str | ElementFormat, per_row: object, tensor_scale: object) -> bool:
-    """Whether ``fmt`` is NVFP4 (:mod:`mxref.torch.nvfp4`); an MX format refuses its arguments."""
-    found = get_format(fmt, two_level=True)
-    if not found.two_level:
-        refuse_two_level_arguments(found, per_row, tensor_scale)
-    return found.two_level
 
 
 # --- per-block scale -------------------------------------------------------------------
@@ -662,10 +652,8 @@ def quantize_dequantize(
     seed: int | None = None,
     preset: str | Preset | None = None,
     scales: torch.Tensor | None = None,
-    per_row: bool = False,
-    tensor_scale: Any = None,
 ) -> torch.Tensor:
-    """Fake-quantize ``x``: encode to MX or NVFP4 and decode again, bit for bit as mxref does.
+    """Fake-quantize ``x``: encode to MX and decode again, bit for bit as mxref does.
 
     Parameters
     ----------
@@ -675,8 +663,8 @@ def quantize_dequantize(
         float64 is computed in float64, never through float32.
     fmt : str or ElementFormat
         ``"mxfp4"``, ``"mxfp6_e2m3"``, ``"mxfp6_e3m2"``, ``"mxfp8_e4m3"``,
-        ``"mxfp8_e5m2"`` or ``"mxint8"``; or ``"nvfp4"``, computed by
-        :func:`mxref.torch.nvfp4.quantize_dequantize` (its arguments there).
+        ``"mxfp8_e5m2"`` or ``"mxint8"`` (``"nvfp4"`` through
+        :func:`mxref.torch.quantize_dequantize`).
     axis : int
         The axis cut into blocks.
     block_size : int, optional
@@ -695,8 +683,6 @@ def quantize_dequantize(
         a finite ``x``, no explicit ``scale_rule`` (a preset is accepted).
         Where a given scale makes ``|x| / X`` exceed max normal the gradient
         is zero, as for any saturated element.
-    per_row, tensor_scale
-        NVFP4's own (:mod:`mxref.torch.nvfp4`); refused by name for MX formats.
 
     Returns
     -------
@@ -714,11 +700,6 @@ def quantize_dequantize(
 
     Spec: OCP MX v1.0 sections 5.1, 5.4.1 and 6.3.
     """
-    if _two_level(fmt, per_row, tensor_scale):
-        return nvfp4.quantize_dequantize(
-            x, fmt, axis=axis, block_size=block_size, scale_rule=scale_rule, rounding=rounding,
-            overflow=overflow, seed=seed, preset=preset, scales=scales, per_row=per_row,
-            tensor_scale=tensor_scale)  # fmt: skip
     t, call = _prepare(x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset,
                        scales)  # fmt: skip
     return _FakeQuantize.apply(t, call)
@@ -737,18 +718,12 @@ def encode(
     seed: int | None = None,
     preset: str | Preset | None = None,
     scales: torch.Tensor | None = None,
-    per_row: bool = False,
-    tensor_scale: Any = None,
-) -> tuple[torch.Tensor, ...]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Encode ``x`` into MX element codes and E8M0 scale bytes on ``x``'s device.
-
-    ``"nvfp4"`` returns three tensors instead: its codes, E4M3 scale bytes and
-    float32 tensor scale (:func:`mxref.torch.nvfp4.encode`).
 
     Parameters
     ----------
     x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset, scales
-    per_row, tensor_scale
         As for :func:`quantize_dequantize`.
 
     Returns
@@ -769,11 +744,6 @@ def encode(
 
     Spec: OCP MX v1.0 sections 5.4.1 and 6.3.
     """
-    if _two_level(fmt, per_row, tensor_scale):
-        return nvfp4.encode(
-            x, fmt, axis=axis, block_size=block_size, scale_rule=scale_rule, rounding=rounding,
-            overflow=overflow, seed=seed, preset=preset, scales=scales, per_row=per_row,
-            tensor_scale=tensor_scale)  # fmt: skip
     t, call = _prepare(x, fmt, axis, block_size, scale_rule, rounding, overflow, seed, preset,
                        scales)  # fmt: skip
     p = call.plan

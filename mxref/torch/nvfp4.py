@@ -3,7 +3,7 @@
 :func:`quantize_dequantize` and :func:`encode` give :func:`mxref.quantize_dequantize`'s
 and :func:`mxref.quantize`'s bits for ``"nvfp4"`` (E2M1 elements in blocks of
 16, E4M3 block scales, a float32 tensor scale per tensor or per row), on any
-device torch runs on.  :mod:`mxref.torch.codec` routes ``"nvfp4"`` here.  The
+device torch runs on.  :mod:`mxref.torch` routes ``"nvfp4"`` here.  The
 arithmetic mirrors the numba kernels (:mod:`mxref.kernels.nvfp4`) in float64
 tensor operations, every decision an exact comparison:
 
