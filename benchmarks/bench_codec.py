@@ -158,19 +158,21 @@ def main(argv: list[str] | None = None) -> int:
 
     cases: list[tuple[str, str, Callable[[], Any] | None]] = []
     checks: list[str] = []
+    def mxref_cases(name: str) -> list[tuple[str, str, Callable[[], Any] | None]]:
+        """mxref's four operations on ``name``, MX or NVFP4 alike."""
+        encoded = mxref.quantize(x, name)
+        return [
+            (name, "mxref.quantize", lambda: mxref.quantize(x, name)),
+            (name, "mxref.dequantize", lambda: mxref.dequantize(encoded)),
+            (name, "mxref.quantize_dequantize", lambda: mxref.quantize_dequantize(x, name)),
+            (name, "  ... out=buffer (reused)",
+             lambda: mxref.quantize_dequantize(x, name, out=reused)),
+        ]  # fmt: skip
+
     for name in FORMATS:
         mx = mxref.quantize(x, name)
-        cases += [
-            (name, "mxref.quantize", lambda f=name: mxref.quantize(x, f)),
-            (name, "mxref.dequantize", lambda m=mx: mxref.dequantize(m)),
-            (name, "mxref.quantize_dequantize", lambda f=name: mxref.quantize_dequantize(x, f)),
-            (
-                name,
-                "  ... out=buffer (reused)",
-                lambda f=name: mxref.quantize_dequantize(x, f, out=reused),
-            ),
-            (name, "numpy + ml_dtypes qdq", lambda f=name: ml_dtypes_qdq(x, f)),
-        ]
+        cases += mxref_cases(name)
+        cases.append((name, "numpy + ml_dtypes qdq", lambda f=name: ml_dtypes_qdq(x, f)))
         ours = mxref.quantize_dequantize(x, name).view(np.uint32)
         base = ml_dtypes_qdq(x, name).view(np.uint32)
         checks.append(
@@ -193,14 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     for name in TWO_LEVEL:
-        nv = mxref.quantize(x, name)
-        cases += [
-            (name, "mxref.quantize", lambda f=name: mxref.quantize(x, f)),
-            (name, "mxref.dequantize", lambda m=nv: mxref.dequantize(m)),
-            (name, "mxref.quantize_dequantize", lambda f=name: mxref.quantize_dequantize(x, f)),
-            (name, "  ... out=buffer (reused)",
-             lambda f=name: mxref.quantize_dequantize(x, f, out=reused)),
-        ]  # fmt: skip
+        cases += mxref_cases(name)
         if isinstance(torchao, str):
             cases.append((name, "torchao nvfp4_quantize", None))
             continue

@@ -234,14 +234,19 @@ class _Tally:
         """Count a case of ``check``: passed (``failure`` None) or failed, and whether it
         failed because the backend raised or gave no usable output (``error``)."""
         self.cases[check] = self.cases.get(check, 0) + 1
-        if failure is not None:
-            self.failed[check] = self.failed.get(check, 0) + 1
-            if check not in self.first:
-                self.first[check] = failure()
+        if failure is None:
+            return
+        self.failed[check] = self.failed.get(check, 0) + 1
+        if error:
+            self.errors[check] = self.errors.get(check, 0) + 1
+        # a failure is described once, and only the first of its kind
+        first_of_check = check not in self.first
+        if first_of_check or (error and check not in self.first_error):
+            described = failure()
+            if first_of_check:
+                self.first[check] = described
             if error:
-                self.errors[check] = self.errors.get(check, 0) + 1
-                if check not in self.first_error:
-                    self.first_error[check] = failure()
+                self.first_error.setdefault(check, described)
 
 
 def _lanes(bad: np.ndarray) -> str:
