@@ -250,9 +250,9 @@ def _block(x, codes, values, g, rounding, write_codes, write_values):
             codes[i] = (8 | m) if negative else m
         if write_values:
             a = E2M1_GRID[m] * s  # exact
-            mag = a / g  # float64: one division is one rounding
-            if values.itemsize == 4 and m > 0:
-                mag = float32_quotient(a, g)
+            # float64 values: one division, one rounding; float32 ones as everywhere else
+            # (a * (1 / g), see _float32_elements)
+            mag = a / g if values.itemsize == 8 else a * (1.0 / g)
             values[i] = -mag if negative else mag
     return byte
 
