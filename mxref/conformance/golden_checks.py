@@ -147,18 +147,18 @@ def _golden_area(
     """Tally one golden file's cases of one area as check ``golden.<area>.<file>``."""
     area = garea if garea in AREAS else "special"
     check = f"golden.{area}.{name.rsplit('.', 1)[0]}"
-    first = counts.first_failure
-    if first is not None and (first.error or "").startswith("NotSelected"):
-        first = None  # an unselected case came first; the real ones are behind it
+    # unselected cases (NotSelected) are not the backend's; each other failure is traced
+    cases = [f for f in counts.failures if not (f.error or "").startswith("NotSelected")]
     for _ in range(counts.passed):
         tally.add(check, None)
-    for _ in range(failed):
-        if first is None:
+    for i in range(failed):
+        if i >= len(cases):
             hint = ["see `mxref golden verify` for the failing lines"]
             fallback = CaseFailure(check, f"{directory}/{name}", {}, {}, {}, hint)
             tally.add(check, functools.partial(_given, fallback))
         else:
-            tally.add(check, functools.partial(_golden_failure, check, first))
+            tally.add(check, functools.partial(_golden_failure, check, cases[i]),
+                      error=cases[i].error is not None)  # fmt: skip
     return CheckInfo(
         check, area, f"golden vectors of {name}", "golden_vectors/ (docs/golden_format.md)"
     )

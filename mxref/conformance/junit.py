@@ -8,6 +8,12 @@ One ``<testsuite>`` per spec area, one ``<testcase>`` per check:
   ``<error>`` instead;
 - a declared deviation passes, with the declared reason and its first case
   in ``<system-out>``;
+- a check whose failing cases are all implementation-defined differences
+  (:mod:`mxref.conformance.verdict`) passes with a ``WARNING`` in
+  ``<system-out>``: the spec leaves the choice open;
+- every failing check carries its class as the ``<property>``
+  ``mxref.class`` (``spec``, ``impl``, ``golden``, ``error``, ``deviation``),
+  and the top ``<testsuites>`` the run's verdict line and exit status;
 - an area that did not run is one ``<testcase>`` marked ``<skipped>`` with
   the reason (no ``--matmul`` backend, ...).
 
@@ -27,6 +33,11 @@ def report_junit_xml(report: ConformReport) -> str:
     """``report`` as a JUnit XML document (one test suite per area, one case per check)."""
     root = ET.Element("testsuites", name=f"mxref conform {report.backend}")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    classes = report.check_classes()
+    verdict = report.verdict()
+    props = ET.SubElement(root, "properties")
+    ET.SubElement(props, "property", name="mxref.verdict", value=verdict.summary())
+    ET.SubElement(props, "property", name="mxref.exit_status", value=str(verdict.exit_status))
     for area in report.areas():
         suite = ET.SubElement(root, "testsuite", name=f"{area.area}: {area.title}")
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
@@ -44,7 +55,13 @@ def report_junit_xml(report: ConformReport) -> str:
                 if check.first_failure is not None else ""  # fmt: skip
             summary = f"{check.failed} of {check.cases} cases differ ({check.title}; " \
                 f"spec {check.spec})"  # fmt: skip
-            if check.status == "fail":
+            if check.status != "pass":
+                cprops = ET.SubElement(case, "properties")
+                ET.SubElement(cprops, "property", name="mxref.class", value=classes[check.id])
+            if classes[check.id] == "impl":
+                out = ET.SubElement(case, "system-out")
+                out.text = f"WARNING (implementation-defined, not a violation): {summary}\n{detail}"
+            elif check.status == "fail":
                 tag = "error" if check.errors else "failure"
                 counts["errors" if check.errors else "failures"] += 1
                 element = ET.SubElement(case, tag, message=summary, type=tag)

@@ -15,6 +15,7 @@ import numpy as np
 from mxref.conformance.checks import AREAS, PROTOCOL
 from mxref.conformance.failures import CaseFailure
 from mxref.conformance.root_causes import group_by_cause
+from mxref.conformance.verdict import EXIT_FAIL, GOLDEN, IMPL, Verdict, build_verdict, classify
 from mxref.io import PathLike, write_new_text
 
 
@@ -35,6 +36,10 @@ class CheckResult:
         Failed cases in which the backend raised, crashed, timed out or gave
         malformed output.  Such a check fails even when it is declared: an
         exception is never a deviation.
+    classes : tuple of (str, str, str, int)
+        The failing cases per ``(class, label, root cause)``, with their
+        count (:func:`mxref.conformance.verdict.classify`): the verdict reads
+        these.
     """
 
     id: str
@@ -46,6 +51,7 @@ class CheckResult:
     first_failure: CaseFailure | None
     deviation: str | None = None
     errors: int = 0
+    classes: tuple[tuple[str, str, str, int], ...] = ()
 
     @property
     def status(self) -> str:
@@ -134,13 +140,44 @@ class ConformReport:
 
     @property
     def passed(self) -> bool:
-        """True when no check fails (declared deviations excluded)."""
-        return not self.failures
+        """True when no case is a spec violation, an unexplained golden case or an error
+        (declared deviations excluded): the run passes, perhaps with a warning."""
+        return self.exit_status != EXIT_FAIL
 
     @property
     def exit_status(self) -> int:
-        """0 when :attr:`passed`, else 1: the status of ``mxref conform``."""
-        return 0 if self.passed else 1
+        """The status of ``mxref conform``: 0 pass, 3 pass with a warning (only
+        implementation-defined differences), 1 fail (:class:`Verdict`)."""
+        return self.verdict().exit_status
+
+    def check_classes(self) -> dict[str, str]:
+        """Each check's class in the verdict: ``pass``, ``deviation`` (declared),
+        ``error``, ``impl`` (every failing case an implementation-defined
+        difference, or a golden case explained by one), ``golden`` (golden cases
+        all explained by spec violations) or ``spec``."""
+        verdict = self.verdict()
+        why = {f.label: f.explained_by for f in verdict.golden}
+        out = {}
+        for c in self.checks:
+            kinds = {cls for cls, _, _, _ in c.classes}
+            golden = {why.get(label) for cls, label, _, _ in c.classes if cls == GOLDEN}
+            if c.status in ("pass", "deviation"):
+                out[c.id] = c.status
+            elif c.errors:
+                out[c.id] = "error"
+            elif kinds == {IMPL} or (kinds == {GOLDEN} and golden <= {IMPL, "declared"}):
+                out[c.id] = IMPL
+            elif kinds == {GOLDEN} and None not in golden:
+                out[c.id] = GOLDEN
+            else:
+                out[c.id] = "spec"
+        return out
+
+    def verdict(self) -> Verdict:
+        """Every failing case in its class: spec violations by root cause, open
+        choices, golden cases (explained or not) and backend errors."""
+        return build_verdict((c.id, c.status, c.classes) for c in self.checks
+                             if c.status != "pass")  # fmt: skip
 
     def areas(self) -> list[AreaSummary]:
         """Per-area counts (battery and golden checks together), in :data:`AREAS` order.
@@ -191,6 +228,7 @@ class ConformReport:
             :meth:`areas`), ``root_causes`` (see :meth:`root_causes`),
             ``passed`` and ``exit_status``.
         """
+        classes = self.check_classes()
         return {
             "protocol": PROTOCOL,
             "backend": self.backend,
@@ -199,7 +237,10 @@ class ConformReport:
             "selection": self.selection,
             "golden": self.golden,
             "areas": [dataclasses.asdict(a) for a in self.areas()],
-            "checks": [{**dataclasses.asdict(c), "status": c.status} for c in self.checks],
+            "checks": [
+                {**dataclasses.asdict(c), "status": c.status, "class": classes[c.id]}
+                for c in self.checks
+            ],
             "declared_not_observed": [
                 {"id": i, "reason": r, "matches_a_check": m} for i, r, m in self.unobserved
             ],
@@ -207,6 +248,7 @@ class ConformReport:
             "not_claimed": list(self.not_claimed),
             "root_causes": [{"cause": cause, "checks": checks}
                             for cause, checks in self.root_causes()],  # fmt: skip
+            "verdict": self.verdict().to_dict(),
             "passed": self.passed,
             "exit_status": self.exit_status,
         }
@@ -228,6 +270,7 @@ class _Tally:
         self.errors: dict[str, int] = {}
         self.first: dict[str, CaseFailure] = {}
         self.first_error: dict[str, CaseFailure] = {}
+        self.classes: dict[str, dict[tuple[str, str, str], int]] = {}
 
     def add(self, check: str, failure: Callable[[], CaseFailure] | None,
             error: bool = False) -> None:  # fmt: skip
@@ -239,14 +282,18 @@ class _Tally:
         self.failed[check] = self.failed.get(check, 0) + 1
         if error:
             self.errors[check] = self.errors.get(check, 0) + 1
-        # a failure is described once, and only the first of its kind
-        first_of_check = check not in self.first
-        if first_of_check or (error and check not in self.first_error):
-            described = failure()
-            if first_of_check:
-                self.first[check] = described
-            if error:
-                self.first_error.setdefault(check, described)
+        # every failing case is described once, and classified (the verdict counts them)
+        described = failure()
+        counts = self.classes.setdefault(check, {})
+        key = classify(check, described)
+        counts[key] = counts.get(key, 0) + 1
+        self.first.setdefault(check, described)
+        if error:
+            self.first_error.setdefault(check, described)
+
+    def classes_of(self, check: str) -> tuple[tuple[str, str, str, int], ...]:
+        """``check``'s failing cases counted per (class, label, root cause)."""
+        return tuple((*key, n) for key, n in self.classes.get(check, {}).items())
 
 
 def _lanes(bad: np.ndarray) -> str:
@@ -325,10 +372,12 @@ def format_report(report: ConformReport) -> str:
             f"{a.cases:>9}{a.failed_cases:>8}"
         )
     lines += _causes(r)
+    verdict = r.verdict()
+    classes = r.check_classes()
     for c in r.checks:
         if c.status == "pass":
             continue
-        head = "FAIL" if c.status == "fail" else "DEVIATION"
+        head = _HEADS[classes[c.id]]
         lines.append("")
         lines.append(
             f"{head} {c.id}: {c.failed} of {c.cases} cases differ ({c.title}; spec {c.spec})"
@@ -351,11 +400,20 @@ def format_report(report: ConformReport) -> str:
     cases = sum(c.cases for c in r.checks)
     dev = len(r.deviations)
     tail = f" ({dev} declared deviation{'s' if dev != 1 else ''} observed)" if dev else ""
-    if r.passed:
+    if not r.failures:
         lines.append(f"PASS: {total} checks, {cases} cases{tail}")
     else:
-        lines.append(f"FAIL: {len(r.failures)} of {total} checks failed{tail}")
+        lines.append(f"{len(r.failures)} of {total} checks differ{tail}")
+    if r.failures or r.deviations:
+        lines += verdict.lines()
+    else:
+        lines.append(verdict.summary())
     return "\n".join(lines) + "\n"
+
+
+#: how a failing check is headed in the text report, by its class
+_HEADS = {"spec": "FAIL", "error": "FAIL", "deviation": "DEVIATION",
+          GOLDEN: "FAIL (golden, explained)", IMPL: "WARNING, implementation-defined:"}  # fmt: skip
 
 
 def _causes(report: ConformReport) -> list[str]:

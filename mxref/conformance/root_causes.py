@@ -7,18 +7,26 @@ explains, read from every failing check's first failing case:
 
 - ``backend error``: the backend raised, crashed, timed out or gave no
   usable output;
-- ``NaN/Inf policy``: a NaN scale byte on one side, or a code that differs
-  on a NaN or Inf input;
+- ``NaN/Inf policy``: a NaN scale byte on one side (saying whether the
+  block holds a NaN, an Inf or neither), or a code that differs on a NaN or
+  Inf input;
 - ``scale high by k`` / ``scale low by k``: the E8M0 byte differs by ``k``;
 - ``sign``: a code that differs only in its sign bit;
+- ``elements encoded under 2^k x the stored scale``: the scale byte is
+  right, but the codes are exactly the oracle's under the byte ``+ k``
+  (``k`` in +-1, +-2): the divisor differs from the stored scale, e.g. a
+  divisor clamped at 2^-126 in blocks whose byte 0x00 means 2^-127;
 - ``element rounding``: any other code difference under the same scale;
 - ``packing``, ``GEMM``, or the golden file's area for the other checks.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from mxref.conformance.failures import CaseFailure
 from mxref.formats import FORMATS, SignEncoding
+from mxref.policies import Overflow, Rounding
 
 #: hex digits of an input -> (exponent shift, all-ones exponent field) of its float type
 _SPECIAL_EXPONENTS = {4: (10, 0x1F), 8: (23, 0xFF), 16: (52, 0x7FF)}
@@ -30,6 +38,12 @@ def _nan_or_inf(word: str) -> bool:
     return (int(word, 16) >> shift) & ones == ones
 
 
+def _is_nan(word: str) -> bool:
+    """Whether a NaN-or-Inf input's hex bits have a nonzero fraction (a NaN)."""
+    shift, _ = _SPECIAL_EXPONENTS.get(len(word), (23, 0xFF))
+    return int(word, 16) & ((1 << shift) - 1) != 0
+
+
 def root_cause(failure: CaseFailure) -> str:
     """The root cause of one failing case, as a short label (see the module docstring)."""
     if failure.error:
@@ -38,7 +52,10 @@ def root_cause(failure: CaseFailure) -> str:
     if "scale" in expected and "scale" in got and expected["scale"] != got["scale"]:
         want, have = int(expected["scale"][0], 16), int(got["scale"][0], 16)
         if 0xFF in (want, have):
-            return "NaN/Inf policy (a NaN scale byte on one side)"
+            x = failure.inputs.get("x", [])
+            held = "NaN" if any(_nan_or_inf(w) and _is_nan(w) for w in x) else \
+                "Inf" if any(_nan_or_inf(w) for w in x) else "neither"  # fmt: skip
+            return f"NaN/Inf policy (a NaN scale byte on one side; the block holds {held})"
         k = have - want
         return f"scale {'high' if k > 0 else 'low'} by {abs(k)}"
     if "codes" in expected and "codes" in got:
@@ -77,8 +94,9 @@ def _golden_encode_case(failure: CaseFailure) -> CaseFailure | None:
     if fmt is None or not want or not have:
         return None
     x = [t for t in tokens if t != "encode" and "=" not in t]
+    policy = "/".join(keys[k] for k in ("scale_rule", "rounding", "overflow") if k in keys)
     return CaseFailure(
-        check=failure.check, where=f"{fmt} {name}", inputs={"x": x},
+        check=failure.check, where=f"{fmt} {policy} {name}".replace("  ", " "), inputs={"x": x},
         expected={"scale": want[:1], "codes": want[1:]}, got={"scale": have[:1], "codes": have[1:]},
         differs=failure.differs,
     )  # fmt: skip
@@ -99,7 +117,65 @@ def _code_cause(failure: CaseFailure) -> str:
         want[j] ^ have[j] == fmt.sign_bit for j in lanes
     ):
         return "sign"
+    shift = _divisor_shift(failure, have)
+    if shift is not None:
+        k, byte = shift
+        clamp = f" (blocks with scale byte 0x00: the divisor is clamped at 2^{k - 127})"
+        return f"elements encoded under 2^{k} x the stored scale" + (clamp if byte == 0 else "")
     return "element rounding"
+
+
+#: hex digits of an input -> its numpy dtype
+_INPUT_DTYPES = {4: np.uint16, 8: np.uint32, 16: np.uint64}
+_FLOATS = {4: np.float16, 8: np.float32, 16: np.float64}
+
+
+def _policy(where: str) -> tuple[Rounding, Overflow] | None:
+    """The rounding and overflow a case ran under, from its ``where`` (None: stochastic)."""
+    head = where.split(",", 1)[0].split(":", 1)[0]  # "mxfp4 floor/rne/saturate", not the note
+    words = head.replace("/", " ").replace("_", " ").split()
+    rounding = next((r for r in Rounding if r.value in words), Rounding.RNE)
+    if rounding is Rounding.STOCHASTIC:
+        return None  # the draws depend on the element's position; not re-encoded
+    return rounding, Overflow.IEEE if "ieee" in words else Overflow.SATURATE
+
+
+def block_values(failure: CaseFailure) -> np.ndarray | None:
+    """A battery or golden encode case's inputs as a ``(1, n)`` float array (None: none)."""
+    x = failure.inputs.get("x", [])
+    digits = len(x[0]) if x else 0
+    if digits not in _INPUT_DTYPES or any(len(w) != digits for w in x):
+        return None
+    bits = np.array([int(w, 16) for w in x], _INPUT_DTYPES[digits])
+    return bits.view(_FLOATS[digits])[None, :]
+
+
+def oracle_codes(failure: CaseFailure, values: np.ndarray, byte: int) -> list[int] | None:
+    """The oracle's codes for ``values`` under the given scale byte, in the case's format
+    and policies (:func:`mxref.ref.array.quantize_array`, never the kernels); None when
+    that cannot be said (stochastic rounding, non-finite values, a byte outside 0..0xFE)."""
+    from mxref.ref.array import quantize_array
+
+    fmt = FORMATS.get(failure.where.split(" ", 1)[0])
+    policy = _policy(failure.where)
+    if fmt is None or policy is None or not 0 <= byte <= 0xFE or not np.isfinite(values).all():
+        return None
+    codes, _ = quantize_array(values, fmt, block_size=values.shape[1], rounding=policy[0],
+                              overflow=policy[1], scales=np.array([[byte]], np.uint8))  # fmt: skip
+    return [int(c) for c in codes[0]]
+
+
+def _divisor_shift(failure: CaseFailure, have: list[int]) -> tuple[int, int] | None:
+    """``(k, byte)`` when the codes are the oracle's under the stored byte ``+ k``."""
+    values = block_values(failure)
+    scale = failure.expected.get("scale", [])
+    if values is None or len(scale) != 1 or values.shape[1] != len(have):
+        return None
+    byte = int(scale[0], 16)
+    for k in (1, -1, 2, -2):
+        if oracle_codes(failure, values, byte + k) == have:
+            return k, byte
+    return None
 
 
 def group_by_cause(failures: list[tuple[str, CaseFailure]]) -> list[tuple[str, list[str]]]:

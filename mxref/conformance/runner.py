@@ -506,6 +506,7 @@ def run_conformance(
                 first_failure=tally.first_error.get(info.id, tally.first.get(info.id)),
                 deviation=_declared(info.id, declared),
                 errors=tally.errors.get(info.id, 0),
+                classes=tally.classes_of(info.id),
             )
         )
     unobserved = []

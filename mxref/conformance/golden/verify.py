@@ -51,6 +51,9 @@ class AreaCount:
     passed, failed, not_provided : int
     first_failure : CaseFailure or None
         The first failing case of this area.
+    failures : list of CaseFailure
+        Every failing case of this area, in file order (``mxref conform``
+        traces each to its root cause).
     """
 
     area: str
@@ -58,6 +61,7 @@ class AreaCount:
     failed: int = 0
     not_provided: int = 0
     first_failure: CaseFailure | None = None
+    failures: list[CaseFailure] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """As a plain dict."""
@@ -97,6 +101,7 @@ class FileResult:
         setattr(counts, outcome, getattr(counts, outcome) + 1)
         setattr(self, outcome, getattr(self, outcome) + 1)
         if failure is not None:
+            counts.failures.append(failure)
             if counts.first_failure is None:
                 counts.first_failure = failure
             if self.first_failure is None:
