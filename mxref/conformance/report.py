@@ -404,10 +404,7 @@ def format_report(report: ConformReport) -> str:
         lines.append(f"PASS: {total} checks, {cases} cases{tail}")
     else:
         lines.append(f"{len(r.failures)} of {total} checks differ{tail}")
-    if r.failures or r.deviations:
-        lines += verdict.lines()
-    else:
-        lines.append(verdict.summary())
+    lines += verdict.lines()
     return "\n".join(lines) + "\n"
 
 

@@ -255,6 +255,8 @@ class Verdict:
 
     def lines(self) -> list[str]:
         """The report's closing section: findings per class, then the verdict line."""
+        if not (self.violations or self.implementation_defined or self.golden or self.errors):
+            return ["", self.summary()]
         out = ["", "verdict, by class:"]
         for f in self.violations:
             out.append(f"  spec violation: {f.label}: {_where(f)}")
