@@ -619,7 +619,7 @@ def test_cli_junit_report(capsys, tmp_path, monkeypatch):
 def test_cli_pass_fail_and_json(capsys, tmp_path, monkeypatch):
     rc, out, err = cli(capsys, "--backend", "mxref:quantize", "--format", "mxfp4")
     assert rc == 0, out + err
-    assert out.rstrip().splitlines()[-2].startswith("PASS: ")
+    assert out.rstrip().splitlines()[-3].startswith("PASS: ")
     assert out.rstrip().splitlines()[-1].startswith("VERDICT PASS (exit 0)")
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "buggy_mx.py").write_text(
