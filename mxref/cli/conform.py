@@ -32,7 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "seeded random battery) against a Python quantize (--backend) or an external "
         "program (--command; see docs/conformance.md), comparing codes and scales with "
         "the exact oracle.  Exit status 0 when every check passes (declared deviations "
-        "excluded), 1 when some fail, 2 for bad input.",
+        "excluded), 3 when the backend differs only in implementation-defined choices "
+        "(passes with a warning), 1 for a spec violation, an unexplained golden case or "
+        "a backend error, 2 for bad input.",
         formatter_class=ExamplesFormatter,
         epilog=examples(
             "mxref conform --backend mypkg.mx:quantize",
@@ -160,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0 when every check passes (declared deviations excluded), 1 otherwise.
+        0 when every check passes (declared deviations excluded), 3 when only
+        implementation-defined choices differ, 1 otherwise
+        (:class:`mxref.conformance.verdict.Verdict`).
 
     Raises
     ------

@@ -38,7 +38,10 @@ The battery
 
 Exit status
     0 when every check passes (a failing check declared as a deviation
-    counts as passing), 1 when some check fails, 2 for bad input (a backend
+    counts as passing), 3 when every failing case is an implementation-defined
+    difference or a golden case explained by one (passes with a warning;
+    :mod:`mxref.conformance.verdict`), 1 for a spec violation, an unexplained
+    golden case or a backend error, 2 for bad input (a backend
     that cannot be loaded, a command that does not exist, a malformed
     deviations file, an unknown policy...).  A backend that raises, crashes,
     times out or writes no or malformed output *fails* the checks it was
