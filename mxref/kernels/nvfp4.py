@@ -535,24 +535,35 @@ def dequantize_rows(codes2, bytes2, g, block_size, out2):
     """``RN(code * s_b / G)`` into ``out2`` (float32 or float64), NaN for a 0x7F block.
 
     float32 through ``code * s_b * (1 / G)`` in float64, as :func:`_float32_elements`
-    decodes (rounded once: no such quotient is a float32 midpoint or near one);
-    float64 by one division.
+    decodes (rounded once: no such quotient is a float32 midpoint or near one),
+    looked up in a table of every code's value per scale byte, filled as bytes
+    occur and kept while ``G`` stays put; float64 by one division.
     """
     rows, n = codes2.shape
     nblk = bytes2.shape[1]
-    for k in prange(rows * nblk):
-        r = k // nblk
-        b = k - r * nblk
-        byte = bytes2[r, b]
-        gr = g[r]
-        inverse = 1.0 / gr
-        s = E4M3_GRID[byte] if byte < SCALE_NAN_BYTE else 0.0
-        for i in range(b * block_size, min(n, (b + 1) * block_size)):
-            code = codes2[r, i]
-            negative = code >= 8
-            if byte >= SCALE_NAN_BYTE:
-                out2[r, i] = math.copysign(np.nan, -1.0 if negative else 1.0)
-                continue
-            a = E2M1_GRID[code & 7] * s  # exact
-            mag = a * inverse if out2.itemsize == 4 else a / gr
-            out2[r, i] = -mag if negative else mag
+    chunks = min(rows, 256)
+    for c in prange(chunks):
+        table = np.zeros((SCALE_NAN_BYTE + 1, 16), out2.dtype)
+        filled = np.zeros(SCALE_NAN_BYTE + 1, np.bool_)
+        current = -1.0
+        for r in range(c * rows // chunks, (c + 1) * rows // chunks):
+            gr = g[r]
+            if gr != current:
+                filled[:] = False
+                current = gr
+            inverse = 1.0 / gr
+            for b in range(nblk):
+                byte = min(bytes2[r, b], SCALE_NAN_BYTE)  # 0xFF is a NaN scale too
+                if not filled[byte]:
+                    s = E4M3_GRID[byte] if byte < SCALE_NAN_BYTE else 0.0
+                    for code in range(16):
+                        if byte == SCALE_NAN_BYTE:
+                            table[byte, code] = math.copysign(np.nan, -1.0 if code >= 8 else 1.0)
+                            continue
+                        a = E2M1_GRID[code & 7] * s  # exact
+                        mag = a * inverse if out2.itemsize == 4 else a / gr
+                        table[byte, code] = -mag if code >= 8 else mag
+                    filled[byte] = True
+                values = table[byte]
+                for i in range(b * block_size, min(n, (b + 1) * block_size)):
+                    out2[r, i] = values[codes2[r, i] & 15]
