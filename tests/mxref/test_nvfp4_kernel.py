@@ -59,7 +59,7 @@ def check(x: np.ndarray, per_row: bool = False, rounding: Rounding = Rounding.RN
         decoded = np.empty(x2.shape, dtype)
         kernel.dequantize_rows(codes, bytes_, g, BLOCK, decoded)
         assert np.array_equal(decoded.view(view), want)
-        if x2.dtype == dtype:  # the fused pass decodes into the input's dtype
+        if x2.dtype == dtype or x2.dtype == np.float32:  # float32 inputs decode to both
             fused, fused_bytes = np.empty(x2.shape, dtype), np.empty_like(bytes_)
             kernel.fake_quantize_rows(x2, fused, fused_bytes, g, BLOCK, code)
             assert np.array_equal(fused.view(view), want)
@@ -179,3 +179,48 @@ def test_every_code_and_scale_byte_decodes_as_the_oracle(g):
         want = np.array([oracle.dequantize_nv_block(b, list(range(16)), Fraction(g), target)
                          for b in range(0x80)], view)  # fmt: skip
         assert np.array_equal(out.view(view), want)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize("g", [1.0, float(np.float32(2688 / 3.7)), 2.0**-149,
+                               float(np.finfo(np.float32).max),
+                               float(np.float32(1 / 3))])  # fmt: skip
+def test_float32_thresholds_are_the_smallest_qualifying_float32(g, strict):
+    # the float32 path decides elements by these thresholds: each must be the
+    # smallest float32 a with a * g >= c (> c when strict), checked in Fractions
+    for byte in range(1, kernel.E4M3_TOP + 1):
+        s = Fraction(float(kernel.E4M3_GRID[byte]))
+        for c in {s * Fraction(k, 4) for k in range(1, 25)}:
+            a = np.float32(kernel.float32_threshold(float(c), g, strict))
+
+            def ok(v: np.float32, c: Fraction = c) -> bool:
+                product = Fraction(float(v)) * Fraction(g)
+                return product > c if strict else product >= c
+
+            if np.isinf(a):
+                assert not ok(np.finfo(np.float32).max)
+                continue
+            assert ok(a)
+            assert a == 0 or not ok(np.nextafter(a, np.float32(0)))
+
+
+@pytest.mark.parametrize("rounding", [Rounding.RNE, Rounding.AWAY, Rounding.ZERO])
+def test_float32_rows_fast_and_general_paths(rounding):
+    # whole finite rows take the vectorised path; a NaN, an Inf or a short last
+    # block sends a row through the general one; per-row scales refill the tables
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((6, 64)) * rng.choice([1e-3, 1.0, 50.0], (6, 64))).astype(np.float32)
+    x[1, 5] = np.nan
+    x[2, 40] = -np.inf
+    x[3, ::7] = -0.0
+    check(x, rounding=rounding)
+    check(x, per_row=True, rounding=rounding)
+    check(np.ascontiguousarray(x[:, :57]), per_row=True, rounding=rounding)
+    # values exactly on the decision thresholds of one block scale, and beside them
+    g = float(np.float32(2688.0 / 6.0))
+    levels = np.zeros((kernel.E4M3_TOP + 1, 16), np.float32)
+    kernel._fill_levels(levels, 100, g, ROUNDING_CODES[rounding])
+    on = levels[100, :7]
+    row = np.concatenate([on, np.nextafter(on, np.float32(0)), np.nextafter(on, np.float32(9)),
+                          np.float32([6.0]), np.zeros(2, np.float32)])  # fmt: skip
+    check(np.concatenate([row, -row]).reshape(2, -1), rounding=rounding)
