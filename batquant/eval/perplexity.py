@@ -12,8 +12,9 @@ so a batch needs no padding or attention mask, and every window's loss is the
 one it has alone up to float32 rounding (a batched matmul may sum in another
 order), except under NVFP4 activations with one tensor scale per tensor
 (``TensorQuant.tensor_scale="tensor"``, the NVFP4 presets): the windows of a
-batch share that scale, so a window's loss depends on its batch.  The logits of one batch take ``batch_size x seq_len x vocab`` floats,
-which bounds a useful batch size on large vocabularies.
+batch share that scale, so a window's loss depends on its batch.  The logits
+of one batch take ``batch_size x seq_len x vocab`` floats, which bounds a
+useful batch size on large vocabularies.
 
 This is not lm-eval's ``wikitext`` task, which reports word perplexity over
 documents.
