@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 GGUF_STAMP := $(VENV)/.installed-gguf
 MODELS_STAMP := $(VENV)/.installed-models
 
-.PHONY: demo demo-tiny test test-distributed bench bench-quality bench-model bench-torq bench-peer bench-layers lint typecheck pytest conform-nightly clean \
+.PHONY: demo demo-tiny test test-distributed bench bench-quality bench-model bench-nvfp4 bench-torq bench-peer bench-layers lint typecheck pytest conform-nightly clean \
 	lock lock-upgrade lock-torch
 
 # Every install goes through the lock: two fresh machines get the same versions.
@@ -116,6 +116,13 @@ bench-model: $(MODELS_STAMP) $(PEER)/.installed
 	$(BIN)/python benchmarks/bench_model.py $(BENCH_MODEL_ARGS)
 	$(PEER)/bin/python benchmarks/peer_llmcompressor.py $(BENCH_PEER_ARGS)
 	$(BIN)/python benchmarks/bench_scale.py $(BENCH_SCALE_ARGS)
+
+# MXFP4 against NVFP4 at W4A4KV16 on SmolLM2, one run, one seed, the budget of
+# docs/quality.md's whole-model tables (docs/quality.md, "MXFP4 against NVFP4").
+NVFP4_METHODS := rtn,quarot,flatquant,batquant-smooth-full
+bench-nvfp4: $(MODELS_STAMP)
+	$(BIN)/python benchmarks/bench_model.py --configs W4A4KV16,NVW4A4KV16 \
+		--methods $(NVFP4_METHODS) --epochs 1 --eval-windows 16 $(BENCH_NVFP4_ARGS)
 
 # TORQ's two effects (block-energy spread, code entropy) on real activations,
 # and the layer-level table on SmolLM2.

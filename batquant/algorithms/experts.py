@@ -8,8 +8,9 @@ The BATQuant placement for them:
 
 - **one** ``P_up`` for every expert's gate and up projections, since they all
   read the same tokens: the activation side ``Q_a(clip(x P_up))`` is computed
-  once for all tokens (each token is quantized on its own, so this equals
-  doing it per expert on the routed tokens), and every expert's weight is
+  once for all tokens (under MX each token is quantized on its own, so this
+  equals doing it per expert on the routed tokens; an NVFP4 tensor scale per
+  tensor is then one over all the block's tokens), and every expert's weight is
   ``Q_w(clip_w(W_e P_up^{-T}))``;
 - **one** ``P_down`` and one activation clipping **per expert**, since each
   expert's intermediate activations are its own;

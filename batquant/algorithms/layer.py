@@ -253,9 +253,10 @@ class QuantizedLinear(nn.Module):
         The activation side (shared by the linears of a group, each of which
         registers it; a layer built by the pipeline saves it once).
     weight_scale : torch.Tensor, optional
-        The E8M0 bytes ``[out_features, in_features / block]`` (uint8) that
-        ``weight`` is valid MX under (what an export packs); None when the
-        weight is in full precision.
+        The block scale bytes ``[out_features, in_features / block]`` (uint8)
+        that ``weight`` is valid MX under (what an export packs): E8M0, or
+        E4M3 for NVFP4 (without its tensor scale); None when the weight is
+        in full precision.
     description : str
         Shown by ``repr``.
 

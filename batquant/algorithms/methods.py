@@ -41,6 +41,9 @@ name                     P_k and P_v (one per KV head, over head_dim)
 ``batquant``, variants   the method's block transform over head_dim
 =======================  ==================================================
 
+"32-block" and "32 x 32" are the MX block; every block transform is built over
+the config's block (``TransformContext.block_size``: 16 under NVFP4).
+
 ``batquant-smooth`` is not in the paper: it puts a learnable per-channel
 diagonal, initialised as SmoothQuant's with alpha 0.5, before GPK.  The
 product is still block-diagonal and aligned to the MX blocks (each block is
@@ -103,7 +106,8 @@ class TransformContext:
     size : int
         in_features N of the group (head_dim for a KV transform).
     block_size : int
-        The activation quantization block (block transforms align to it).
+        The block the block transforms align to: ``QuantConfig.transform_block``
+        (32 under MX, 16 under NVFP4), or the K/V block for a KV transform.
     seed : int
     act_absmax : torch.Tensor
         Per input channel max |x| over the calibration tokens, float32 [N]

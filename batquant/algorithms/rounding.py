@@ -27,7 +27,8 @@ class MXWeight:
     values : str
         The buffer with the fake-quantized weight ``[..., in]`` (blocked along its last axis).
     scales : str
-        The buffer with its E8M0 bytes ``[..., in / block]`` (uint8).
+        The buffer with its block scale bytes ``[..., in / block]`` (uint8): E8M0
+        for an MX format, E4M3 for NVFP4.
     packed : str
         The export's name for the packed codes (compressed-tensors' ``weight_packed``).
     """
@@ -53,12 +54,15 @@ class WeightRounding(Protocol):
 
 
 def static_scales(weight: torch.Tensor, quant: TensorQuant) -> torch.Tensor:
-    """The E8M0 bytes of ``weight``'s blocks (along its last axis) under ``quant``'s scale rule."""
+    """The block scale bytes of ``weight``'s blocks (along its last axis) under ``quant``.
+
+    E8M0 bytes under the scale rule for an MX format; E4M3 bytes for NVFP4,
+    whose float32 tensor scale is not kept (an export refuses NVFP4,
+    :mod:`batquant.deploy.schema`).
+    """
     from mxref.torch import encode
 
-    return encode(weight, quant.fmt, axis=-1, block_size=quant.block_size,
-                  scale_rule=quant.scale_rule, rounding=quant.rounding,
-                  overflow=quant.overflow)[1]  # fmt: skip
+    return encode(weight, quant.fmt, **quant.codec_options())[1]
 
 
 def round_with_scales(weight: torch.Tensor, scales: torch.Tensor, quant: TensorQuant

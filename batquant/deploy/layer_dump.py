@@ -113,7 +113,8 @@ def dump_layer(model: nn.Module, input_ids: torch.Tensor, out_dir: str | os.Path
         raise ValueError("model was not quantized by batquant (it has no batquant_info)")
     config = QuantConfig.from_dict(info["config"])
     act_q, w_q = config.activation, config.weight
-    if act_q is None or w_q is None or target.weight_scale is None:
+    if act_q is None or w_q is None or target.weight_scale is None or act_q.two_level \
+            or w_q.two_level:  # fmt: skip
         raise ValueError(f"module: {module} of layer {layer} has activation {act_q and act_q.fmt} "
                          f"and weight {w_q and w_q.fmt}; a device check needs both in MX")
     models = [mxref.parse_accum(a) for a in accum]  # clear errors before the model runs
@@ -164,6 +165,7 @@ def dump_layer(model: nn.Module, input_ids: torch.Tensor, out_dir: str | os.Path
                   f"--out device_or_mxref.npy",
                   f"mxref compare reference_{_slug(accum[0])}.npy device_or_mxref.npy"],
     }  # fmt: skip
+    assert w_q.scale_rule is not None  # an MX role always holds one (NVFP4 is refused above)
     with folder_in_place(out, force) as tmp:
         mxref.save(tmp / "activation.npz", activation, **_policies(act_q))
         mxref.save(tmp / "weight.npz", weight, rounding=w_q.rounding, overflow=w_q.overflow,

@@ -35,7 +35,7 @@ from torch import nn
 
 from batquant.algorithms.experts import QuantizedExperts
 from batquant.algorithms.layer import InputQuantizer, QuantizedLinear
-from batquant.config import QuantConfig, TensorQuant
+from batquant.config import ROLES, QuantConfig, TensorQuant
 
 #: ``model_type`` of an export that needs online transforms (unknown to transformers).
 ONLINE_MODEL_TYPE = "batquant"
@@ -109,6 +109,32 @@ class ExportPlan:
             "model_type": model_type,
             "load_with": "batquant.load_export(folder)",
         }
+
+
+def check_exportable(config: QuantConfig) -> None:
+    """Refuse a config with an NVFP4 role: an export packs MX only.
+
+    compressed-tensors 0.20.1's ``nvfp4-pack-quantized`` stores a weight as
+    ``weight_packed``, float8_e4m3fn ``weight_scale`` ``[out, in/16]`` and a
+    float32 ``weight_global_scale`` (``448 * 6 / amax``, the encode scale
+    mxref's tensor scale is), and activations under a static, calibrated
+    ``input_global_scale``.  batquant's frozen modules keep neither tensor
+    scale (the weight's is computed at freezing, the activations' at each
+    forward), so an NVFP4 export would be wrong, not merely incomplete.
+
+    Raises
+    ------
+    ValueError
+        Naming the config and the role.
+    """
+    for role in ROLES:
+        quant = getattr(config, role)
+        if quant is not None and quant.two_level:
+            raise ValueError(
+                f"config {config.describe()!r}: its {role} is {quant.describe()}, and the export "
+                "packs MX formats only (an NVFP4 export needs the weight and input tensor scales, "
+                "which batquant does not keep; docs/export.md)"
+            )
 
 
 def plan_export(qmodel: nn.Module, config: QuantConfig, info: dict[str, Any]) -> ExportPlan:

@@ -47,7 +47,13 @@ from batquant.config import QuantConfig
 from batquant.deploy.folders import check_new, folder_in_place
 from batquant.deploy.manifest import write_manifest
 from batquant.deploy.packed import pack_weight
-from batquant.deploy.schema import ONLINE_MODEL_TYPE, ExportPlan, plan_export, stored_codes
+from batquant.deploy.schema import (
+    ONLINE_MODEL_TYPE,
+    ExportPlan,
+    check_exportable,
+    plan_export,
+    stored_codes,
+)
 from batquant.models import get_adapter
 from batquant.pipeline.checkpoint import RUN_FORMAT
 
@@ -162,17 +168,20 @@ def export(qmodel: nn.Module, out_dir: str | os.PathLike[str], *, force: bool = 
     Raises
     ------
     ValueError
-        A model batquant did not quantize, an ``out_dir`` that exists without
-        ``force``, or a weight that is not valid MX under its scales (naming it).
+        A model batquant did not quantize, a config with an NVFP4 role
+        (:func:`~batquant.deploy.schema.check_exportable`), an ``out_dir``
+        that exists without ``force``, or a weight that is not valid MX under
+        its scales (naming it).
     """
     info = getattr(qmodel, "batquant_info", None)
     if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
         raise ValueError("qmodel was not quantized by this batquant (no batquant_info of format "
                          f"{RUN_FORMAT!r})")  # fmt: skip
+    config = QuantConfig.from_dict(info["config"])
+    check_exportable(config)
     out = Path(out_dir)
     check_new(out, force)
     get_adapter(qmodel)  # an architecture batquant knows, or a clear error
-    config = QuantConfig.from_dict(info["config"])
     tensors, packed, tied = export_tensors(qmodel, config)
     plan: ExportPlan = plan_export(qmodel, config, info)
     model_config: Any = qmodel.config

@@ -138,13 +138,16 @@ def block_view(model: nn.Module, token_ids: torch.Tensor, *, layer: int, module:
     ------
     ValueError
         A module that is not a quantized linear, or one whose activations
-        are not quantized (nothing is scaled).
+        are not quantized (nothing is scaled) or are NVFP4 (no E8M0 scale).
     """
     name, linear = find_linear(model, layer, module)
     quant = linear.input_quantizer.quant
     if quant is None:
         raise ValueError(f"module {module!r}: its activations are not quantized, so it has no "
                          "activation blocks to draw")  # fmt: skip
+    if quant.two_level:
+        raise ValueError(f"module {module!r}: its activations are {quant.describe()}; the figures "
+                         "draw values over E8M0 block scales (MX formats only)")  # fmt: skip
     ids = token_ids[None] if token_ids.ndim == 1 else token_ids
     seen: list[torch.Tensor] = []
     hook = linear.register_forward_pre_hook(

@@ -10,8 +10,11 @@ window's loss is the mean cross-entropy of the logits at positions
 Windows are run ``batch_size`` at a time.  All windows have the same length,
 so a batch needs no padding or attention mask, and every window's loss is the
 one it has alone up to float32 rounding (a batched matmul may sum in another
-order).  The logits of one batch take ``batch_size x seq_len x vocab`` floats,
-which bounds a useful batch size on large vocabularies.
+order), except under NVFP4 activations with one tensor scale per tensor
+(``TensorQuant.tensor_scale="tensor"``, the NVFP4 presets): the windows of a
+batch share that scale, so a window's loss depends on its batch.  The logits
+of one batch take ``batch_size x seq_len x vocab`` floats, which bounds a
+useful batch size on large vocabularies.
 
 This is not lm-eval's ``wikitext`` task, which reports word perplexity over
 documents.

@@ -100,13 +100,6 @@ def site_seed(seed: int, layer: int, site: int) -> int:
     return (seed * 1_000_003 + layer * 1_009 + site) % 2**31
 
 
-def _block(*quants: TensorQuant | None) -> int:
-    for q in quants:
-        if q is not None:
-            return q.block_size
-    return TensorQuant().block_size
-
-
 def _replace(layer: nn.Module, path: str, module: nn.Module) -> None:
     owner_path, _, attr = path.rpartition(".")
     owner = layer.get_submodule(owner_path) if owner_path else layer
@@ -148,7 +141,7 @@ class _Builder:
         absmax = None if stats is None else stats.absmax
         ctx = TransformContext(
             size=n,
-            block_size=_block(act_q, plan.config.weight),
+            block_size=plan.config.transform_block,
             seed=site_seed(plan.seed, self.layer_index, seed_site),
             act_absmax=(torch.ones(n) if absmax is None else absmax).to(weight_absmax.device),
             weight_absmax=weight_absmax,

@@ -78,6 +78,7 @@ from batquant.config import (
     GPTQSpec,
     GradientOrder,
     QuantConfig,
+    check_weight_quantizer,
     describe_weight_quantizer,
     get_config,
     get_weight_quantizer,
@@ -230,6 +231,7 @@ def quantize_model(
     meth = get_method(method)
     cfg = get_config(config)
     gptq = get_weight_quantizer(weight_quantizer)
+    check_weight_quantizer(gptq, cfg)
     if gptq is not None and cfg.weight is None:
         raise ValueError(f"weight_quantizer: config {cfg.describe()} keeps the weights in full "
                          "precision, so GPTQ would round nothing; leave it at 'rtn'")  # fmt: skip
