@@ -1,0 +1,323 @@
+"""GEMMs on NVFP4 operands: ``D = A @ B (+ C)`` with the tensor scales, bit-exact.
+
+:func:`mxref.matmul` sends NVFP4 operands here.  The definitions are in
+``docs/gemm.md`` ("NVFP4 operands: where the tensor scales enter") and,
+normatively, in the oracle :mod:`mxref.ref.nvfp4_gemm`:
+
+- lane products ``q_k = (P_a[k] * s_a) * (P_b[k] * s_b)`` with the E4M3
+  block scales decoded exactly, as a block-scaled MMA forms them;
+- ``exact``: ``RNE_out(C + S / (G_a * G_b))``, ``S`` the exact sum of all q_k;
+- ``block_fp32`` and ``fixed_point``: the model's float32 accumulator over
+  the q_k, started at +0, then one exact epilogue
+  ``RNE_out(acc / (G_a * G_b) + C)``.
+
+How: the block scales are folded into the element integers
+(:mod:`mxref.kernels.nvfp4_gemm`), so that one float64 BLAS product gives
+``S`` exactly wherever a bound proves every partial sum exact, and the MX
+exact kernel computes the rest (and every accumulating model).  The
+epilogue rounds in float64 where an error bound proves that decides the
+bits, and the few outputs left (values within about 2**-49 of an output
+midpoint) are recomputed here with Python integers and fractions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cache
+
+import numpy as np
+
+from mxref.accum import AccumModel, AlignRounding, BlockFP32, Exact, FixedPoint
+from mxref.array import MXArray
+from mxref.formats import ElementFormat
+from mxref.gemm import Operands, operands
+from mxref.kernels.gemm import (
+    BLOCK_FP32,
+    EXACT,
+    FIXED_POINT,
+    NAN,
+    element_integers,
+    matmul_exact_kernel,
+    matmul_exact_pairs,
+)
+from mxref.kernels.gemm_blas import FLOAT32_EXACT_BOUND
+from mxref.kernels.nvfp4_gemm import epilogue, fold_integers, fold_values, take_blas
+from mxref.kernels.params import decode_params
+
+#: multiply-adds below which the exact kernel beats the BLAS path
+BLAS_MIN_WORK = 1 << 18
+#: bounds on partial sums, with a margin for the float64 rounding of the bound
+_F64_EXACT = float(2**53) * (1 - 2.0**-20)
+_F32_EXACT = FLOAT32_EXACT_BOUND
+
+
+@dataclass(frozen=True, eq=False)
+class NVOperands(Operands):
+    """:class:`~mxref.gemm.Operands` of two NVFP4 arrays, with their tensor scales.
+
+    Attributes
+    ----------
+    g_a : (M,) float32
+        The encode scale ``G`` of each row of A (all equal for a per-tensor one).
+    g_b : (N,) float32
+        The encode scale ``G`` of each column of B.
+    """
+
+    g_a: np.ndarray
+    g_b: np.ndarray
+
+
+def nv_operands(a: MXArray, b: MXArray) -> NVOperands:
+    """Check two NVFP4 operands and bring them to the K-major layout with their G's.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the operand: not an MXArray, not 2-D, one NVFP4 and one MX
+        (``kind::mxf4nvf4`` with E4M3 scales takes both sides NVFP4), or a
+        layout or block-size mismatch.
+    """
+    for name, op in (("a", a), ("b", b)):
+        if not isinstance(op, MXArray):
+            raise TypeError(f"{name} must be an MXArray; got {type(op).__name__}")
+    if a.fmt.two_level != b.fmt.two_level:
+        raise ValueError(
+            f"a is {a.fmt.name} and b is {b.fmt.name}: NVFP4 (E4M3 block scales under a "
+            "float32 tensor scale) multiplies only NVFP4, as kind::mxf4nvf4 with ue4m3 "
+            "scales does; quantize both operands to the same kind of format"
+        )
+    ops = operands(a, b)
+    m, n, _ = ops.shape
+    g = {}
+    for name, op, rows in (("a", a, m), ("b", b, n)):
+        t = op.tensor_scale
+        if t is None:  # an MXArray checks this; a hand-built one could still lack it
+            raise ValueError(f"{name}.tensor_scale is missing for {op.fmt.name}")
+        g[name] = np.ascontiguousarray(np.broadcast_to(t.reshape(-1), (rows,)))
+    fields = {f: getattr(ops, f) for f in Operands.__dataclass_fields__}
+    return NVOperands(**fields, g_a=g["a"], g_b=g["b"])
+
+
+@cache
+def scale_tables(scale_fmt: ElementFormat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per scale byte: ``M`` and ``E`` with ``s = M * 2**E`` (``M`` odd, or 0), and NaN.
+
+    Read from the scale format's integers ``s = n * 2**(emin - mbits)``:
+    ``M`` is the odd part of ``n``, ``E`` the rest of the exponent, so for
+    E4M3 ``M <= 15`` and ``-9 <= E <= 5``.  A zero byte gives ``M = 0``.
+    """
+    n_table, cls = element_integers(*decode_params(scale_fmt))
+    count = len(n_table)
+    mult = np.zeros(256, np.int64)
+    exp = np.zeros(256, np.int64)
+    nan = np.ones(256, np.bool_)  # bytes beyond the format are never read (MXArray refuses them)
+    quantum = scale_fmt.emin - scale_fmt.mbits
+    for byte in range(count):
+        n = abs(int(n_table[byte]))
+        nan[byte] = cls[byte] == NAN
+        if nan[byte] or n == 0:
+            continue
+        shift = (n & -n).bit_length() - 1
+        mult[byte], exp[byte] = n >> shift, shift + quantum
+    # the E8M0-like bytes handed to the MX kernel must stay clear of 0 and 255
+    assert 0 < 127 + exp.min() and 127 + exp.max() < 255
+    return mult, exp, nan
+
+
+@cache
+def _element_table(fmt: ElementFormat) -> np.ndarray:
+    return element_integers(*decode_params(fmt))[0]
+
+
+@dataclass(eq=False)
+class _Folded:
+    """One operand's folded integers for the exact kernel and its row facts."""
+
+    n: np.ndarray
+    bytes: np.ndarray
+    nan: np.ndarray
+    low: np.ndarray
+
+
+def _fold_integers(codes: np.ndarray, scales: np.ndarray, fmt: ElementFormat, bs: int) -> _Folded:
+    assert fmt.scale_format is not None
+    codes, scales = np.ascontiguousarray(codes), np.ascontiguousarray(scales)
+    out_n = np.empty(codes.shape, np.int64)
+    out_bytes = np.empty(scales.shape, np.uint8)
+    nan, low = fold_integers(codes, scales, _element_table(fmt), *scale_tables(fmt.scale_format),
+                             bs, out_n, out_bytes)  # fmt: skip
+    return _Folded(out_n, out_bytes, nan, low)
+
+
+def _fold_values(codes: np.ndarray, scales: np.ndarray, fmt: ElementFormat,
+                 bs: int) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:  # fmt: skip
+    assert fmt.scale_format is not None
+    codes, scales = np.ascontiguousarray(codes), np.ascontiguousarray(scales)
+    out = np.empty(codes.shape, np.float32)
+    facts = fold_values(codes, scales, _element_table(fmt), *scale_tables(fmt.scale_format), bs,
+                        out)  # fmt: skip
+    return out, facts
+
+
+def _model_code(model: AccumModel) -> tuple[int, int, int, bool, bool]:
+    """The MX kernel's (model, width, group, rne, flush) for an accumulation model."""
+    if isinstance(model, FixedPoint):
+        return (FIXED_POINT, model.width, model.group, model.rounding is AlignRounding.RNE,
+                model.flush_subnormals)  # fmt: skip
+    if isinstance(model, BlockFP32):
+        return BLOCK_FP32, 0, 1, False, model.flush_subnormals
+    if isinstance(model, Exact):
+        return EXACT, 0, 1, False, False
+    raise TypeError(f"model must be Exact, BlockFP32 or FixedPoint; got {model!r}")
+
+
+def _blas_sums(ops: NVOperands, limit: float, x: np.ndarray,
+               q_ab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Fill ``x`` with ``S`` from one BLAS product where proven exact; return the rest.
+
+    Returns the (P, 2) pairs left to the exact kernel, and each side's NaN
+    rows and lowest exponents.
+    """
+    fa, (a_nan, a_low, a_max, a_l1) = _fold_values(ops.a_codes, ops.a_scales, ops.fmt_a,
+                                                   ops.block_size)  # fmt: skip
+    fb, (b_nan, b_low, b_max, b_l1) = _fold_values(ops.b_codes, ops.b_scales, ops.fmt_b,
+                                                   ops.block_size)  # fmt: skip
+    # float32 BLAS where every output's bound is below 2**24, else float64
+    top = min(float(a_l1.max(initial=0)) * float(b_max.max(initial=0)),
+              float(a_max.max(initial=0)) * float(b_l1.max(initial=0)))  # fmt: skip
+    if top >= _F32_EXACT:
+        fa, fb = fa.astype(np.float64), fb.astype(np.float64)
+    else:
+        limit = min(limit, _F32_EXACT)
+    with np.errstate(all="ignore"):  # sums left to the kernel may be anything
+        s = fa @ fb.T  # BLAS reads B's rows as columns without a copy
+    del fa, fb
+    rest = np.empty(x.shape, np.bool_)
+    take_blas(s, a_low, b_low, q_ab, a_l1, a_max, b_l1, b_max, a_nan, b_nan, limit, x, rest)
+    return np.argwhere(rest).astype(np.int64), a_nan, a_low, b_nan, b_low
+
+
+def matmul_nv(ops: NVOperands, model: AccumModel, out_fmt: np.dtype,
+              output: tuple[int, int, int], c_arr: np.ndarray | None) -> np.ndarray:  # fmt: skip
+    """``D = A @ B (+ C)`` on two NVFP4 operands; see the module docstring.
+
+    Parameters
+    ----------
+    ops : NVOperands
+        From :func:`nv_operands`.
+    model : Exact, BlockFP32 or FixedPoint
+    out_fmt : np.dtype
+        float32, float16 or bfloat16.
+    output : (precision, min_exponent, max_exponent)
+        ``out_fmt`` as a binary format (smallest quantum, largest exponent).
+    c_arr : (M, N) float32 or None
+        Checked by the caller.
+
+    Returns
+    -------
+    np.ndarray of out_fmt
+    """
+    code, width, group, rne, flush = _model_code(model)
+    m, n, k = ops.shape
+    q_ab = (ops.fmt_a.emin - ops.fmt_a.mbits) + (ops.fmt_b.emin - ops.fmt_b.mbits)
+    x = np.zeros((m, n), np.float64)
+    out = np.zeros((m, n), np.float64)
+    if not out.size:
+        return out.astype(out_fmt)
+    ints = None
+    pairs = None
+    if code != FIXED_POINT and m * n * k >= BLAS_MIN_WORK:
+        # the sum S, or a block_fp32 accumulator that provably never rounds (then S too)
+        limit = _F64_EXACT if code == EXACT else _F32_EXACT
+        pairs, a_nan, a_low, b_nan, b_low = _blas_sums(ops, limit, x, q_ab)
+    if pairs is None or pairs.size:
+        fa = _fold_integers(ops.a_codes, ops.a_scales, ops.fmt_a, ops.block_size)
+        fb = _fold_integers(ops.b_codes, ops.b_scales, ops.fmt_b, ops.block_size)
+        ints = (fa, fb)
+        a_nan, a_low, b_nan, b_low = fa.nan, fa.low, fb.nan, fb.low
+        # exact: S rounded once to 53 bits; the others: their float32 accumulator
+        fmt64 = (53, -1074, 1023) if code == EXACT else (24, -149, 127)
+        args = (
+            fa.n, np.zeros(fa.n.shape, np.int8), fa.bytes,
+            fb.n, np.zeros(fb.n.shape, np.int8), fb.bytes,
+            q_ab, ops.block_size, code, width, group, rne, flush,
+            np.zeros((1, 1), np.float32), False, *fmt64, x,
+        )  # fmt: skip
+        if pairs is None:
+            matmul_exact_kernel(*args)
+        else:
+            matmul_exact_pairs(pairs, *args)
+    g_a, g_b = ops.g_a.astype(np.float64), ops.g_b.astype(np.float64)
+    undecided = np.empty((m, n), np.bool_)
+    has_c = c_arr is not None
+    epilogue(x, code != EXACT, g_a, g_b, _is_pow2(g_a), _is_pow2(g_b), a_nan, b_nan, a_low,
+             b_low, q_ab, c_arr if has_c else np.zeros((1, 1), np.float32), has_c, *output,
+             out, undecided)  # fmt: skip
+    if undecided.any():
+        if ints is None:
+            ints = (
+                _fold_integers(ops.a_codes, ops.a_scales, ops.fmt_a, ops.block_size),
+                _fold_integers(ops.b_codes, ops.b_scales, ops.fmt_b, ops.block_size),
+            )
+        _exact_fallback(np.argwhere(undecided), ops, ints, code == EXACT, q_ab, x, c_arr,
+                        output, out)  # fmt: skip
+    with np.errstate(over="ignore"):  # every value is out_fmt's already: the cast is exact
+        return out.astype(out_fmt)
+
+
+def _is_pow2(g: np.ndarray) -> np.ndarray:
+    """Whether each positive finite value is a power of two (from its significand)."""
+    return np.frexp(g)[0] == 0.5
+
+
+def _exact_fallback(where: np.ndarray, ops: NVOperands, ints: tuple[_Folded, _Folded],
+                    recompute: bool, q_ab: int, x: np.ndarray, c_arr: np.ndarray | None,
+                    output: tuple[int, int, int], out: np.ndarray) -> None:  # fmt: skip
+    """Round ``X / (G_a * G_b) + C`` exactly, with Python integers, where float64 could not.
+
+    ``recompute`` (the exact model) recomputes ``S`` from the folded
+    integers; the accumulating models' ``X`` is their accumulator, exact.
+    X and C are finite here (the epilogue settles NaN and Inf).
+    """
+    fa, fb = ints
+    bs = ops.block_size
+    for i, j in where.tolist():
+        if recompute:
+            total = 0
+            low = int(fa.low[i] + fb.low[j])  # every block's exponent sum is >= low
+            for blk in range(fa.bytes.shape[1]):
+                lanes = slice(blk * bs, (blk + 1) * bs)
+                dot = int(np.dot(fa.n[i, lanes], fb.n[j, lanes]))  # |n| <= 180: int64 holds any block
+                if dot:
+                    shift = int(fa.bytes[i, blk]) + int(fb.bytes[j, blk]) - 254 - low
+                    total += dot << shift
+            value = Fraction(total) * Fraction(2) ** (low + q_ab)
+        else:
+            value = Fraction(float(x[i, j]))
+        p = Fraction(float(ops.g_a[i])) * Fraction(float(ops.g_b[j]))
+        c = Fraction(float(c_arr[i, j])) if c_arr is not None else Fraction(0)
+        out[i, j] = round_fraction(value / p + c, *output)
+
+
+def round_fraction(v: Fraction, precision: int, min_exponent: int, max_exponent: int) -> float:
+    """``v`` rounded once (RNE) to a binary format, as a float; overflow gives Inf.
+
+    An exact zero gives +0; a nonzero value that rounds to zero keeps its sign.
+    """
+    if v == 0:
+        return 0.0
+    mag = abs(v)
+    lead = mag.numerator.bit_length() - mag.denominator.bit_length()
+    if Fraction(2) ** lead > mag:  # now 2**lead <= mag < 2**(lead + 1)
+        lead -= 1
+    q = max(lead - (precision - 1), min_exponent)
+    units = mag / Fraction(2) ** q
+    whole = units.numerator // units.denominator
+    rest = units - whole
+    if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and whole % 2 == 1):
+        whole += 1
+    r = float(whole * Fraction(2) ** q)  # exact: at most `precision` bits
+    if r >= 2.0 ** (max_exponent + 1):
+        r = float("inf")
+    return -r if v < 0 else r
