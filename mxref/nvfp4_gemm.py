@@ -42,7 +42,15 @@ from mxref.kernels.gemm import (
     matmul_exact_pairs,
 )
 from mxref.kernels.gemm_blas import FLOAT32_EXACT_BOUND
-from mxref.kernels.nvfp4_gemm import epilogue, fold_integers, fold_values, take_blas
+from mxref.kernels.nvfp4_gemm import (
+    KERNEL,
+    UNDECIDED,
+    epilogue_blas,
+    epilogue_pairs,
+    fold_integers,
+    fold_values,
+    fold_values_columns,
+)
 from mxref.kernels.params import decode_params
 
 #: multiply-adds below which the exact kernel beats the BLAS path
@@ -152,12 +160,22 @@ def _fold_integers(codes: np.ndarray, scales: np.ndarray, fmt: ElementFormat, bs
 
 def _fold_values(codes: np.ndarray, scales: np.ndarray, fmt: ElementFormat,
                  bs: int) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:  # fmt: skip
+    """Fold one K-major operand of :class:`NVOperands` to float64, in the layout it has.
+
+    Rows come C-contiguous (A, and B given N x K), or as the transposed view
+    of a C-contiguous K x N array (B given K x N), which is folded in that
+    layout and returned as the same kind of view.
+    """
     assert fmt.scale_format is not None
-    codes, scales = np.ascontiguousarray(codes), np.ascontiguousarray(scales)
-    out = np.empty(codes.shape, np.float32)
-    facts = fold_values(codes, scales, _element_table(fmt), *scale_tables(fmt.scale_format), bs,
-                        out)  # fmt: skip
-    return out, facts
+    tables = (_element_table(fmt), *scale_tables(fmt.scale_format))
+    if codes.flags.c_contiguous:
+        out = np.empty(codes.shape, np.float64)
+        facts = fold_values(codes, np.ascontiguousarray(scales), *tables, bs, out)
+        return out, facts
+    codes_kn = np.ascontiguousarray(codes.T)  # the view's base: no copy
+    out = np.empty(codes_kn.shape, np.float64)
+    facts = fold_values_columns(codes_kn, np.ascontiguousarray(scales.T), *tables, bs, out)
+    return out.T, facts
 
 
 def _model_code(model: AccumModel) -> tuple[int, int, int, bool, bool]:
@@ -170,32 +188,6 @@ def _model_code(model: AccumModel) -> tuple[int, int, int, bool, bool]:
     if isinstance(model, Exact):
         return EXACT, 0, 1, False, False
     raise TypeError(f"model must be Exact, BlockFP32 or FixedPoint; got {model!r}")
-
-
-def _blas_sums(ops: NVOperands, limit: float, x: np.ndarray,
-               q_ab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Fill ``x`` with ``S`` from one BLAS product where proven exact; return the rest.
-
-    Returns the (P, 2) pairs left to the exact kernel, and each side's NaN
-    rows and lowest exponents.
-    """
-    fa, (a_nan, a_low, a_max, a_l1) = _fold_values(ops.a_codes, ops.a_scales, ops.fmt_a,
-                                                   ops.block_size)  # fmt: skip
-    fb, (b_nan, b_low, b_max, b_l1) = _fold_values(ops.b_codes, ops.b_scales, ops.fmt_b,
-                                                   ops.block_size)  # fmt: skip
-    # float32 BLAS where every output's bound is below 2**24, else float64
-    top = min(float(a_l1.max(initial=0)) * float(b_max.max(initial=0)),
-              float(a_max.max(initial=0)) * float(b_l1.max(initial=0)))  # fmt: skip
-    if top >= _F32_EXACT:
-        fa, fb = fa.astype(np.float64), fb.astype(np.float64)
-    else:
-        limit = min(limit, _F32_EXACT)
-    with np.errstate(all="ignore"):  # sums left to the kernel may be anything
-        s = fa @ fb.T  # BLAS reads B's rows as columns without a copy
-    del fa, fb
-    rest = np.empty(x.shape, np.bool_)
-    take_blas(s, a_low, b_low, q_ab, a_l1, a_max, b_l1, b_max, a_nan, b_nan, limit, x, rest)
-    return np.argwhere(rest).astype(np.int64), a_nan, a_low, b_nan, b_low
 
 
 def matmul_nv(ops: NVOperands, model: AccumModel, out_fmt: np.dtype,
@@ -221,49 +213,74 @@ def matmul_nv(ops: NVOperands, model: AccumModel, out_fmt: np.dtype,
     code, width, group, rne, flush = _model_code(model)
     m, n, k = ops.shape
     q_ab = (ops.fmt_a.emin - ops.fmt_a.mbits) + (ops.fmt_b.emin - ops.fmt_b.mbits)
-    x = np.zeros((m, n), np.float64)
-    out = np.zeros((m, n), np.float64)
+    # every value stored is out_fmt's; float32 holds them for a float32 output
+    out = np.zeros((m, n), np.float32 if out_fmt == np.float32 else np.float64)
     if not out.size:
         return out.astype(out_fmt)
-    ints = None
-    pairs = None
+    g_a, g_b = ops.g_a.astype(np.float64), ops.g_b.astype(np.float64)
+    has_c = c_arr is not None
+    c_in = c_arr if c_arr is not None else np.zeros((1, 1), np.float32)
+    scales_args = (g_a, g_b, _is_pow2(g_a), _is_pow2(g_b))
+    state = np.empty((m, n), np.uint8)
+    x = None
     if code != FIXED_POINT and m * n * k >= BLAS_MIN_WORK:
-        # the sum S, or a block_fp32 accumulator that provably never rounds (then S too)
+        # the sum S; for block_fp32, S where its accumulator provably never rounds
         limit = _F64_EXACT if code == EXACT else _F32_EXACT
-        pairs, a_nan, a_low, b_nan, b_low = _blas_sums(ops, limit, x, q_ab)
+        fa, (a_nan, a_low, a_max, a_l1) = _fold_values(ops.a_codes, ops.a_scales, ops.fmt_a,
+                                                       ops.block_size)  # fmt: skip
+        fb, (b_nan, b_low, b_max, b_l1) = _fold_values(ops.b_codes, ops.b_scales, ops.fmt_b,
+                                                       ops.block_size)  # fmt: skip
+        top = min(float(a_l1.max(initial=0)) * float(b_max.max(initial=0)),
+                  float(a_max.max(initial=0)) * float(b_l1.max(initial=0)))  # fmt: skip
+        if top < _F32_EXACT:  # every output's partial sums stay float32: half the BLAS time
+            fa, fb = fa.astype(np.float32), fb.astype(np.float32)
+            limit = _F32_EXACT
+        with np.errstate(all="ignore"):  # sums left to the kernel may be anything
+            s = fa @ fb.T  # BLAS reads either layout of B.T without a copy
+        del fa, fb
+        epilogue_blas(s, a_low, b_low, q_ab, a_l1, a_max, b_l1, b_max, limit, *scales_args,
+                      a_nan, b_nan, c_in, has_c, *output, out, state)  # fmt: skip
+        pairs = np.argwhere(state == KERNEL) if state.any() else np.empty((0, 2), np.int64)
+        # the BLAS sums are spent but the fallback's X: the kernel writes its X there too
+        x = s if s.dtype == np.float64 or not pairs.size else s.astype(np.float64)
+    else:
+        pairs = None
+    ints = None
     if pairs is None or pairs.size:
-        fa = _fold_integers(ops.a_codes, ops.a_scales, ops.fmt_a, ops.block_size)
-        fb = _fold_integers(ops.b_codes, ops.b_scales, ops.fmt_b, ops.block_size)
-        ints = (fa, fb)
-        a_nan, a_low, b_nan, b_low = fa.nan, fa.low, fb.nan, fb.low
+        fa_i = _fold_integers(ops.a_codes, ops.a_scales, ops.fmt_a, ops.block_size)
+        fb_i = _fold_integers(ops.b_codes, ops.b_scales, ops.fmt_b, ops.block_size)
+        ints = (fa_i, fb_i)
+        a_nan, a_low, b_nan, b_low = fa_i.nan, fa_i.low, fb_i.nan, fb_i.low
+        if x is None:
+            x = np.empty((m, n), np.float64)
         # exact: S rounded once to 53 bits; the others: their float32 accumulator
         fmt64 = (53, -1074, 1023) if code == EXACT else (24, -149, 127)
         args = (
-            fa.n, np.zeros(fa.n.shape, np.int8), fa.bytes,
-            fb.n, np.zeros(fb.n.shape, np.int8), fb.bytes,
+            fa_i.n, np.zeros(fa_i.n.shape, np.int8), fa_i.bytes,
+            fb_i.n, np.zeros(fb_i.n.shape, np.int8), fb_i.bytes,
             q_ab, ops.block_size, code, width, group, rne, flush,
             np.zeros((1, 1), np.float32), False, *fmt64, x,
         )  # fmt: skip
         if pairs is None:
             matmul_exact_kernel(*args)
+            pairs = np.argwhere(np.ones((m, n), np.bool_))
         else:
             matmul_exact_pairs(pairs, *args)
-    g_a, g_b = ops.g_a.astype(np.float64), ops.g_b.astype(np.float64)
-    undecided = np.empty((m, n), np.bool_)
-    has_c = c_arr is not None
-    epilogue(x, code != EXACT, g_a, g_b, _is_pow2(g_a), _is_pow2(g_b), a_nan, b_nan, a_low,
-             b_low, q_ab, c_arr if has_c else np.zeros((1, 1), np.float32), has_c, *output,
-             out, undecided)  # fmt: skip
-    if undecided.any():
-        if ints is None:
+        epilogue_pairs(pairs, x, code != EXACT, a_low, b_low, q_ab, *scales_args, a_nan, b_nan,
+                       c_in, has_c, *output, out, state)  # fmt: skip
+    if state.any():
+        undecided = np.argwhere(state == UNDECIDED)
+        if code != EXACT:
+            ints = None  # X is the accumulator: exact as it stands
+        elif ints is None:
             ints = (
                 _fold_integers(ops.a_codes, ops.a_scales, ops.fmt_a, ops.block_size),
                 _fold_integers(ops.b_codes, ops.b_scales, ops.fmt_b, ops.block_size),
             )
-        _exact_fallback(np.argwhere(undecided), ops, ints, code == EXACT, q_ab, x, c_arr,
-                        output, out)  # fmt: skip
+        assert x is not None
+        _exact_fallback(undecided, ops, ints, q_ab, x, c_arr, output, out)
     with np.errstate(over="ignore"):  # every value is out_fmt's already: the cast is exact
-        return out.astype(out_fmt)
+        return out.astype(out_fmt, copy=False)
 
 
 def _is_pow2(g: np.ndarray) -> np.ndarray:
@@ -271,24 +288,25 @@ def _is_pow2(g: np.ndarray) -> np.ndarray:
     return np.frexp(g)[0] == 0.5
 
 
-def _exact_fallback(where: np.ndarray, ops: NVOperands, ints: tuple[_Folded, _Folded],
-                    recompute: bool, q_ab: int, x: np.ndarray, c_arr: np.ndarray | None,
+def _exact_fallback(where: np.ndarray, ops: NVOperands, ints: tuple[_Folded, _Folded] | None,
+                    q_ab: int, x: np.ndarray, c_arr: np.ndarray | None,
                     output: tuple[int, int, int], out: np.ndarray) -> None:  # fmt: skip
     """Round ``X / (G_a * G_b) + C`` exactly, with Python integers, where float64 could not.
 
-    ``recompute`` (the exact model) recomputes ``S`` from the folded
-    integers; the accumulating models' ``X`` is their accumulator, exact.
-    X and C are finite here (the epilogue settles NaN and Inf).
+    With ``ints`` (the exact model, whose X may be rounded to 53 bits) ``S``
+    is recomputed from the folded integers; otherwise ``x`` holds X exactly
+    (an accumulator).  X and C are finite here (the epilogue settles NaN and
+    Inf).
     """
-    fa, fb = ints
     bs = ops.block_size
     for i, j in where.tolist():
-        if recompute:
+        if ints is not None:
+            fa, fb = ints
             total = 0
             low = int(fa.low[i] + fb.low[j])  # every block's exponent sum is >= low
             for blk in range(fa.bytes.shape[1]):
                 lanes = slice(blk * bs, (blk + 1) * bs)
-                dot = int(np.dot(fa.n[i, lanes], fb.n[j, lanes]))  # |n| <= 180: int64 holds any block
+                dot = int(np.dot(fa.n[i, lanes], fb.n[j, lanes]))  # |n| <= 180: no overflow
                 if dot:
                     shift = int(fa.bytes[i, blk]) + int(fb.bytes[j, blk]) - 254 - low
                     total += dot << shift

@@ -29,6 +29,21 @@ from numba import njit, prange
 from mxref.kernels.gemm_blas import round_to_odd
 
 
+@njit(cache=True, inline="always")
+def _lowest_exponent(scales_row, s_mult, s_exp, s_nan):
+    """The smallest E among a row's nonzero, non-NaN block scales (0 if none).
+
+    Every nonzero product of the row is a multiple of ``2**lowest`` times the
+    element quantum (a block with scale zero has only zero products).
+    """
+    lowest = np.int64(1 << 20)
+    for b in range(scales_row.shape[0]):
+        byte = scales_row[b]
+        if s_mult[byte] != 0 and not s_nan[byte]:
+            lowest = min(lowest, s_exp[byte])
+    return lowest if lowest != 1 << 20 else np.int64(0)
+
+
 @njit(cache=True, parallel=True)
 def fold_integers(codes, scales, n_table, s_mult, s_exp, s_nan, block_size, out_n, out_bytes):
     """``out_n = n * M`` per element and ``out_bytes = 127 + E`` (255: NaN) per block.
@@ -54,32 +69,26 @@ def fold_integers(codes, scales, n_table, s_mult, s_exp, s_nan, block_size, out_
     nan_row : (rows,) bool
         The row holds a NaN scale.
     low_exp : (rows,) int64
-        The smallest ``E`` among blocks with a nonzero ``n * M`` (0 if none):
-        every product of the row is a multiple of ``2**low_exp`` times the
-        element quantum.
+        The smallest ``E`` among the row's nonzero, non-NaN scales (0 if
+        none): every product of the row is a multiple of ``2**low_exp``
+        times the element quantum.
     """
     rows, k_len = codes.shape
     nblk = scales.shape[1]
     nan_row = np.zeros(rows, np.bool_)
     low_exp = np.zeros(rows, np.int64)
     for i in prange(rows):
-        lowest = np.int64(1 << 20)
+        low_exp[i] = _lowest_exponent(scales[i], s_mult, s_exp, s_nan)
         for b in range(nblk):
             byte = scales[i, b]
             mult = s_mult[byte]
-            nonzero = False
             for k in range(b * block_size, min(k_len, (b + 1) * block_size)):
-                v = n_table[codes[i, k]] * mult
-                out_n[i, k] = v
-                nonzero = nonzero or v != 0
+                out_n[i, k] = n_table[codes[i, k]] * mult
             if s_nan[byte]:
                 nan_row[i] = True
                 out_bytes[i, b] = 255
             else:
                 out_bytes[i, b] = 127 + s_exp[byte]
-                if nonzero:
-                    lowest = min(lowest, s_exp[byte])
-        low_exp[i] = lowest if lowest != 1 << 20 else 0
     return nan_row, low_exp
 
 
@@ -105,20 +114,10 @@ def fold_values(codes, scales, n_table, s_mult, s_exp, s_nan, block_size, out):
     row_max = np.zeros(rows, np.float64)
     row_l1 = np.zeros(rows, np.float64)
     for i in prange(rows):
-        lowest = np.int64(1 << 20)
+        lowest = _lowest_exponent(scales[i], s_mult, s_exp, s_nan)
         is_nan = False
         for b in range(nblk):
-            byte = scales[i, b]
-            if s_nan[byte]:
-                is_nan = True
-                continue
-            mult = s_mult[byte]
-            for k in range(b * block_size, min(k_len, (b + 1) * block_size)):
-                if n_table[codes[i, k]] * mult != 0:
-                    lowest = min(lowest, s_exp[byte])
-                    break
-        if lowest == 1 << 20:
-            lowest = 0
+            is_nan = is_nan or s_nan[scales[i, b]]
         nan_row[i] = is_nan
         low_exp[i] = lowest
         top = 0.0
@@ -137,27 +136,50 @@ def fold_values(codes, scales, n_table, s_mult, s_exp, s_nan, block_size, out):
 
 
 @njit(cache=True, parallel=True)
-def take_blas(s, a_low, b_low, q_ab, a_l1, a_max, b_l1, b_max, a_nan, b_nan, limit, x, rest):
-    """Keep the BLAS sums proven exact, as values; mark the others for the exact kernel.
+def fold_values_columns(codes, scales, n_table, s_mult, s_exp, s_nan, block_size, out):
+    """:func:`fold_values` for an operand blocked along axis 0, in its own layout.
 
-    ``s[i, j]`` is the BLAS product of the folded rows, in units of
-    ``2**(a_low[i] + b_low[j] + q_ab)``.  Every partial sum of it is a whole
-    number of units of magnitude at most ``U = sum_k |a_ik b_jk|``, itself at
-    most ``a_l1[i] * b_max[j]`` and ``a_max[i] * b_l1[j]``; where that is
-    below ``limit`` (2**53 for float64 sums, 2**24 for float32 ones or for a
-    float32 accumulator that must never round), BLAS summed exactly in any
-    order, and ``x[i, j]`` gets the value ``S`` itself.  Elsewhere ``rest``
-    is set (not for rows or columns with a NaN scale, which are NaN anyway).
+    Column ``j`` of ``codes`` (K, N) and ``scales`` (nblocks, N) is row ``j``
+    of :func:`fold_values`, and ``out`` is (K, N): reads and writes run along
+    rows, with no transposed copy.  Columns go to threads in chunks of 64.
     """
-    m, n = x.shape
-    for i in prange(m):
-        for j in range(n):
-            units = min(a_l1[i] * b_max[j], a_max[i] * b_l1[j])
-            if units < limit:
-                x[i, j] = math.ldexp(np.float64(s[i, j]) + 0.0, a_low[i] + b_low[j] + q_ab)
-                rest[i, j] = False
-            else:
-                rest[i, j] = not (a_nan[i] or b_nan[j])
+    k_len, cols = codes.shape
+    nblk = scales.shape[0]
+    nan_col = np.zeros(cols, np.bool_)
+    low_exp = np.zeros(cols, np.int64)
+    col_max = np.zeros(cols, np.float64)
+    col_l1 = np.zeros(cols, np.float64)
+    width = 64
+    for chunk in prange((cols + width - 1) // width):
+        j0 = chunk * width
+        w = min(cols, j0 + width) - j0
+        for jj in range(w):
+            lowest = np.int64(1 << 20)
+            for b in range(nblk):
+                byte = scales[b, j0 + jj]
+                if s_nan[byte]:
+                    nan_col[j0 + jj] = True
+                elif s_mult[byte] != 0:
+                    lowest = min(lowest, s_exp[byte])
+            low_exp[j0 + jj] = lowest if lowest != 1 << 20 else 0
+        top = np.zeros(w, np.float64)
+        total = np.zeros(w, np.float64)
+        factor = np.zeros(w, np.float64)
+        for b in range(nblk):
+            for jj in range(w):
+                byte = scales[b, j0 + jj]
+                factor[jj] = 0.0 if nan_col[j0 + jj] else math.ldexp(
+                    float(s_mult[byte]), s_exp[byte] - low_exp[j0 + jj])
+            for k in range(b * block_size, min(k_len, (b + 1) * block_size)):
+                for jj in range(w):
+                    v = n_table[codes[k, j0 + jj]] * factor[jj]
+                    out[k, j0 + jj] = v
+                    top[jj] = max(top[jj], abs(v))
+                    total[jj] += abs(v)
+        for jj in range(w):
+            col_max[j0 + jj] = top[jj]
+            col_l1[j0 + jj] = total[jj]
+    return nan_col, low_exp, col_max, col_l1
 
 
 @njit(cache=True)
@@ -183,78 +205,149 @@ def round_to_format(v, precision, min_exponent, max_exponent):
     return -r if v < 0 else r  # a zero result keeps v's sign
 
 
+#: states of an output after an epilogue pass
+DONE, KERNEL, UNDECIDED = 0, 1, 2
+
+
 @njit(cache=True, inline="always")
-def _same_bits(x, y):
-    return np.float64(x).view(np.int64) == np.float64(y).view(np.int64)
+def _round_out(v, precision, min_exponent, max_exponent):
+    """RNE to the output format; float32 by the hardware conversion (one rounding)."""
+    if precision == 24:
+        return np.float64(np.float32(v))
+    return round_to_format(v, precision, min_exponent, max_exponent)
+
+
+@njit(cache=True, inline="always")
+def _finish_quotient(q, exact, cv, precision, min_exponent, max_exponent):
+    """``(RNE_out(X / P + C), decided)`` from ``q``, X / P to within 2**-50 relative.
+
+    X and C are finite.  When ``exact`` (q is X / P itself, +0 for zero),
+    TwoSum with round-to-odd makes ``q + C`` one correct rounding.
+    Otherwise ``y = fl(q + C)`` lies within ``(|q| + |C|) * 2**-49`` of the
+    exact value (q's error, at most five roundings of 2**-53, and one more
+    for the sum); ``err`` is eight times that, which also covers the
+    roundings of ``y -+ err``.  The exact value lies between those two, so
+    where both round to the same bits, so does it; otherwise the output is
+    undecided.
+    """
+    if exact:
+        y = q + cv  # +0 + -0 is +0: an exact zero sum is +0
+        z = y - q
+        e = (q - (y - z)) + (cv - z)  # TwoSum: y + e == q + cv
+        return _round_out(round_to_odd(y, e), precision, min_exponent, max_exponent), True
+    y = q + cv
+    err = (abs(q) + abs(cv)) * 2.0**-46
+    lo = _round_out(y - err, precision, min_exponent, max_exponent)
+    hi = _round_out(y + err, precision, min_exponent, max_exponent)
+    same = np.float64(lo).view(np.int64) == np.float64(hi).view(np.int64)
+    return lo, same
+
+
+@njit(cache=True, inline="always")
+def _special(xv, p, cv):
+    """``X / P + C`` under IEEE rules where X or C is NaN or Inf; NaN canonical."""
+    v = xv / p + cv  # NaN stays; Inf + -Inf is NaN
+    return v if v == v else np.nan
 
 
 @njit(cache=True, parallel=True)
-def epilogue(x, x_exact, a_g, b_g, a_pow2, b_pow2, a_nan, b_nan, a_low, b_low, q_ab, c, has_c,
-             precision, min_exponent, max_exponent, out, undecided):  # fmt: skip
-    """``out = RNE_out(X / (G_a * G_b) + C)``, rounded once; mark what float64 cannot decide.
+def epilogue_blas(s, a_low, b_low, q_ab, a_l1, a_max, b_l1, b_max, limit, a_g, b_g, a_pow2,
+                  b_pow2, a_nan, b_nan, c, has_c, precision, min_exponent, max_exponent, out,
+                  state):  # fmt: skip
+    """Finish every output from the BLAS sums that a bound proves exact.
+
+    ``s[i, j]`` is the BLAS product of the folded rows, in units of
+    ``2**(a_low[i] + b_low[j] + q_ab)``.  Every partial sum of it is a whole
+    number of units of magnitude at most ``U = sum_k |a_ik b_jk|``, itself
+    at most ``a_l1[i] * b_max[j]`` and ``a_max[i] * b_l1[j]``; where that is
+    below ``limit`` (2**53 for float64 sums, 2**24 for float32 ones or for a
+    float32 accumulator that must never round), BLAS summed exactly in any
+    order, and the output is finished here (:func:`_finish`).
+
+    ``state[i, j]`` becomes DONE, KERNEL (the bound failed: the exact kernel
+    must compute X) or UNDECIDED (the caller's exact fallback, to which
+    ``s[i, j]`` then hands the value X).  Rows and columns with a NaN scale
+    give NaN.
+    """
+    m, n = state.shape
+    a_f = np.empty(m, np.float64)
+    for i in range(m):
+        a_f[i] = math.ldexp(1.0, a_low[i] + q_ab) / a_g[i]
+    b_f = np.empty(n, np.float64)
+    for j in range(n):
+        b_f[j] = math.ldexp(1.0, b_low[j]) / b_g[j]
+    for i in prange(m):
+        for j in range(n):
+            state[i, j] = DONE
+            if a_nan[i] or b_nan[j]:
+                out[i, j] = np.nan
+                continue
+            if min(a_l1[i] * b_max[j], a_max[i] * b_l1[j]) >= limit:
+                state[i, j] = KERNEL
+                continue
+            cv = np.float64(c[i, j]) if has_c else 0.0
+            # X / P as (S * (2**e_a / G_a)) * (2**e_b / G_b): four roundings of
+            # 2**-53 at most, none when both G are powers of two
+            q = (np.float64(s[i, j]) * a_f[i]) * b_f[j] + 0.0  # an exact zero is +0
+            if not math.isfinite(cv):
+                out[i, j] = q + cv if cv == cv else np.nan  # IEEE; X is finite here
+                continue
+            v, ok = _finish_quotient(q, (a_pow2[i] and b_pow2[j]) or q == 0.0, cv, precision,
+                                     min_exponent, max_exponent)  # fmt: skip
+            out[i, j] = v
+            if not ok:
+                state[i, j] = UNDECIDED
+                # X for the fallback, exact: the units times a power of two
+                s[i, j] = math.ldexp(np.float64(s[i, j]), a_low[i] + b_low[j] + q_ab)
+
+
+@njit(cache=True, parallel=True)
+def epilogue_pairs(pairs, x, x_exact, a_low, b_low, q_ab, a_g, b_g, a_pow2, b_pow2, a_nan,
+                   b_nan, c, has_c, precision, min_exponent, max_exponent, out,
+                   state):  # fmt: skip
+    """``out = RNE_out(X / (G_a * G_b) + C)`` for the (i, j) rows of ``pairs``.
 
     Parameters
     ----------
+    pairs : (P, 2) int64
     x : (M, N) float64
-        ``X``: the exact-model sum ``S`` (exact, or rounded once to 53 bits
-        where ``|X| >= 2**(53 + a_low[i] + b_low[j] + q_ab)``, below which
-        every multiple of the output's product quantum is a float64), or an
-        accumulating model's float32 accumulator (then ``x_exact``).
+        ``X`` at those pairs: the exact-model sum ``S`` (exact, or rounded
+        once to 53 bits where ``|X| >= 2**(53 + a_low[i] + b_low[j] + q_ab)``,
+        below which every multiple of the output's product quantum is a
+        float64), or an accumulating model's float32 accumulator (then
+        ``x_exact``).
     x_exact : bool
         Every X is exact.
     a_g, b_g : float64
-        The tensor scales, per row of A and per column of B.
+        The tensor scales, per row of A and per column of B; their product
+        ``P`` is exact in float64 (24 + 24 bits, within range).
     a_pow2, b_pow2 : bool
         Whether each tensor scale is a power of two.
     a_nan, b_nan : bool
         Rows and columns with a NaN block scale: their outputs are NaN.
     c : (M, N) float32, read when has_c
-    out : (M, N) float64
+    out : (M, N) float32 or float64
         Receives values of the output format (the caller's cast is exact).
-    undecided : (M, N) bool
-        Set where ``out`` is left to the caller's exact fallback.
-
-    Notes
-    -----
-    ``P = G_a * G_b`` is exact in float64 (24 + 24 bits, within range).
-    When X is exact and P a power of two (or X is 0), ``X / P`` is exact, and
-    TwoSum with round-to-odd makes ``X / P + C`` one correct rounding.
-    Otherwise ``y = fl(fl(X / P) + C)`` is within ``(|X / P| + |C|) * 2**-51``
-    of the exact value (three roundings of 2**-53 at most); ``err`` is four
-    times that, and covers the rounding of ``y -+ err`` themselves.  Where
-    both round to the same bits, so does the exact value, which lies
-    between them; otherwise the output is undecided.
+    state : (M, N) uint8
+        DONE, or UNDECIDED where the caller's exact fallback must round.
     """
-    m, n = x.shape
-    for i in prange(m):
-        for j in range(n):
-            undecided[i, j] = False
-            if a_nan[i] or b_nan[j]:
-                out[i, j] = np.nan
-                continue
-            xv = x[i, j]
-            cv = np.float64(c[i, j]) if has_c else 0.0
-            p = a_g[i] * b_g[j]
-            if not (math.isfinite(xv) and math.isfinite(cv)):
-                v = xv / p + cv  # IEEE: NaN stays, Inf + -Inf is NaN
-                out[i, j] = v if v == v else np.nan
-                continue
-            exact = x_exact or abs(xv) < math.ldexp(1.0, 53 + a_low[i] + b_low[j] + q_ab)
-            if exact and (xv == 0.0 or (a_pow2[i] and b_pow2[j])):
-                q = xv / p + 0.0  # exact; an exact zero is +0
-                y = q + cv  # +0 + -0 is +0: an exact zero sum is +0
-                z = y - q
-                e = (q - (y - z)) + (cv - z)  # TwoSum: y + e == q + cv
-                out[i, j] = round_to_format(round_to_odd(y, e), precision, min_exponent,
-                                            max_exponent)  # fmt: skip
-                continue
-            q = xv / p
-            y = q + cv
-            err = (abs(q) + abs(cv)) * 2.0**-49
-            lo = round_to_format(y - err, precision, min_exponent, max_exponent)
-            hi = round_to_format(y + err, precision, min_exponent, max_exponent)
-            if _same_bits(lo, hi):
-                out[i, j] = lo
-            else:
-                out[i, j] = 0.0
-                undecided[i, j] = True
+    for t in prange(pairs.shape[0]):
+        i, j = pairs[t, 0], pairs[t, 1]
+        state[i, j] = DONE
+        if a_nan[i] or b_nan[j]:
+            out[i, j] = np.nan
+            continue
+        xv = x[i, j]
+        cv = np.float64(c[i, j]) if has_c else 0.0
+        p = a_g[i] * b_g[j]
+        if not (math.isfinite(xv) and math.isfinite(cv)):
+            out[i, j] = _special(xv, p, cv)
+            continue
+        exact = x_exact or abs(xv) < math.ldexp(1.0, 53 + a_low[i] + b_low[j] + q_ab)
+        # X / P is exact from an exact X and a power-of-two P (or X = 0)
+        q = xv / p + 0.0  # an exact zero is +0
+        v, ok = _finish_quotient(q, exact and (xv == 0.0 or (a_pow2[i] and b_pow2[j])), cv,
+                                 precision, min_exponent, max_exponent)  # fmt: skip
+        out[i, j] = v
+        if not ok:
+            state[i, j] = UNDECIDED
