@@ -113,7 +113,8 @@ def scale_tables(scale_fmt: ElementFormat) -> tuple[np.ndarray, np.ndarray, np.n
 
     Read from the scale format's integers ``s = n * 2**(emin - mbits)``:
     ``M`` is the odd part of ``n``, ``E`` the rest of the exponent, so for
-    E4M3 ``M <= 15`` and ``-9 <= E <= 5``.  A zero byte gives ``M = 0``.
+    E4M3 ``M <= 15`` and ``-9 <= E <= 8`` (0x01 is 2**-9, 0x78 is 2**8).  A
+    zero byte gives ``M = 0``.
     """
     n_table, cls = element_integers(*decode_params(scale_fmt))
     count = len(n_table)
@@ -129,7 +130,8 @@ def scale_tables(scale_fmt: ElementFormat) -> tuple[np.ndarray, np.ndarray, np.n
         shift = (n & -n).bit_length() - 1
         mult[byte], exp[byte] = n >> shift, shift + quantum
     # the E8M0-like bytes handed to the MX kernel must stay clear of 0 and 255
-    assert 0 < 127 + exp.min() and 127 + exp.max() < 255
+    assert 127 + exp.min() > 0
+    assert 127 + exp.max() < 255
     return mult, exp, nan
 
 

@@ -96,8 +96,9 @@ def fold_integers(codes, scales, n_table, s_mult, s_exp, s_nan, block_size, out_
 def fold_values(codes, scales, n_table, s_mult, s_exp, s_nan, block_size, out):
     """``out = n * M * 2**(E - low_exp[row])``: integers, exact in float32 and float64.
 
-    The shift ``E - low_exp`` is at most the E4M3 exponent range (14), so an
-    entry is at most 180 * 2**14, with at most 8 significant bits.  Rows with
+    The shift ``E - low_exp`` is at most the spread of E4M3's ``E`` (-9 to
+    8, see :func:`mxref.nvfp4_gemm.scale_tables`), 17, so an entry is below
+    180 * 2**17 < 2**25, with at most 8 significant bits.  Rows with
     a NaN scale get zeros (the caller fills their outputs with NaN).
 
     Returns
@@ -105,7 +106,7 @@ def fold_values(codes, scales, n_table, s_mult, s_exp, s_nan, block_size, out):
     nan_row, low_exp : as :func:`fold_integers`
     row_max, row_l1 : (rows,) float64
         The largest magnitude and the sum of magnitudes of the row's entries
-        (exact: at most K * 2**22 < 2**53 for any K below 2**31).
+        (exact: below K * 2**25 <= 2**53 for any K up to 2**28).
     """
     rows, k_len = codes.shape
     nblk = scales.shape[1]
@@ -168,8 +169,11 @@ def fold_values_columns(codes, scales, n_table, s_mult, s_exp, s_nan, block_size
         for b in range(nblk):
             for jj in range(w):
                 byte = scales[b, j0 + jj]
-                factor[jj] = 0.0 if nan_col[j0 + jj] else math.ldexp(
-                    float(s_mult[byte]), s_exp[byte] - low_exp[j0 + jj])
+                factor[jj] = (
+                    0.0
+                    if nan_col[j0 + jj]
+                    else math.ldexp(float(s_mult[byte]), s_exp[byte] - low_exp[j0 + jj])
+                )
             for k in range(b * block_size, min(k_len, (b + 1) * block_size)):
                 for jj in range(w):
                     v = n_table[codes[k, j0 + jj]] * factor[jj]

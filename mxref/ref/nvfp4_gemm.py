@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mxref.accum import AccumModel, BlockFP32, Exact, FixedPoint, parse_accum
+from mxref.nvfp4_gemm import NVOperands, nv_operands  # the operand layout only
 from mxref.ref.element import BINARY32, Value, decode_element, encode_float
 from mxref.ref.gemm import (
     ZERO,
@@ -49,7 +50,6 @@ from mxref.ref.gemm import (
     group_value,
     scaled_product,
 )
-from mxref.nvfp4_gemm import NVOperands, nv_operands  # the operand layout only
 from mxref.ref.nvfp4 import E2M1, decode_block_scale
 
 if TYPE_CHECKING:
@@ -165,4 +165,3 @@ def matmul(a: MXArray, b: MXArray, accum: str | AccumModel = "exact",
     ``b`` K x N blocked along axis 0 or N x K blocked along axis 1.
     """
     return matmul_operands(nv_operands(a, b), parse_accum(accum), out_dtype, c)
-
