@@ -95,12 +95,15 @@ def nv_operands(a: MXArray, b: MXArray) -> NVOperands:
             "float32 tensor scale) multiplies only NVFP4, as kind::mxf4nvf4 with ue4m3 "
             "scales does; quantize both operands to the same kind of format"
         )
+    if not a.fmt.two_level:
+        raise ValueError(f"a and b are {a.fmt.name} and {b.fmt.name}, not NVFP4: "
+                         "mxref.gemm multiplies MX operands")  # fmt: skip
     ops = operands(a, b)
     m, n, _ = ops.shape
     g = {}
     for name, op, rows in (("a", a, m), ("b", b, n)):
         t = op.tensor_scale
-        if t is None:  # an MXArray checks this; a hand-built one could still lack it
+        if t is None:  # MXArray refuses an NVFP4 array without one; this narrows the type
             raise ValueError(f"{name}.tensor_scale is missing for {op.fmt.name}")
         g[name] = np.ascontiguousarray(np.broadcast_to(t.reshape(-1), (rows,)))
     fields = {f: getattr(ops, f) for f in Operands.__dataclass_fields__}
