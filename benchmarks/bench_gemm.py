@@ -3,7 +3,8 @@
 Run ``python benchmarks/bench_gemm.py`` (``make bench`` runs it after
 ``bench_codec.py``).  A and B are 2048 x 2048 float32 standard normal arrays
 (seed 0), quantized with ``mxref.quantize`` (A blocked along its last axis,
-B along axis 0, block 32, default policies).  It reports, each as the median of
+B along axis 0, block 32, default policies; NVFP4 with its block of 16 and one
+tensor scale per operand).  It reports, each as the median of
 ``--reps`` (at least 3) timed calls after one untimed warm-up call:
 
 - ``np.matmul(A, B)`` in float32 on the same shape: the baseline every ratio
@@ -11,7 +12,9 @@ B along axis 0, block 32, default policies).  It reports, each as the median of
   both is used), because this machine's speed drifts between runs;
 - ``mxref.matmul`` at 2048^3 for mxfp4 x mxfp4 ``exact`` (target <= 4x the
   baseline time), mxfp8_e4m3 x mxfp8_e4m3 ``exact`` (target <= 6x), mxfp4
-  ``block_fp32`` (target <= 4x) and mxfp8_e4m3 ``block_fp32`` (no target);
+  ``block_fp32`` (target <= 4x), mxfp8_e4m3 ``block_fp32`` (no target) and
+  nvfp4 x nvfp4 ``exact`` (block 16, a per-tensor scale each; target <= 3x),
+  beside the same run's mxfp4 rows;
 - ``mxref.matmul`` at 256^3 (``--small``) for mxfp8_e4m3 ``block_fp32`` and
   mxfp4 ``fixed_point:25:32``, against ``np.matmul`` at 256^3, with the time
   scaled by (2048 / 256)^3 to 2048^3.  That figure is an extrapolation (it
@@ -52,6 +55,7 @@ import mxref
 #: (format, accum, target: at most this many times the np.matmul time, or None)
 FULL_CASES: tuple[tuple[str, str, float | None], ...] = (
     ("mxfp4", "exact", 4.0),
+    ("nvfp4", "exact", 3.0),  # beside the same run's mxfp4 exact
     ("mxfp8_e4m3", "exact", 6.0),
     ("mxfp4", "block_fp32", 4.0),
     ("mxfp8_e4m3", "block_fp32", None),  # measured here too: about 1 s, cheap enough
@@ -62,6 +66,8 @@ SMALL_CASES = (
     ("mxfp4", "fixed_point:25:32"),
 )
 MEMORY_TARGET = 3.0  # x float32 bytes of A + B + D
+#: every format quantized (A and B once each)
+FORMATS = ("mxfp4", "mxfp8_e4m3", "nvfp4")
 
 
 def openblas_threads() -> str:
@@ -151,12 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     a32 = rng.standard_normal((n, n), dtype=np.float32)
     b32 = rng.standard_normal((n, n), dtype=np.float32)
     ops = {
-        f: (mxref.quantize(a32, f), mxref.quantize(b32, f, axis=0)) for f in ("mxfp4", "mxfp8_e4m3")
+        f: (mxref.quantize(a32, f), mxref.quantize(b32, f, axis=0)) for f in FORMATS
     }
     small32 = (np.ascontiguousarray(a32[:s, :s]), np.ascontiguousarray(b32[:s, :s]))
     small_ops = {
         f: (mxref.quantize(small32[0], f), mxref.quantize(small32[1], f, axis=0))
-        for f in ("mxfp4", "mxfp8_e4m3")
+        for f in FORMATS
     }
     # compile every kernel (and start numba's and OpenBLAS's threads) on the small shape
     for f, accum, _ in FULL_CASES:
@@ -167,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"mxref GEMM benchmark: {n} x {n} x {n} (and {s}^3), A and B float32 standard normal "
-        "(seed 0), quantized with mxref.quantize (A axis -1, B axis 0, block 32)"
+        "(seed 0), quantized with mxref.quantize (A axis -1, B axis 0, block 32; nvfp4 "
+        "block 16 with a per-tensor scale)"
     )
     print(f"cpu: {cpu_model()}, {os.cpu_count()} logical CPUs; Python {platform.python_version()}")
     print(

@@ -8,7 +8,9 @@
   layout MMA hardware consumes.
 
 Both operands must use the same block size; their formats may differ (e.g.
-mxfp8_e4m3 x mxfp4, as in ``kind::mxf8f6f4``).  When K is not a multiple of
+mxfp8_e4m3 x mxfp4, as in ``kind::mxf8f6f4``).  Two NVFP4 operands (E4M3
+block scales under float32 tensor scales) go to :mod:`mxref.nvfp4_gemm`;
+NVFP4 does not mix with MX.  When K is not a multiple of
 the block size the last block is shorter, which equals zero padding, exactly
 as in the codec.
 
@@ -135,6 +137,11 @@ MAX_BLOCK_SIZE = 4096
 @cache
 def _integers(fmt: ElementFormat) -> tuple[np.ndarray, np.ndarray]:
     return element_integers(*decode_params(fmt))
+
+
+def _check_block_size(block_size: int) -> None:
+    if block_size > MAX_BLOCK_SIZE:
+        raise ValueError(f"block_size must be at most {MAX_BLOCK_SIZE}; got {block_size}")
 
 
 def _check_c(c: Any, m: int, n: int) -> np.ndarray | None:
@@ -412,12 +419,14 @@ def matmul(
     out_dtype: Any = np.float32,
     c: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Multiply two MX operands: ``D = A @ B (+ C)`` under an accumulation model.
+    """Multiply two MX (or two NVFP4) operands: ``D = A @ B (+ C)`` under an accumulation model.
 
     Parameters
     ----------
     a : MXArray
-        M x K, blocked along K (axis 1).
+        M x K, blocked along K (axis 1).  MX, or NVFP4 with ``b`` NVFP4 too;
+        an NVFP4 operand's tensor scales enter as ``docs/gemm.md`` ("NVFP4
+        operands") says: exactly, once, after the block-scaled sum.
     b : MXArray
         K x N blocked along axis 0, or N x K blocked along axis 1 (then
         ``D = A @ B.T``, the layout MMA hardware reads).
@@ -429,7 +438,8 @@ def matmul(
         ``exact`` rounds once to it; the accumulating models keep a float32
         accumulator and round it once to ``out_dtype`` at the end.
     c : (M, N) float32, optional
-        Added exactly (``exact``) or as the accumulator's start value.
+        Added exactly (``exact``) or as the accumulator's start value; on
+        NVFP4 operands, in the exact epilogue after the accumulator.
 
     Returns
     -------
@@ -441,7 +451,6 @@ def matmul(
     Spec: OCP MX v1.0 section 6.2.
     """
     model = parse_accum(accum)
-    ops = operands(a, b)
     try:
         out_fmt = np.dtype(out_dtype)
         precision, min_exponent, max_exponent = _OUTPUT_FORMATS[out_fmt]
@@ -449,8 +458,16 @@ def matmul(
         raise ValueError(
             f"out_dtype must be float32, float16 or bfloat16; got {out_dtype!r}"
         ) from None
-    if ops.block_size > MAX_BLOCK_SIZE:
-        raise ValueError(f"block_size must be at most {MAX_BLOCK_SIZE}; got {ops.block_size}")
+    if any(isinstance(op, MXArray) and op.fmt.two_level for op in (a, b)):
+        # imported here: mxref.nvfp4_gemm builds on this module
+        from mxref.nvfp4_gemm import matmul_nv, nv_operands
+
+        nv = nv_operands(a, b)
+        _check_block_size(nv.block_size)
+        c_arr = _check_c(c, *nv.shape[:2])
+        return matmul_nv(nv, model, out_fmt, (precision, min_exponent, max_exponent), c_arr)
+    ops = operands(a, b)
+    _check_block_size(ops.block_size)
     m, n, _ = ops.shape
     c_arr = _check_c(c, m, n)
     q_ab = (ops.fmt_a.emin - ops.fmt_a.mbits) + (ops.fmt_b.emin - ops.fmt_b.mbits)
@@ -506,7 +523,8 @@ def dot(
     """The Dot of two 1-D MX vectors (one or more blocks), as a scalar.
 
     ``dot(a, b)`` is ``matmul`` of the 1 x K row ``a`` and the K x 1 column
-    ``b``; with one block each it is the spec's ``Dot(A, B) = X_A X_B sum P^A P^B``
+    ``b`` (two MX vectors, or two NVFP4 ones with their tensor scales); with
+    one block each it is the spec's ``Dot(A, B) = X_A X_B sum P^A P^B``
     rounded as the model says.
 
     Spec: OCP MX v1.0 section 6.2.
@@ -516,10 +534,10 @@ def dot(
             raise ValueError(f"{name} must be a 1-D MXArray")
     row = MXArray(
         codes=a_block.codes[None, :], scales=a_block.scales[None, :], fmt=a_block.fmt,
-        axis=1, block_size=a_block.block_size,
+        axis=1, block_size=a_block.block_size, tensor_scale=a_block.tensor_scale,
     )  # fmt: skip
     col = MXArray(
         codes=b_block.codes[None, :], scales=b_block.scales[None, :], fmt=b_block.fmt,
-        axis=1, block_size=b_block.block_size,
+        axis=1, block_size=b_block.block_size, tensor_scale=b_block.tensor_scale,
     )  # fmt: skip
     return matmul(row, col, accum=accum, out_dtype=out_dtype)[0, 0]
