@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import mxref
-from mxref.presets import PRESETS, Preset
+from mxref.presets import PRESETS, Family, Preset, preset_names
 from spec_tests.third_party import BY_ID
 
 torch = pytest.importorskip("torch")
@@ -143,7 +143,9 @@ def test_preset_and_explicit_policies_do_not_mix():
         mxref.quantize(np.ones(32, np.float32), "mxfp4", preset="cublas", scale_rule="floor")
     with pytest.raises(ValueError, match="preset must be one of"):
         mxref.quantize(np.ones(32, np.float32), "mxfp4", preset="nvidia")
-    assert set(PRESETS) == {"ocp", "microxcaling", "torchao", "cublas", "quark", "triton"}
+    assert preset_names() == ["ocp", "microxcaling", "torchao", "cublas", "quark", "triton",
+                              "compressed-tensors"]  # fmt: skip
+    assert preset_names(Family.NVFP4) == ["torchao", "transformer-engine"]
     assert all(p.source for p in PRESETS.values())
 
 
