@@ -233,9 +233,13 @@ def quantize(
         Default ``"saturate"`` (the spec).
     seed : int, optional
         Required with ``rounding="stochastic"`` and rejected otherwise.
-    preset : {"ocp", "microxcaling", "torchao", "cublas", "quark", "triton"}, optional
+    preset : str, optional
         Reproduce that implementation (see :mod:`mxref.presets`); it fixes the
-        three policies, so they may not be passed with it.
+        three policies, so they may not be passed with it.  MX formats:
+        "ocp", "microxcaling", "torchao", "cublas", "quark", "triton",
+        "compressed-tensors" (mxfp4, mxfp6_e2m3).  nvfp4: "torchao",
+        "transformer-engine" (float32 recipes; ``tensor_scale`` then holds
+        what that implementation stores, and the MXArray records the preset).
     scales : np.ndarray of uint8, optional
         Given E8M0 block scales ("static scales", e.g. fixed by GPTQ), of
         exactly ``scales_shape(x.shape, axis, block_size)``, to encode against
