@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mxref.array import scales_shape
-from mxref.formats import SCALE_NAN
+from mxref.formats import SCALE_NAN, ElementFormat
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.presets import Preset, get_preset
 
@@ -81,6 +81,7 @@ def resolve_policies(
     scale_rule: str | ScaleRule | None,
     rounding: str | Rounding | None,
     overflow: str | Overflow | None,
+    fmt: ElementFormat | None = None,
 ) -> Policies:
     """Return the policies: the caller's where given, else the preset's (``"ocp"`` by default).
 
@@ -95,7 +96,7 @@ def resolve_policies(
                                 ("overflow", overflow)) if v is not None]  # fmt: skip
         if given:
             raise ValueError(f"preset fixes {', '.join(given)}; pass either the preset or them")
-    chosen = get_preset(preset if preset is not None else "ocp")
+    chosen = get_preset(preset if preset is not None else "ocp", fmt)
     return Policies(
         chosen,
         ScaleRule.parse(chosen.scale_rule if scale_rule is None else scale_rule, "scale_rule"),

@@ -19,8 +19,42 @@ def row_scale_shape(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
     return shape[:axis] + shape[axis + 1 :]
 
 
+def check_preset_field(owner: str, fmt: ElementFormat, preset: object) -> str | None:
+    """The canonical name of an NVFP4 preset field, or None; refuse it for an MX format.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``owner``'s ``preset`` field.
+    """
+    if preset is None:
+        return None
+    if not isinstance(preset, str):
+        raise TypeError(f"{owner}.preset must be a str or None; got {type(preset).__name__}")
+    if not fmt.two_level:
+        raise ValueError(f"{owner}.preset: {fmt.name} arrays decode the same under every "
+                         "preset; leave it None")  # fmt: skip
+    from mxref.presets import get_nvfp4_preset  # presets import formats, not arrays
+
+    try:
+        get_nvfp4_preset(preset, fmt)
+    except ValueError as e:
+        raise ValueError(f"{owner}.{e}") from None
+    return preset.strip().lower()
+
+
+def zero_allowed(fmt: ElementFormat, preset: str | None) -> bool:
+    """Whether the tensor scale may be 0: only where the preset stores an amax there."""
+    if preset is None:
+        return False
+    from mxref.presets import get_nvfp4_preset
+
+    return get_nvfp4_preset(preset, fmt).zero_tensor_scale
+
+
 def check_tensor_scale(owner: str, fmt: ElementFormat, tensor_scale: object,
-                       shape: tuple[int, ...], axis: int, scales: np.ndarray) -> None:  # fmt: skip
+                       shape: tuple[int, ...], axis: int, scales: np.ndarray,
+                       allow_zero: bool = False) -> None:  # fmt: skip
     """Check a two-level format's float32 tensor scale and E4M3 bytes; None for MX.
 
     Raises
@@ -40,8 +74,10 @@ def check_tensor_scale(owner: str, fmt: ElementFormat, tensor_scale: object,
     if t.shape not in ((), per_row):
         raise ValueError(f"{owner}.tensor_scale has shape {t.shape}; {fmt.name} takes one "
                          f"scale (shape ()) or one per row {per_row}")  # fmt: skip
-    if t.size and not bool(np.all(np.isfinite(t) & (t > 0))):
-        raise ValueError(f"{owner}.tensor_scale must hold finite positive values")
+    low = (t >= 0) if allow_zero else (t > 0)  # a Transformer Engine amax may be 0
+    if t.size and not bool(np.all(np.isfinite(t) & low)):
+        raise ValueError(f"{owner}.tensor_scale must hold finite "
+                         f"{'non-negative' if allow_zero else 'positive'} values")  # fmt: skip
     assert fmt.scale_format is not None
     nan = fmt.scale_format.nan_code
     if scales.size and int(scales.max()) > (nan if nan is not None else 0x7F):
@@ -67,7 +103,12 @@ class MXArray:
     block_size : int
     tensor_scale : np.ndarray of float32, optional
         NVFP4 only (required there): the encode scale ``G``, 0-d for the
-        whole tensor or of ``row_scale_shape(shape, axis)``, one per row.
+        whole tensor or of ``row_scale_shape(shape, axis)``, one per row;
+        under an NVFP4 ``preset``, what that implementation stores instead
+        (``mxref.presets.NVFP4Preset.tensor_scale``).
+    preset : str, optional
+        NVFP4 only: the name of the NVFP4 preset that encoded it, which fixes
+        what ``tensor_scale`` holds and how :func:`mxref.dequantize` decodes.
 
     Spec: OCP MX v1.0 section 5 (a block is one shared scale X and k elements P_i).
     """
@@ -78,10 +119,12 @@ class MXArray:
     axis: int
     block_size: int
     tensor_scale: np.ndarray | None = None
+    preset: str | None = None
 
     def __post_init__(self) -> None:
         fmt = get_format(self.fmt, two_level=True)
         object.__setattr__(self, "fmt", fmt)
+        object.__setattr__(self, "preset", check_preset_field("MXArray", fmt, self.preset))
         for name in ("codes", "scales"):
             arr = getattr(self, name)
             if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8:
@@ -108,7 +151,7 @@ class MXArray:
                 f"not a {fmt.bits}-bit {fmt.name} code"
             )
         check_tensor_scale("MXArray", fmt, self.tensor_scale, self.codes.shape, self.axis,
-                           self.scales)  # fmt: skip
+                           self.scales, allow_zero=zero_allowed(fmt, self.preset))  # fmt: skip
 
     @property
     def per_row(self) -> bool:
@@ -128,6 +171,7 @@ class MXArray:
     def __repr__(self) -> str:
         scale = "" if self.tensor_scale is None else \
             f", tensor_scale={'per row' if self.per_row else 'per tensor'}"  # fmt: skip
+        scale += "" if self.preset is None else f", preset={self.preset!r}"
         return (
             f"MXArray(fmt={self.fmt.name}, shape={self.shape}, axis={self.axis}, "
             f"block_size={self.block_size}{scale})"

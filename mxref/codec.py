@@ -38,12 +38,14 @@ from mxref.kernels.element import decode_table
 from mxref.kernels.params import decode_params, element_params, scale_params
 from mxref.nvfp4_codec import (
     check_two_level_arguments,
+    dequantize_preset,
     dequantize_two_level,
+    quantize_preset,
     quantize_two_level,
     refuse_two_level_arguments,
 )
 from mxref.policies import ROUNDING_CODES, Overflow, Rounding, ScaleRule
-from mxref.presets import Preset
+from mxref.presets import Preset, get_nvfp4_preset
 
 #: output dtype -> the dtype the kernels decode into; float16 and bfloat16 are
 #: rounded once from the exact float32
@@ -66,6 +68,7 @@ class _Quantized(NamedTuple):
     axis: int
     block_size: int
     tensor_scale: np.ndarray | None = None  # two-level formats (NVFP4)
+    preset: str | None = None  # an NVFP4 preset's name: its tensor scale and decoding
 
 
 def _run_quantize(
@@ -98,7 +101,7 @@ def _run_quantize(
     refuse_two_level_arguments(fmt, per_row, tensor_scale)
     block_size = fmt.block_size if block_size is None else block_size
     check_scales_alone(scale_rule, given)
-    chosen, rule, rnd, ovf = resolve_policies(preset, scale_rule, rounding, overflow)
+    chosen, rule, rnd, ovf = resolve_policies(preset, scale_rule, rounding, overflow, fmt)
     key = np.uint64(check_seed(seed, rnd))  # kernels take it unsigned: seeds reach 2**64 - 1
     bs = check_block_size(block_size)
     arr = as_float_array(x, "x")
@@ -113,7 +116,8 @@ def _run_quantize(
         if bad is not None:
             raise nonfinite_input_error(bad, float(work[bad]))
     ip, fp = element_params(fmt, rnd, ovf, work.dtype, chosen.keep_negative_zero)
-    sp = scale_params(fmt, rule, work.dtype, chosen.divisor_min_exponent)
+    sp = scale_params(fmt, rule, work.dtype, chosen.divisor_min_exponent,
+                      chosen.scale_overflow_nan, input_emax(arr.dtype))  # fmt: skip
     shape = work.shape
     n = shape[ax]
     inner = int(np.prod(shape[ax + 1 :], dtype=np.int64))
@@ -152,7 +156,8 @@ def _run_two_level(x: Any, fmt: ElementFormat, axis: int, block_size: int | None
                    want_values: bool, values: np.ndarray | None, given: Any, per_row: bool,
                    tensor_scale: Any) -> _Quantized:  # fmt: skip
     """:func:`_run_quantize` for NVFP4 (:mod:`mxref.nvfp4_codec`)."""
-    rnd = check_two_level_arguments(fmt, scale_rule, rounding, overflow, seed, preset, given)
+    rnd, nv_preset = check_two_level_arguments(fmt, scale_rule, rounding, overflow, seed,
+                                               preset, given)  # fmt: skip
     if not isinstance(per_row, bool | np.bool_):
         raise TypeError(f"per_row must be a bool; got {type(per_row).__name__}")
     bs = check_block_size(fmt.block_size if block_size is None else block_size)
@@ -160,6 +165,18 @@ def _run_two_level(x: Any, fmt: ElementFormat, axis: int, block_size: int | None
     ax = check_axis(axis, arr.ndim)
     host = np.float64 if arr.dtype == np.float64 else np.float32
     work = np.ascontiguousarray(arr, dtype=host)
+    if nv_preset is not None:
+        if host is np.float64:
+            raise TypeError(f"x: preset {nv_preset.name!r} computes in float32 and takes "
+                            "float32, float16 or bfloat16 inputs; got float64")  # fmt: skip
+        p_values, p_codes, p_scales, p_t = quantize_preset(
+            work, fmt, ax, bs, nv_preset, bool(per_row), tensor_scale, want_values
+        )
+        if want_values and values is not None:
+            assert p_values is not None
+            np.copyto(values, p_values, casting="unsafe")
+            p_values = values
+        return _Quantized(arr, p_values, p_codes, p_scales, fmt, ax, bs, p_t, nv_preset.name)
     # float16 and bfloat16 results come from float64 ones: rounded once, since no float64
     # quotient code * s_b / G lands on their midpoints unless the exact one does
     decoded = host if arr.dtype in (np.float32, np.float64) and not _is_torch_bfloat16(x) \
@@ -216,9 +233,13 @@ def quantize(
         Default ``"saturate"`` (the spec).
     seed : int, optional
         Required with ``rounding="stochastic"`` and rejected otherwise.
-    preset : {"ocp", "microxcaling", "torchao", "cublas", "quark", "triton"}, optional
+    preset : str, optional
         Reproduce that implementation (see :mod:`mxref.presets`); it fixes the
-        three policies, so they may not be passed with it.
+        three policies, so they may not be passed with it.  MX formats:
+        "ocp", "microxcaling", "torchao", "cublas", "quark", "triton",
+        "compressed-tensors" (mxfp4, mxfp6_e2m3).  nvfp4: "torchao",
+        "transformer-engine" (float32 recipes; ``tensor_scale`` then holds
+        what that implementation stores, and the MXArray records the preset).
     scales : np.ndarray of uint8, optional
         Given E8M0 block scales ("static scales", e.g. fixed by GPTQ), of
         exactly ``scales_shape(x.shape, axis, block_size)``, to encode against
@@ -256,7 +277,8 @@ def quantize(
         want_values=False, given=scales, per_row=per_row, tensor_scale=tensor_scale,
     )  # fmt: skip
     return MXArray(codes=run.codes, scales=run.scales, fmt=run.fmt, axis=run.axis,
-                   block_size=run.block_size, tensor_scale=run.tensor_scale)  # fmt: skip
+                   block_size=run.block_size, tensor_scale=run.tensor_scale,
+                   preset=run.preset)  # fmt: skip
 
 
 def dequantize(mx: MXArray, dtype: Any = np.float32) -> np.ndarray:
@@ -287,6 +309,13 @@ def dequantize(mx: MXArray, dtype: Any = np.float32) -> np.ndarray:
         raise ValueError(
             f"dtype must be float32, float64, float16 or bfloat16; got {dtype!r}"
         ) from None
+    if mx.fmt.two_level and mx.preset is not None:
+        # the implementation's own float32 decoding; other dtypes from those float32 values
+        out = dequantize_preset(mx, get_nvfp4_preset(mx.preset, mx.fmt))
+        if out_dtype == np.float32:
+            return out
+        with np.errstate(over="ignore"):
+            return out.astype(out_dtype)
     if mx.fmt.two_level:
         # float16 and bfloat16 from float64, rounded once (see _run_two_level)
         out = dequantize_two_level(mx, work_dtype if out_dtype == work_dtype else np.float64)
@@ -393,6 +422,12 @@ def quantize_dequantize(
         # rounds the exact float32 value once (RNE)
         return torch.from_numpy(result).to(dtype=x.dtype, device=x.device)
     return result
+
+
+def input_emax(dtype: np.dtype) -> int:
+    """The exponent of the input format's largest binade: 15 for float16, 1023 for float64,
+    127 for float32 and bfloat16 (the scale-byte overflow quirk forms its amax there)."""
+    return {np.dtype(np.float16): 15, np.dtype(np.float64): 1023}.get(np.dtype(dtype), 127)
 
 
 def _is_torch_bfloat16(x: Any) -> bool:

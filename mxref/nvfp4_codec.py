@@ -9,7 +9,9 @@ there, in a copy, and back.
 
 The MX-only arguments are refused by name: the E8M0 ``scale_rule``,
 stochastic rounding and its ``seed``, the MX ``preset``\\ s and given E8M0
-``scales``.
+``scales``.  The NVFP4 presets (``torchao``, ``transformer-engine``) run
+their implementations' float32 recipes instead (:mod:`mxref.kernels.nvfp4_presets`)
+and store the tensor scale as those implementations do.
 """
 
 from __future__ import annotations
@@ -23,13 +25,21 @@ from mxref.array import MXArray, row_scale_shape, scales_shape
 from mxref.formats import ElementFormat
 from mxref.kernels.nvfp4 import dequantize_rows, fake_quantize_rows, quantize_rows, row_amax
 from mxref.kernels.nvfp4 import tensor_scale as kernel_tensor_scale
+from mxref.kernels.nvfp4_presets import TORCHAO, TRANSFORMER_ENGINE, torchao_tensor_scale
+from mxref.kernels.nvfp4_presets import dequantize_rows as preset_dequantize_rows
+from mxref.kernels.nvfp4_presets import quantize_rows as preset_quantize_rows
 from mxref.policies import ROUNDING_CODES, Overflow, Rounding
+from mxref.presets import NVFP4Preset, NVRecipe, get_nvfp4_preset
+
+#: the kernels' recipe codes
+RECIPE_CODES = {NVRecipe.TORCHAO: TORCHAO, NVRecipe.TRANSFORMER_ENGINE: TRANSFORMER_ENGINE}
 
 
 def check_two_level_arguments(fmt: ElementFormat, scale_rule: object, rounding: object,
                               overflow: object, seed: object, preset: object,
-                              scales: object) -> Rounding:  # fmt: skip
-    """The element rounding, once every argument that NVFP4 does not take is refused.
+                              scales: object) -> tuple[Rounding, NVFP4Preset | None]:  # fmt: skip
+    """The element rounding and the NVFP4 preset, once every argument NVFP4 does not take
+    is refused.
 
     Raises
     ------
@@ -40,9 +50,12 @@ def check_two_level_arguments(fmt: ElementFormat, scale_rule: object, rounding: 
     if scale_rule is not None:
         raise ValueError(f"scale_rule: {name}'s E4M3 block scales are rounded to nearest even; "
                          "scale_rule chooses E8M0 scales (the MX formats)")  # fmt: skip
+    chosen_preset = None
     if preset is not None:
-        raise ValueError(f"preset: the presets are MX implementations; {name} has none yet "
-                         "(docs/semantics.md section 8c)")  # fmt: skip
+        chosen_preset = get_nvfp4_preset(preset, fmt)  # type: ignore[arg-type]
+        given = [n for n, v in (("rounding", rounding), ("overflow", overflow)) if v is not None]
+        if given:
+            raise ValueError(f"preset fixes {', '.join(given)}; pass either the preset or them")
     if scales is not None:
         raise ValueError(f"scales: given E4M3 block scales are not supported for {name}; "
                          "a given tensor_scale is")  # fmt: skip
@@ -54,7 +67,7 @@ def check_two_level_arguments(fmt: ElementFormat, scale_rule: object, rounding: 
         raise ValueError(f"seed: only stochastic rounding takes a seed, which {name} has not")
     # E2M1 has no Inf or NaN code: both overflow policies saturate, as for MXFP4
     Overflow.parse(Overflow.SATURATE if overflow is None else overflow, "overflow")
-    return chosen
+    return chosen, chosen_preset
 
 
 def refuse_two_level_arguments(fmt: ElementFormat, per_row: object, tensor_scale: object) -> None:
@@ -65,9 +78,10 @@ def refuse_two_level_arguments(fmt: ElementFormat, per_row: object, tensor_scale
         raise ValueError(f"tensor_scale: {fmt.name} has no tensor scale (only nvfp4 has)")
 
 
-def check_given_tensor_scale(given: Any, shape: tuple[int, ...], axis: int, per_row: bool
-                             ) -> np.ndarray:  # fmt: skip
-    """``tensor_scale=`` as float32 of its expected shape, finite and positive.
+def check_given_tensor_scale(given: Any, shape: tuple[int, ...], axis: int, per_row: bool,
+                             allow_zero: bool = False) -> np.ndarray:  # fmt: skip
+    """``tensor_scale=`` as float32 of its expected shape, finite and positive (or zero,
+    with ``allow_zero``: a Transformer Engine amax).
 
     Raises
     ------
@@ -84,8 +98,10 @@ def check_given_tensor_scale(given: Any, shape: tuple[int, ...], axis: int, per_
         raise ValueError(f"tensor_scale has shape {t.shape}; expected {want} "
                          f"({'one per row' if per_row else 'one for the tensor'})")  # fmt: skip
     t32 = t.astype(np.float32)
-    if t.size and not bool(np.all(np.isfinite(t32) & (t32 > 0) & (t32 == t))):
-        raise ValueError("tensor_scale must hold finite positive float32 values")
+    low = (t32 >= 0) if allow_zero else (t32 > 0)
+    if t.size and not bool(np.all(np.isfinite(t32) & low & (t32 == t))):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"tensor_scale must hold finite {kind} float32 values")
     return t32
 
 
@@ -171,4 +187,90 @@ def dequantize_two_level(mx: MXArray, work_dtype: type) -> np.ndarray:
                         (codes.shape[0],)).copy()  # fmt: skip
     out_rows: np.ndarray = np.empty(codes.shape, work_dtype)
     dequantize_rows(codes, bytes_rows, g, mx.block_size, out_rows)
+    return _unrows(out_rows, shape, axis)
+
+
+def quantize_preset(work: np.ndarray, fmt: ElementFormat, axis: int, block_size: int,
+                    preset: NVFP4Preset, per_row: bool, given: Any, want_values: bool
+                    ) -> Quantized:  # fmt: skip
+    """:func:`quantize_two_level` under an NVFP4 preset: its float32 recipe, its tensor scale.
+
+    ``work`` must be float32 (the implementations compute in float32) and
+    finite (neither models NaN or Inf).  The values, when asked for, are the
+    preset's own decoding, in float32.
+
+    Raises
+    ------
+    ValueError
+        A non-finite input, or (torchao) an amax whose decode scale rounds to 0,
+        which torchao then divides by; naming ``x``.
+    """
+    shape = work.shape
+    rows = _rows(work, axis)
+    nrows = rows.shape[0]
+    recipe = RECIPE_CODES[preset.recipe]
+    te = preset.recipe is NVRecipe.TRANSFORMER_ENGINE
+    if rows.size and not bool(np.isfinite(rows).all()):
+        raise ValueError(f"x: preset {preset.name!r} ({fmt.name}) is modelled for finite inputs "
+                         "only; the implementation turns NaN and Inf into NaN blocks its own "
+                         "way")  # fmt: skip
+    if given is not None:
+        t32 = check_given_tensor_scale(given, shape, axis, per_row,
+                                       allow_zero=preset.zero_tensor_scale)  # fmt: skip
+    else:
+        amax = np.abs(rows).max(axis=1) if rows.size else np.zeros(nrows, np.float32)
+        amax = amax if per_row else np.asarray(amax.max() if amax.size else np.float32(0))
+        amax = amax.astype(np.float32)
+        t32 = amax if te else np.array([torchao_tensor_scale(a) for a in amax.reshape(-1)],
+                                       np.float32).reshape(amax.shape)  # fmt: skip
+        if per_row:
+            t32 = t32.reshape(row_scale_shape(shape, axis))
+    if not te and t32.size:
+        # the largest element factor torchao forms: (1 / t) / s_b with s_b at its 2**-6 floor
+        with np.errstate(divide="ignore", over="ignore"):
+            inverse = (np.float32(1) / t32) / np.float32(2.0**-6)
+        if not bool(np.isfinite(inverse).all()):
+            raise ValueError(f"x: preset {preset.name!r}: the tensor scale amax / 2688 is below "
+                             "about 64 / float32's max (an amax below about 5e-34), so torchao's "
+                             "factor (1 / scale) / s_b is Inf in float32 (or it divides by 0) "
+                             "and zeros become NaN")  # fmt: skip
+    if te and t32.size:
+        with np.errstate(over="ignore"):
+            top = np.float32(448) * t32
+        if not bool(np.isfinite(top).all()):
+            raise ValueError(f"x: preset {preset.name!r}: an amax above float32's max / 448 "
+                             "makes Transformer Engine's dequantize scale s_b * amax Inf in "
+                             "float32; not modelled")  # fmt: skip
+    t_rows = np.broadcast_to(t32.reshape(-1), (nrows,)).astype(np.float32) \
+        if t32.size else np.zeros(nrows, np.float32)  # fmt: skip
+    nblk = -(-shape[axis] // block_size)
+    codes_rows = np.empty(rows.shape, np.uint8)
+    bytes_rows = np.empty((nrows, nblk), np.uint8)
+    if rows.size:
+        preset_quantize_rows(rows, codes_rows, bytes_rows, t_rows, block_size, recipe)
+    values = None
+    if want_values:
+        out_rows = np.empty(rows.shape, np.float32)
+        if rows.size:
+            preset_dequantize_rows(codes_rows, bytes_rows, t_rows, block_size, recipe, out_rows)
+        values = _unrows(out_rows, shape, axis)
+    codes = _unrows(codes_rows, shape, axis)
+    scales = _unrows(bytes_rows, scales_shape(shape, axis, block_size), axis) \
+        if rows.size else np.zeros(scales_shape(shape, axis, block_size), np.uint8)  # fmt: skip
+    return values, codes, scales, t32
+
+
+def dequantize_preset(mx: MXArray, preset: NVFP4Preset) -> np.ndarray:
+    """The preset's own float32 decoding of ``mx`` (its tensor scale as the preset stores it)."""
+    shape, axis = mx.shape, mx.axis
+    out: np.ndarray = np.empty(shape, np.float32)
+    if not out.size:
+        return out
+    codes = _rows(mx.codes, axis)
+    bytes_rows = _rows(mx.scales, axis)
+    assert mx.tensor_scale is not None
+    t = np.broadcast_to(mx.tensor_scale.reshape(-1), (codes.shape[0],)).astype(np.float32)
+    out_rows: np.ndarray = np.empty(codes.shape, np.float32)
+    preset_dequantize_rows(codes, bytes_rows, t, mx.block_size, RECIPE_CODES[preset.recipe],
+                           out_rows)  # fmt: skip
     return _unrows(out_rows, shape, axis)

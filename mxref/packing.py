@@ -63,7 +63,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mxref.array import MXArray, check_tensor_scale, scales_shape
+from mxref.array import (
+    MXArray,
+    check_preset_field,
+    check_tensor_scale,
+    scales_shape,
+    zero_allowed,
+)
 from mxref.formats import ElementFormat, get_format
 from mxref.policies import Policy
 
@@ -230,6 +236,8 @@ class PackedMX:
         How ``scales`` is laid out (a string is accepted and parsed).
     tensor_scale : np.ndarray of float32, optional
         NVFP4's tensor scale, as in :class:`~mxref.array.MXArray`.
+    preset : str, optional
+        NVFP4's preset, as in :class:`~mxref.array.MXArray`.
 
     Spec: OCP MX v1.0 section 5 (block structure); packing is not defined by the
     spec, see the module docstring for the convention followed.
@@ -243,10 +251,12 @@ class PackedMX:
     block_size: int
     scale_layout: ScaleLayout = ScaleLayout.PLAIN
     tensor_scale: np.ndarray | None = None
+    preset: str | None = None
 
     def __post_init__(self) -> None:
         fmt = get_format(self.fmt, two_level=True)
         object.__setattr__(self, "fmt", fmt)
+        object.__setattr__(self, "preset", check_preset_field("PackedMX", fmt, self.preset))
         layout = ScaleLayout.parse(self.scale_layout, "scale_layout")
         object.__setattr__(self, "scale_layout", layout)
         for name in ("data", "scales"):
@@ -299,7 +309,8 @@ class PackedMX:
                 f"{self.block_size} along axis {axis} with scale_layout="
                 f"{self.scale_layout.value!r} needs {want_scales}"
             )
-        check_tensor_scale("PackedMX", fmt, self.tensor_scale, shape, axis, self.scales)
+        check_tensor_scale("PackedMX", fmt, self.tensor_scale, shape, axis, self.scales,
+                           allow_zero=zero_allowed(fmt, self.preset))  # fmt: skip
 
     @property
     def nbytes(self) -> int:
@@ -385,6 +396,7 @@ def pack(mx: MXArray, *, scale_layout: str | ScaleLayout = "plain") -> PackedMX:
         block_size=mx.block_size,
         scale_layout=layout,
         tensor_scale=None if mx.tensor_scale is None else mx.tensor_scale.copy(),
+        preset=mx.preset,
     )
 
 
@@ -432,4 +444,5 @@ def unpack(packed: PackedMX) -> MXArray:
         axis=axis,
         block_size=packed.block_size,
         tensor_scale=None if packed.tensor_scale is None else packed.tensor_scale.copy(),
+        preset=packed.preset,
     )

@@ -19,7 +19,7 @@ from mxref.conformance.claims import Claims, load_claims
 from mxref.conformance.golden import shipped_golden_dir
 from mxref.conformance.junit import write_report_junit
 from mxref.io import InputError, check_new
-from mxref.presets import PRESETS
+from mxref.presets import preset_names
 from mxref.testing.backend import load_backend
 
 
@@ -131,7 +131,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--preset",
-        metavar="{" + ",".join(PRESETS) + "}",
+        metavar="{" + ",".join(preset_names()) + "}",
         help="the backend reproduces this preset: its policies and quirks are tested "
         "(instead of --scale-rule, --rounding, --overflow)",
     )

@@ -30,7 +30,7 @@ from mxref.io import (
 )
 from mxref.mx_files import SCALE_LAYOUTS, packed_paths, read_mx, recorded_scale_rule, write_mx
 from mxref.policies import Overflow, Rounding, ScaleRule
-from mxref.presets import PRESETS, get_preset
+from mxref.presets import get_preset, preset_names
 
 
 def _choices(enum: type[ScaleRule] | type[Rounding] | type[Overflow]) -> str:
@@ -51,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "--shape 128,4096 dump.bin out.bin",
             "mxref encode --format mxfp4 --rounding stochastic --seed 7 --axis 0 w.npy w.npz",
             "mxref encode --format mxfp8_e4m3 --preset cublas x.npy x_cublas.npz",
+            "mxref encode --format mxfp4 --preset compressed-tensors w.npy w_ct.npz",
             "mxref encode --format mxfp4 --scales w_gptq.npz w_dequantized.npy w_again.npz",
         ),
     )
@@ -75,8 +76,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     enc.add_argument(
         "--preset",
-        metavar="{" + ",".join(PRESETS) + "}",
-        help="reproduce that implementation's conversion (fixes the three policies)",
+        metavar="{" + ",".join(preset_names()) + "}",
+        help="reproduce that implementation's conversion (fixes the three policies); "
+        "compressed-tensors has mxfp4 and mxfp6_e2m3 only",
     )
     enc.add_argument(
         "--scales",
@@ -130,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
     check_preset_alone(args)
     if args.scales is not None and args.scale_rule is not None:
         raise InputError("--scale-rule has no effect with --scales; drop one")
-    preset = get_preset(args.preset if args.preset is not None else "ocp")
+    try:
+        preset = get_preset(args.preset if args.preset is not None else "ocp", fmt)
+    except ValueError as e:  # the wrong family or format: one line, naming the option
+        raise InputError(f"--{e}") from None
     rule = ScaleRule.parse(args.scale_rule or preset.scale_rule, "--scale-rule")
     rounding = Rounding.parse(args.rounding or preset.rounding, "--rounding")
     overflow = Overflow.parse(args.overflow or preset.overflow, "--overflow")

@@ -26,7 +26,7 @@ from mxref.kernels.element import (
     STOCHASTIC,
     encode_element,
 )
-from mxref.kernels.scale import encode_scale
+from mxref.kernels.scale import encode_scale, shared_exponent
 from mxref.kernels.stochastic import random_u32
 
 
@@ -66,6 +66,23 @@ def quantize_block(
             amax = max(amax, uint_like(float_bits(xb[j]) & ip[IP_ABS_MASK], xb[0]))
         special = amax >= ip[IP_EXP_MASK]
         byte = encode_scale(amax, special, sp[0], sp[1], sp[2], sp[3], sp[4], sp[5])
+        if sp[7] != 0 and not special and amax != 0:
+            # compressed-tensors: the rounded amax lives in the input's format (Inf past
+            # its top binade) and the byte is clamped to 255, the NaN scale, not 254
+            e = shared_exponent(amax, sp[0], sp[1], sp[2], sp[3], sp[4], sp[5])
+            if e + sp[2] > sp[8] or e > 127:
+                byte = np.int64(255)
+                # the elements are divided by an Inf scale: zeros, whose sign the
+                # preset's zero addend settles
+                for j in range(xb.shape[0]):
+                    sign = sign_bit(xb[j] * 0.0 + fp[2])
+                    if write_codes:
+                        codes[j] = (sign * ip[IP_SIGN_XOR] + sign * ip[IP_SIGN_ADD]) \
+                            & ip[IP_CODE_MASK]  # fmt: skip
+                    if write_values:
+                        values[j] = float_like(math.copysign(np.nan, -1.0 if sign else 1.0),
+                                               xb[0])  # fmt: skip
+                return byte
         if special:
             # NaN/Inf block: scale 0xFF, every code a signed zero, every value NaN
             for j in range(n):

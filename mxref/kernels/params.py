@@ -79,13 +79,21 @@ def element_params(
 
 @cache
 def scale_params(
-    fmt: ElementFormat, rule: ScaleRule, host: np.dtype, divisor_min_exponent: int = -127
+    fmt: ElementFormat,
+    rule: ScaleRule,
+    host: np.dtype,
+    divisor_min_exponent: int = -127,
+    overflow_nan: bool = False,
+    input_emax: int = 127,
 ):
     """Return the scale tuple of :func:`mxref.kernels.block.quantize_block`.
 
     The first six entries are :func:`mxref.kernels.scale.encode_scale`'s; the
     seventh is the smallest E8M0 byte used as the element divisor (1 for
-    torchao 0.18, which divides by at least 2**-126 whatever the byte says).
+    torchao 0.18, which divides by at least 2**-126 whatever the byte says);
+    the eighth is 1 for the scale-byte overflow quirk (compressed-tensors:
+    a rounded amax beyond the input format's largest binade ``2**input_emax``,
+    the ninth entry, or a shared exponent above 127, gives byte 0xFF).
     """
     host_mbits, _, host_bias = HOST_LAYOUT[np.dtype(host)]
     return (
@@ -96,6 +104,8 @@ def scale_params(
         np.int64(fmt.max_significand_mantissa),
         np.int64(SCALE_RULE_CODES[rule]),
         np.int64(divisor_min_exponent + 127),
+        np.int64(1 if overflow_nan else 0),
+        np.int64(input_emax),
     )
 
 

@@ -68,6 +68,7 @@ def quantize_array(
     divisor_min_exponent: int = -127,
     keep_negative_zero: bool = True,
     scales: np.ndarray | None = None,
+    overflow_input_emax: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Quantize ``x`` along ``axis``; return ``(codes, scales)`` as uint8 arrays.
 
@@ -76,7 +77,8 @@ def quantize_array(
     in :mod:`mxref.ref.stochastic`.  ``scales``, when given, holds every
     block's E8M0 byte in the shape of the result's scales; the elements are
     encoded against those (``quantize_block``'s ``scale_byte``) and the
-    returned scales are a copy of them.
+    returned scales are a copy of them.  ``overflow_input_emax``: the
+    scale-byte overflow quirk (``quantize_block``).
     """
     axis = axis % x.ndim
     n = x.shape[axis]
@@ -100,7 +102,7 @@ def quantize_array(
         byte, block_codes = quantize_block(
             [values[e] for e in elems], fmt, scale_rule, rounding, overflow, draws,
             divisor_min_exponent, keep_negative_zero,
-            None if given is None else int(given[sidx]),
+            None if given is None else int(given[sidx]), overflow_input_emax,
         )  # fmt: skip
         scales[sidx] = byte
         for e, c in zip(elems, block_codes, strict=True):

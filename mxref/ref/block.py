@@ -12,7 +12,7 @@ from fractions import Fraction
 from mxref.formats import SCALE_NAN, ElementFormat
 from mxref.policies import Overflow, Rounding, ScaleRule
 from mxref.ref.element import Value, apply_sign, decode_element, encode_element
-from mxref.ref.scale import decode_scale, encode_scale
+from mxref.ref.scale import decode_scale, encode_scale, encode_scale_unclamped
 
 
 def quantize_block(
@@ -25,6 +25,7 @@ def quantize_block(
     divisor_min_exponent: int = -127,
     keep_negative_zero: bool = True,
     scale_byte: int | None = None,
+    overflow_input_emax: int | None = None,
 ) -> tuple[int, list[int]]:
     """Quantize one block of exact values.
 
@@ -47,6 +48,12 @@ def quantize_block(
         divisor is still ``2**max(scale_byte - 127, divisor_min_exponent)``
         and rounding and overflow apply as usual, so elements beyond max
         normal times the scale overflow.  ``scale_rule`` is then unused.
+    overflow_input_emax : int, optional
+        The scale-byte overflow quirk (``Preset.scale_overflow_nan``): the
+        byte is :func:`~mxref.ref.scale.encode_scale_unclamped`'s for an
+        input format whose largest binade is ``2**overflow_input_emax``; a
+        finite block given 0xFF this way has its elements divided by an Inf
+        scale, so every code is a zero (+0 unless ``keep_negative_zero``).
 
     Returns
     -------
@@ -79,7 +86,13 @@ def quantize_block(
     else:
         amax = max((mag for _, mag in values), default=Fraction(0))
         assert isinstance(amax, Fraction)
-        byte = encode_scale(amax, fmt, scale_rule)
+        if overflow_input_emax is None:
+            byte = encode_scale(amax, fmt, scale_rule)
+        else:
+            byte = encode_scale_unclamped(amax, fmt, scale_rule, overflow_input_emax)
+            if byte == SCALE_NAN:
+                return byte, [apply_sign(s if keep_negative_zero else 0, 0, fmt)
+                              for s, _ in values]  # fmt: skip
     scale = decode_scale(max(byte, divisor_min_exponent + 127))
     assert scale is not None
     codes = [

@@ -202,6 +202,7 @@ def quantize_nv_rows(rows: Sequence[Sequence[Value]], block_size: int = NV_BLOCK
         The tensor scale(s) (one, or one per row), every row's scale bytes
         and every row's codes.
     """
+
     def finite_amax(values: Sequence[Value]) -> Fraction:
         return max((m for _, m in values if isinstance(m, Fraction)), default=Fraction(0))
 
@@ -214,7 +215,7 @@ def quantize_nv_rows(rows: Sequence[Sequence[Value]], block_size: int = NV_BLOCK
         g = scales[r if per_row else 0]
         row_bytes, row_codes = [], []
         for start in range(0, len(row), block_size):
-            byte, codes = quantize_nv_block(row[start:start + block_size], g, rounding)
+            byte, codes = quantize_nv_block(row[start : start + block_size], g, rounding)
             row_bytes.append(byte)
             row_codes += codes
         all_bytes.append(row_bytes)
@@ -285,6 +286,80 @@ def torchao_dequantize_nv_block(byte: int, codes: Sequence[int], t: Fraction) ->
     if scale is None:
         raise ValueError("torchao's NVFP4 recipe never stores a NaN scale for finite inputs")
     combined = _rn32(t * scale)
+    out = []
+    for code in codes:
+        sign, mag = decode_element(code, E2M1)
+        assert isinstance(mag, Fraction)
+        out.append(encode_float((sign, mag * combined), BINARY32))
+    return out
+
+
+# -- Transformer Engine's NVFP4: the documented formula in its kernels' float32 steps ----
+
+#: TE's ``1.0f / 6.0f`` and ``(float)(1.0 / (6.0 * 448.0))``: float32 constants.
+TE_RCP6 = _rn32(Fraction(1, 6))
+TE_RCP_RANGE = _rn32(Fraction(1 / 2688))  # the double quotient, then float
+_E4M3_MAX = E4M3.max_normal
+
+
+def te_encode_scale(amax: Fraction) -> Fraction:
+    """Transformer Engine's global encode scale ``S_enc = min(RN32(2688 / amax), FLT_MAX)``.
+
+    Source: ``core_nvfp4.cuh::compute_global_encode_scaling_factor_FP4``;
+    ``amax == 0``, and a quotient that rounds to 0, give 1.
+    """
+    if amax < 0:
+        raise ValueError("amax must be >= 0")
+    if amax == 0:
+        return Fraction(1)
+    q = _RANGE / amax
+    if q >= _FLOAT32_MAX:  # beyond float32's max rounds to it or to Inf, then min() keeps max
+        return _FLOAT32_MAX
+    s = _rn32(q)
+    return Fraction(1) if s == 0 else s
+
+
+def te_quantize_nv_block(values: Sequence[Value], amax: Fraction) -> tuple[int, list[int]]:
+    """One block as Transformer Engine's NVFP4 quantize kernel does, under the tensor's amax.
+
+    ``S_enc = te_encode_scale(amax)``; the block's scale is
+    ``E4M3_RNE_satfinite(RN32(block_amax * RN32(S_enc * RN32(1/6))))``; the
+    elements are multiplied by ``min(RN32(1 / RN32(s_b * RN32(1 / S_enc))),
+    FLT_MAX)`` in float32 and converted to E2M1 by RNE, saturating at 6 (so a
+    block whose scale is 0 gives +-6 for every nonzero element).  Finite
+    inputs only.
+    """
+    mags = [m for _, m in values]
+    if not all(isinstance(m, Fraction) for m in mags):
+        raise ValueError("Transformer Engine's NVFP4 recipe is modelled for finite inputs only")
+    g = te_encode_scale(amax)
+    block_amax = max(mags, default=Fraction(0))
+    assert isinstance(block_amax, Fraction)
+    scaled = _rn32(block_amax * _rn32(g * TE_RCP6))
+    byte = encode_element(0, min(scaled, _E4M3_MAX), E4M3, Rounding.RNE, Overflow.SATURATE)
+    scale = decode_block_scale(byte)
+    assert scale is not None
+    denominator = _rn32(scale * _rn32(1 / g))
+    # min(RN32(1 / d), FLT_MAX): a quotient at or above FLT_MAX rounds to it or to Inf
+    factor = _FLOAT32_MAX if denominator == 0 or 1 / denominator >= _FLOAT32_MAX \
+        else _rn32(1 / denominator)  # fmt: skip
+    codes = []
+    for sign, mag in values:
+        assert isinstance(mag, Fraction)
+        product = mag * factor
+        q = E2M1.max_normal if product >= _FLOAT32_MAX else _rn32(product)
+        codes.append(encode_element(sign, min(q, E2M1.max_normal), E2M1, Rounding.RNE,
+                                    Overflow.SATURATE))  # fmt: skip
+    return byte, codes
+
+
+def te_dequantize_nv_block(byte: int, codes: Sequence[int], amax: Fraction) -> list[int]:
+    """Transformer Engine's ``dequantize_fp4_kernel`` of one block, as float32 bit patterns:
+    ``RN32(code * RN32(RN32(s_b * amax) * RN32(1 / 2688)))``."""
+    scale = decode_block_scale(byte)
+    if scale is None:
+        raise ValueError("Transformer Engine's NVFP4 recipe never stores a NaN scale here")
+    combined = _rn32(_rn32(scale * amax) * TE_RCP_RANGE)
     out = []
     for code in codes:
         sign, mag = decode_element(code, E2M1)

@@ -133,6 +133,32 @@ def encode_scale(amax: Fraction | None, fmt: ElementFormat, rule: ScaleRule) -> 
     return min(max(e, SCALE_MIN_EXPONENT), SCALE_MAX_EXPONENT) + SCALE_BIAS
 
 
+def encode_scale_unclamped(amax: Fraction | None, fmt: ElementFormat, rule: ScaleRule,
+                           input_emax: int) -> int:  # fmt: skip
+    """The E8M0 byte as compressed-tensors forms it: clamped to [0, 255], not [0, 254].
+
+    The amax that the rule rounds (EVEN: half-up to ``mbits`` fraction bits)
+    is held in the input's float format, whose largest binade is
+    ``2**input_emax``: a rounded amax reaching ``2**(input_emax + 1)`` is Inf
+    there, so its exponent is infinite.  The byte ``127 + e`` is then clamped
+    to [0, 255], and 255 is the NaN scale.  Otherwise as :func:`encode_scale`.
+
+    Parameters
+    ----------
+    amax : Fraction or None
+    fmt : ElementFormat
+    rule : ScaleRule
+    input_emax : int
+        127 for float32 and bfloat16 inputs, 15 for float16, 1023 for float64.
+    """
+    if amax is None or amax == 0:
+        return encode_scale(amax, fmt, rule)
+    e = shared_exponent(amax, fmt, rule)
+    if e + fmt.emax > input_emax:  # the rounded amax overflowed the input's format: Inf
+        return SCALE_NAN
+    return min(max(e, SCALE_MIN_EXPONENT), SCALE_MAX_EXPONENT + 1) + SCALE_BIAS
+
+
 def decode_scale(byte: int) -> Fraction | None:
     """Return the scale ``2**(byte - 127)``, or None for the NaN byte 0xFF.
 

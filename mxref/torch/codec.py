@@ -236,7 +236,10 @@ def _prepare(
     """Validate every argument in mxref's order, with mxref's messages."""
     fmt = get_format(fmt)
     check_scales_alone(scale_rule, scales)
-    chosen, rule, rnd, ovf = resolve_policies(preset, scale_rule, rounding, overflow)
+    chosen, rule, rnd, ovf = resolve_policies(preset, scale_rule, rounding, overflow, fmt)
+    if chosen.scale_overflow_nan:
+        raise ValueError(f"preset: {chosen.name!r} (its scale-byte overflow to 0xFF) is not in "
+                         "the torch twin; use mxref.quantize")  # fmt: skip
     key = _signed(check_seed(seed, rnd), 64)  # SplitMix64 adds it modulo 2**64, in int64
     bs = check_block_size(fmt.block_size if block_size is None else block_size)
     t = check_tensor(x)

@@ -58,8 +58,9 @@ __all__ = ["encode", "quantize_dequantize"]
 #: E2M1's magnitudes by code, and the midpoints between neighbours (midpoint k lies
 #: between codes k - 1 and k)
 _E2M1_VALUES = tuple(float(v) for v in E2M1_GRID)
-_E2M1_MIDPOINTS = tuple(0.5 * (a + b) for a, b in zip(_E2M1_VALUES[:-1], _E2M1_VALUES[1:],
-                                                       strict=True))
+_E2M1_MIDPOINTS = tuple(
+    0.5 * (a + b) for a, b in zip(_E2M1_VALUES[:-1], _E2M1_VALUES[1:], strict=True)
+)
 _E2M1_MAX = _E2M1_VALUES[-1]
 _E4M3_VALUES = tuple(float(v) for v in E4M3_GRID)
 _E4M3_TOP = len(_E4M3_VALUES) - 1  # 0x7E, 448: the saturating byte
@@ -111,7 +112,11 @@ def _prepare(x: object, fmt: str | ElementFormat, axis: object, block_size: obje
     if not found.two_level:
         raise ValueError(f"fmt: {found.name} is an MX format; this codec takes nvfp4 "
                          "(mxref.torch.quantize_dequantize takes both)")  # fmt: skip
-    rnd = check_two_level_arguments(found, scale_rule, rounding, overflow, seed, preset, scales)
+    rnd, nv_preset = check_two_level_arguments(found, scale_rule, rounding, overflow, seed,
+                                               preset, scales)  # fmt: skip
+    if nv_preset is not None:
+        raise ValueError(f"preset: {nv_preset.name!r} for {found.name} runs in mxref.quantize "
+                         "(numpy); the torch twin has no NVFP4 presets")  # fmt: skip
     if not isinstance(per_row, bool | np.bool_):
         raise TypeError(f"per_row must be a bool; got {type(per_row).__name__}")
     bs = check_block_size(found.block_size if block_size is None else block_size)

@@ -147,7 +147,7 @@ def test_a_torch_bfloat16_tensor_is_rounded_once():
     ({"scale_rule": "floor"}, "scale_rule: nvfp4's E4M3 block scales"),
     ({"rounding": "stochastic", "seed": 1}, "rounding: nvfp4 takes 'rne', 'away' or 'zero'"),
     ({"seed": 1}, "seed: only stochastic rounding"),
-    ({"preset": "torchao"}, "preset: the presets are MX implementations"),
+    ({"preset": "quark"}, "preset: 'quark' is an MX preset; nvfp4 takes 'torchao'"),
     ({"scales": np.zeros((2, 2), np.uint8)}, "scales: given E4M3 block scales"),
     ({"tensor_scale": [1.0, 2.0]}, "tensor_scale has shape (2,); expected ()"),
     ({"tensor_scale": 0.0}, "finite positive float32"),

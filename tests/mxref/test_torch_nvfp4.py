@@ -398,11 +398,18 @@ def test_no_grad_and_encode_are_not_differentiable():
 # --- arguments ----------------------------------------------------------------------------------
 
 
+def test_the_nvfp4_presets_are_numpy_only():
+    x = torch.ones((2, 32))
+    for fn in (mt.quantize_dequantize, mt.encode, mt.quantize, torch_nvfp4.encode):
+        with pytest.raises(ValueError, match="preset: 'torchao' for nvfp4 runs in mxref.quantize"):
+            fn(x, "nvfp4", preset="torchao")
+
+
 @pytest.mark.parametrize("kwargs", [
     {"scale_rule": "floor"},
     {"rounding": "stochastic", "seed": 1},
     {"seed": 1},
-    {"preset": "torchao"},
+    {"preset": "quark"},
     {"scales": np.zeros((2, 2), np.uint8)},
     {"tensor_scale": [1.0, 2.0]},
     {"tensor_scale": 0.0},
