@@ -309,6 +309,22 @@ class CommandBackend:
 Backend = CallableBackend | CommandBackend
 
 
+def _command_nv(backend: CommandBackend, x: Any, rounding: str | Rounding, per_row: bool,
+                given: Any) -> MXArray:  # fmt: skip
+    """One 2-D float32 NVFP4 tensor through the ``--command`` protocol, as an MXArray."""
+    arr = np.asarray(x)
+    if arr.ndim != 2 or arr.dtype != np.float32:
+        raise ValueError("the --command protocol carries 2-D float32 NVFP4 tensors only")
+    config = NVConfig(Rounding.parse(rounding).value, per_row, given is not None)
+    g = None if given is None else np.array([given], np.float32)
+    out = backend.run_nv(arr[None], config, g)[0]
+    if isinstance(out, str):
+        raise ValueError(out)
+    return MXArray(codes=out.codes, scales=out.scales, fmt=get_format("nvfp4", two_level=True),
+                   axis=1, block_size=16,
+                   tensor_scale=out.tensor_scale if per_row else out.tensor_scale.reshape(()))
+
+
 def as_quantize(backend: Backend) -> Callable[..., MXArray]:
     """A callable with :func:`mxref.quantize`'s signature running ``backend``.
 
@@ -338,7 +354,11 @@ def as_quantize(backend: Backend) -> Callable[..., MXArray]:
         rounding: str | Rounding = Rounding.RNE,
         overflow: str | Overflow = Overflow.SATURATE,
         seed: int | None = None,
+        per_row: bool = False,
+        tensor_scale: Any = None,
     ) -> MXArray:
+        if get_format(fmt, two_level=True).two_level:
+            return _command_nv(backend, x, rounding, per_row, tensor_scale)
         arr = np.asarray(x)
         f32 = arr.astype(np.float32)
         same = f32.astype(arr.dtype)

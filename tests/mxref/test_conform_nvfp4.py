@@ -284,3 +284,77 @@ def test_the_command_line_runs_nvfp4_and_writes_the_checks(tmp_path: Path, capsy
     assert {c["id"] for c in data["checks"]} >= {"nvfp4.tensor_scale", "nvfp4.per_row"}
     assert "NVFP4" in capsys.readouterr().out
     assert get_format("nvfp4", two_level=True).block_size == 16
+
+
+# --------------------------------------------------------------------------
+# the NVFP4 golden files
+# --------------------------------------------------------------------------
+GOLDEN = ROOT / "mxref" / "golden_vectors"
+NV_FILES = sorted(p.name for p in GOLDEN.glob("*nvfp4*.hex"))
+
+
+@pytest.fixture
+def nv_golden(tmp_path: Path) -> Path:
+    """The shipped NVFP4 golden files alone, with a MANIFEST listing just them."""
+    import shutil
+
+    from mxref.conformance import golden
+    from mxref.conformance.golden.manifest import _manifest_text
+
+    target = tmp_path / "nv"
+    target.mkdir()
+    for name in NV_FILES:
+        shutil.copy(GOLDEN / name, target / name)
+    digests = [(name, golden.sha256_file(target / name)) for name in NV_FILES]
+    (target / golden.MANIFEST).write_text(_manifest_text(digests))
+    return target
+
+
+def test_the_nvfp4_golden_files_are_generated_and_listed():
+    from mxref.conformance import golden
+    from mxref.conformance.golden.nvfp4 import nv_plan
+
+    assert sorted(name for name, _ in nv_plan()) == NV_FILES
+    assert set(NV_FILES) <= set(golden.read_manifest(GOLDEN).files)
+    for name, build in nv_plan():
+        if name in ("decode_nvfp4.hex", "pack_nvfp4.hex", "encode_nvfp4_rne_given.hex"):
+            assert (GOLDEN / name).read_text() == build(), name  # reproducible bytes
+
+
+def test_mxref_passes_the_nvfp4_golden_files_and_a_planted_bug_fails_them(nv_golden: Path):
+    from mxref.conformance import golden
+
+    report = golden.verify(nv_golden, **golden.mxref_backend())
+    assert report.complete, report.summary()
+    bad = golden.verify(nv_golden, quantize=planted("block_scale_truncated"),
+                        claims=Claims.parse("formats=nvfp4;roundings=rne"))  # fmt: skip
+    status = {f.name: f.status for f in bad.files}
+    assert status["encode_nvfp4_rne.hex"] == "fail"
+    assert status["encode_nvfp4_away.hex"] == "not provided"  # not claimed
+    assert status["decode_nvfp4.hex"] == "not provided"
+    assert bad.area("scale").failed
+
+
+def test_an_mx_backend_is_not_run_on_the_nvfp4_files(nv_golden: Path, capsys):
+    from mxref.cli import main
+
+    assert main(["golden", "verify", "--dir", str(nv_golden), "--backend", "mxref:quantize"]) == 0
+    out = capsys.readouterr().out
+    assert "not claimed by the backend: nvfp4 rne" in out
+    status = main(["golden", "verify", "--dir", str(nv_golden), "--backend", "mxref:quantize",
+                   "--claims", "formats=nvfp4"])  # fmt: skip
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "not claimed" not in out
+    assert "NOT PROVIDED (the backend provides no pack)" in out
+
+
+def test_conform_folds_the_nvfp4_golden_files_into_its_checks(nv_golden: Path):
+    report = run_conformance(mxref.quantize, pack=mxref.pack, dequantize=mxref.dequantize,
+                             golden=nv_golden, **NV)  # fmt: skip
+    assert report.passed, format_report(report)
+    golden_ids = {c.id for c in report.checks if c.area != "nvfp4"}
+    assert "golden.scale.encode_nvfp4_rne" in golden_ids
+    assert "golden.packing.pack_nvfp4" in golden_ids
+    bad = run_conformance(planted("elements_half_away"), golden=nv_golden, **NV)
+    assert "golden.rounding.encode_nvfp4_rne" in {c.id for c in bad.failures}
