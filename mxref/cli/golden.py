@@ -106,9 +106,10 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.json is not None:
         check_new([args.json], force=True)  # a report is rewritten, but its folder must exist
     directory = args.dir or shipped_golden_dir()
-    claims = Claims.parse(args.claims) if args.claims is not None else None
-    if claims is not None and not args.backend:
+    if args.claims is not None and not args.backend:
         raise InputError("--claims describes a --backend; mxref itself implements everything")
+    # a backend claims every MX format and policy unless told otherwise; NVFP4 by name
+    claims = Claims.parse(args.claims) if args.claims is not None else Claims()
     if args.backend:
         report = verify(directory, quantize=load_backend(args.backend), backend_name=args.backend,
                         claims=claims)  # fmt: skip

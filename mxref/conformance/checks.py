@@ -112,8 +112,83 @@ _CHECK_LIST = (
 )  # fmt: skip
 
 
-#: Every check, by id, in report order.
+#: The NVFP4 area of the report (not a golden area: its golden cases use the spec areas).
+NVFP4_AREA = ("NVFP4", "docs/semantics.md 8c; docs/conformance.md (NVFP4)")
+
+#: An NVFP4 check's class: a property every NVFP4 implementation shares.
+SPEC_LIKE = "spec-like"
+#: An NVFP4 check's class: a choice NVFP4 implementations make differently.
+IMPLEMENTATION_DEFINED = "implementation-defined"
+
+_NV_SEC = "docs/semantics.md 8c"
+
+NV_CHECK_LIST = (
+    CheckInfo("nvfp4.tensor_scale", "nvfp4",
+              "the float32 tensor scale G = RN32(2688 / amax), amax over finite values, on "
+              "amaxes where 1 / RN32(amax / 2688) differs; per-tensor G of rows with "
+              "different amax", f"{_NV_SEC} (G); implementation-defined formula"),
+    CheckInfo("nvfp4.block_scale_rounding", "nvfp4",
+              "E4M3 block scale amax_b / 6 * G on every E4M3 midpoint and beside it (RNE)",
+              f"{_NV_SEC} (s_b); OFP8 E4M3 RNE"),
+    CheckInfo("nvfp4.block_scale_subnormal", "nvfp4",
+              "subnormal E4M3 block scales kept; a tiny block's scale rounding to 0 gives 0x00",
+              f"{_NV_SEC}; torchao clamps to 2**-6 instead"),
+    CheckInfo("nvfp4.block_scale_saturation", "nvfp4",
+              "under a given tensor scale, block scales at and above 448 saturate to 0x7E "
+              "(never 0x7F, E4M3's NaN)", f"{_NV_SEC}; OFP8 E4M3 satfinite"),
+    CheckInfo("nvfp4.element_rounding", "nvfp4",
+              "E2M1 midpoints times an exact block scale and the floats beside them",
+              f"{_NV_SEC} (codes); OCP MX v1.0 6.3 roundTiesToEven"),
+    CheckInfo("nvfp4.element_saturation", "nvfp4",
+              "x * G / s_b above 6 (a scale rounded down, a saturated scale) clamps to +-6",
+              f"{_NV_SEC}; OCP MX v1.0 6.3"),
+    CheckInfo("nvfp4.zero_tensor", "nvfp4",
+              "a tensor without a finite nonzero value: G = 1, bytes 0x00, signed zero codes",
+              f"{_NV_SEC} (amax = 0); mxref's choice"),
+    CheckInfo("nvfp4.zero_block", "nvfp4",
+              "an all-zero block beside nonzero ones: byte 0x00, signed zero codes",
+              f"{_NV_SEC}; torchao gives 2**-6"),
+    CheckInfo("nvfp4.negative_zero", "nvfp4",
+              "-0.0 and negative values that round to zero give the -0 code 0x8",
+              "OCP MX v1.0 5.3, 6.3"),
+    CheckInfo("nvfp4.special_values", "nvfp4",
+              "a NaN or Inf block gets byte 0x7F and signed zero codes; G from the finite amax",
+              f"{_NV_SEC} (NaN and Inf); mxref's choice"),
+    CheckInfo("nvfp4.per_row", "nvfp4",
+              "per_row=True: one tensor scale per row, from that row's amax",
+              f"{_NV_SEC} (per_row)"),
+    CheckInfo("nvfp4.packing", "nvfp4",
+              "E2M1 codes two per byte (low nibble first) and E4M3 bytes plain and in "
+              "NVIDIA's 128x4 swizzled tiles; the tensor scale kept",
+              "mxref.pack; cuBLAS 1D block scaling factors layout"),
+    CheckInfo("nvfp4.decode", "nvfp4",
+              "RN32(code * s_b / G) for every E4M3 byte (0x7F: NaN) and every code, under "
+              "several tensor scales", f"{_NV_SEC} (decoded value)"),
+)  # fmt: skip
+
+#: NVFP4 check id -> its class (:data:`SPEC_LIKE` or :data:`IMPLEMENTATION_DEFINED`);
+#: the one table a report's per-class verdict reads.
+NV_CHECK_CLASS: dict[str, str] = {
+    "nvfp4.tensor_scale": IMPLEMENTATION_DEFINED,
+    "nvfp4.block_scale_rounding": SPEC_LIKE,
+    "nvfp4.block_scale_subnormal": IMPLEMENTATION_DEFINED,
+    "nvfp4.block_scale_saturation": SPEC_LIKE,
+    "nvfp4.element_rounding": SPEC_LIKE,
+    "nvfp4.element_saturation": SPEC_LIKE,
+    "nvfp4.zero_tensor": IMPLEMENTATION_DEFINED,
+    "nvfp4.zero_block": IMPLEMENTATION_DEFINED,
+    "nvfp4.negative_zero": SPEC_LIKE,
+    "nvfp4.special_values": IMPLEMENTATION_DEFINED,
+    "nvfp4.per_row": IMPLEMENTATION_DEFINED,
+    "nvfp4.packing": SPEC_LIKE,
+    "nvfp4.decode": SPEC_LIKE,
+}
+
+#: Every MX check, by id, in report order (areas of :data:`AREAS`).
 CHECKS: dict[str, CheckInfo] = {c.id: c for c in _CHECK_LIST}
+
+#: Every NVFP4 check, by id, in report order (the report's ``nvfp4`` area).
+NV_CHECKS: dict[str, CheckInfo] = {c.id: c for c in NV_CHECK_LIST}
 
 
 
@@ -170,7 +245,7 @@ class Config:
         return out
 
     def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for a quantize with :func:`mxref.quantize`'s signature."""
+        """Keyword arguments for a quantize with :func:`mxref.quantize`'s signature (MX)."""
         out: dict[str, Any] = {"axis": -1, "block_size": self.block_size}
         if self.preset is not None:  # the preset fixes the policies (and its quirks)
             out["preset"] = self.preset
@@ -178,4 +253,47 @@ class Config:
             out.update(scale_rule=self.scale_rule, rounding=self.rounding, overflow=self.overflow)
         if self.seed is not None:
             out["seed"] = self.seed
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class NVConfig:
+    """One NVFP4 run: the element rounding, per-row scales, a given tensor scale.
+
+    Attributes
+    ----------
+    rounding : str
+        ``"rne"``, ``"away"`` or ``"zero"``.
+    per_row : bool
+        One tensor scale per row.
+    given : bool
+        The tensor scale is given (calibrated), not computed.
+    """
+
+    rounding: str = Rounding.RNE.value
+    per_row: bool = False
+    given: bool = False
+
+    def label(self) -> str:
+        """``"nvfp4 rne"``, ``"nvfp4 rne per_row"``, ``"nvfp4 rne, given G"``."""
+        return (f"nvfp4 {self.rounding}" + (" per_row" if self.per_row else "")
+                + (", given G" if self.given else ""))  # fmt: skip
+
+    def meta(self) -> dict[str, Any]:
+        """The ``meta`` object of the ``--command`` protocol for NVFP4."""
+        return {"protocol": PROTOCOL, "format": "nvfp4", "rounding": self.rounding,
+                "block_size": 16, "per_row": self.per_row,
+                "tensor_scale_given": self.given}  # fmt: skip
+
+    def kwargs(self, given: Any = None) -> dict[str, Any]:
+        """Keyword arguments for a quantize with :func:`mxref.quantize`'s signature.
+
+        ``per_row`` and ``tensor_scale`` are passed only when used, so a
+        backend without them still serves the other checks.
+        """
+        out: dict[str, Any] = {"axis": -1, "block_size": 16, "rounding": self.rounding}
+        if self.per_row:
+            out["per_row"] = True
+        if given is not None:
+            out["tensor_scale"] = given
         return out

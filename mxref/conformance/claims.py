@@ -16,7 +16,11 @@ or as a ``[claims]`` table in the deviations file::
     roundings = ["rne"]
     overflows = ["saturate"]
 
-A key left out claims everything of its kind.
+A key left out claims everything of its kind, except NVFP4: an MX
+implementation is not expected to do NVFP4, so ``formats`` must name
+``nvfp4`` for its checks to run (``formats = ["nvfp4"]`` claims NVFP4 only;
+its element roundings are the ``roundings`` claimed, its scale rules and
+overflow modes do not apply).
 
 Spec: OCP MX v1.0 section 6.3 requires roundTiesToEven and defines the FLOOR
 scale and saturation; the other policies are optional.
@@ -27,15 +31,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mxref.conformance.deviations import CLAIMS_KEY, read_deviations_file
-from mxref.formats import get_format, mx_format_names
+from mxref.formats import FORMATS, get_format, mx_format_names
 from mxref.io import InputError, PathLike
 from mxref.policies import Overflow, Rounding, ScaleRule
 
 __all__ = ["CLAIM_KINDS", "Claims", "load_claims"]
 
+#: Formats a backend may claim: the MX formats and the two-level ones (NVFP4).
+CLAIMABLE_FORMATS = tuple(mx_format_names()) + tuple(n for n, f in FORMATS.items() if f.two_level)
+
 #: Claim key -> (the values it may take, its singular for messages).
 CLAIM_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "formats": (tuple(mx_format_names()), "format"),
+    "formats": (CLAIMABLE_FORMATS, "format"),
     "scale_rules": (tuple(r.value for r in ScaleRule), "scale rule"),
     "roundings": (tuple(r.value for r in Rounding), "rounding"),
     "overflows": (tuple(o.value for o in Overflow), "overflow"),
@@ -46,13 +53,19 @@ CLAIM_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
 class Claims:
     """The formats and policies a backend implements (each a frozenset of mxref names).
 
-    The default claims everything, which is what mxref itself implements.
+    The default claims every MX format and policy; NVFP4 is claimed by name
+    (:meth:`everything` is what mxref itself implements, NVFP4 included).
     """
 
-    formats: frozenset[str] = frozenset(CLAIM_KINDS["formats"][0])
+    formats: frozenset[str] = frozenset(mx_format_names())
     scale_rules: frozenset[str] = frozenset(CLAIM_KINDS["scale_rules"][0])
     roundings: frozenset[str] = frozenset(CLAIM_KINDS["roundings"][0])
     overflows: frozenset[str] = frozenset(CLAIM_KINDS["overflows"][0])
+
+    @classmethod
+    def everything(cls) -> Claims:
+        """Every format (NVFP4 included) and every policy: what mxref itself implements."""
+        return cls(formats=frozenset(CLAIMABLE_FORMATS))
 
     @classmethod
     def from_mapping(cls, data: object, source: str = "claims") -> Claims:
@@ -102,10 +115,12 @@ class Claims:
                    for key, value in asked)  # fmt: skip
 
     def not_claimed(self) -> list[str]:
-        """What is left out, one line per kind, for reports (empty when everything is claimed)."""
+        """What is left out, one line per kind, for reports (empty when every MX format and
+        policy is claimed; NVFP4, claimed by name only, is never listed as left out)."""
         lines = []
         for key, (allowed, singular) in CLAIM_KINDS.items():
-            missing = [v for v in allowed if v not in getattr(self, key)]
+            missing = [v for v in allowed if v not in getattr(self, key)
+                       and (v in mx_format_names() or key != "formats")]  # fmt: skip
             if missing:
                 lines.append(f"{singular}: {', '.join(missing)}")
         return lines
@@ -134,7 +149,8 @@ def _canonical(key: str, value: object) -> str:
         return repr(value)
     if key == "formats":
         try:
-            return get_format(value).name  # aliases (float4_e2m1fn) name the same format
+            # aliases (float4_e2m1fn) name the same format
+            return get_format(value, two_level=True).name
         except ValueError:
             return value
     return value.strip().lower().replace("-", "_")

@@ -33,6 +33,8 @@ class CaseFailure:
         timed out or wrote malformed output.
     file, line : str or None, int or None
         The golden file and line of the case, when it comes from one.
+    blocks : int or None
+        NVFP4: how many blocks of the case's tensor differ (scale byte or codes).
     """
 
     check: str
@@ -44,6 +46,7 @@ class CaseFailure:
     error: str | None = None
     file: str | None = None
     line: int | None = None
+    blocks: int | None = None
 
     @property
     def area(self) -> str:

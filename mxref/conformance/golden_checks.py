@@ -19,7 +19,7 @@ from mxref.conformance.checks import AREAS, CheckInfo
 from mxref.conformance.golden import parse_golden, verify
 from mxref.conformance.report import CaseFailure, _Tally
 from mxref.conformance.selection import NotSelected, _Selection
-from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS
+from mxref.formats import DEFAULT_BLOCK_SIZE, FORMATS, get_format
 
 
 def _golden_file_name_for(accum: str) -> str:
@@ -38,8 +38,14 @@ _ENCODE_FILE = re.compile(
 _FMT_FILE = re.compile(rf"(?:pack|decode)_(?P<fmt>{_FMT_ALT})\.hex")
 
 
+_NV_ENCODE_FILE = re.compile(r"encode_nvfp4_(?P<rnd>rne|away|zero)(?:_per_row|_given)?\.hex")
+
+
 def _golden_file_selected(name: str, sel: _Selection) -> bool:
     """Whether a golden file's name puts it inside the selection (whole-file choices)."""
+    m = _NV_ENCODE_FILE.fullmatch(name)
+    if m:
+        return "nvfp4" in sel.formats and m["rnd"] in sel.roundings
     m = _ENCODE_FILE.fullmatch(name)
     if m:
         ovf = "ieee" if m["ieee"] else "saturate"
@@ -101,7 +107,12 @@ def _golden_wrappers(
         rounding: Any = "rne",
         overflow: Any = "saturate",
         seed: int | None = None,
+        **nvfp4: Any,
     ) -> Any:
+        if get_format(fmt, two_level=True).two_level:  # per_row, tensor_scale: no MX policies
+            if not sel.quantize_nv(rounding):
+                raise NotSelected("outside the selected formats and roundings")
+            return quantize(x, fmt, axis=axis, block_size=block_size, rounding=rounding, **nvfp4)
         if not sel.quantize(fmt, scale_rule, rounding, overflow, np.asarray(x).dtype):
             raise NotSelected("outside the selected formats and policies")
         kw: dict[str, Any] = {
@@ -115,11 +126,11 @@ def _golden_wrappers(
             kw["seed"] = seed
         return quantize(x, fmt, **kw)
 
-    def p(mx: MXArray) -> Any:
+    def p(mx: MXArray, **layout: Any) -> Any:
         if mx.fmt.name not in sel.formats:
             raise NotSelected("outside the selected formats")
         assert pack is not None
-        return pack(mx)
+        return pack(mx, **layout)
 
     def mm(
         a: MXArray, b: MXArray, *, accum: Any = "exact", out_dtype: Any = np.float32, c: Any = None

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mxref.conformance.checks import AREAS, PROTOCOL
+from mxref.conformance.checks import AREAS, NVFP4_AREA, PROTOCOL
 from mxref.conformance.failures import CaseFailure
 from mxref.conformance.root_causes import group_by_cause
 from mxref.conformance.verdict import EXIT_FAIL, GOLDEN, IMPL, Verdict, build_verdict, classify
@@ -188,6 +188,8 @@ class ConformReport:
         """
         out = []
         titles = dict(AREAS)
+        if any(c.area == "nvfp4" for c in self.checks):
+            titles["nvfp4"] = NVFP4_AREA
         if any(c.area == "golden" for c in self.checks):
             titles["golden"] = ("golden integrity", "golden_vectors/MANIFEST")
         for area, (title, spec) in titles.items():
@@ -356,7 +358,8 @@ def format_report(report: ConformReport) -> str:
         f"mxref conform: {r.backend}",
         f"level {r.level}, seed {r.seed}; formats {', '.join(sel['format'])}",
         f"policies: scale_rule {','.join(sel['scale_rule'])}; rounding "
-        f"{','.join(sel['rounding'])}; overflow {','.join(sel['overflow'])}; block_size 32"
+        f"{','.join(sel['rounding'])}; overflow {','.join(sel['overflow'])}; block_size "
+        f"{','.join(sel.get('block_size') or ['32'])}"
         + (f"; accum {sel['accum'][0]}" if sel["accum"] else ""),
         f"golden: {r.golden or 'not run (' + r.not_run.get('golden', '') + ')'}",
         *(f"not claimed, not tested: {line}" for line in r.not_claimed),

@@ -18,6 +18,14 @@ explains, read from every failing check's first failing case:
   divisor clamped at 2^-126 in blocks whose byte 0x00 means 2^-127;
 - ``element rounding``: any other code difference under the same scale;
 - ``packing``, ``GEMM``, or the golden file's area for the other checks.
+
+NVFP4 cases (their ``expected`` has a ``tensor_scale``) read in NVFP4's
+words: ``tensor scale differs`` first (it moves every block), then ``block
+scale high by k E4M3 steps`` (positive E4M3 bytes are ordered by value, so
+the byte difference counts steps) with the number of blocks that differ in
+the checks' first failing cases, the E4M3 NaN byte 0x7F on one side, then
+the element causes above; a decoding case is ``decoding``, a packing case
+``packing`` or ``packing (swizzled scale layout)``.
 """
 
 from __future__ import annotations
@@ -49,6 +57,14 @@ def root_cause(failure: CaseFailure) -> str:
     if failure.error:
         return "backend error (raised, crashed or no usable output)"
     expected, got = failure.expected, failure.got
+    if "tensor_scale" in expected and "tensor_scale" in got:
+        return _nv_cause(failure)
+    if "values" in expected:
+        return "decoding"
+    if "blocked_scales" in expected:
+        swizzled = any(d.startswith("swizzled") for d in failure.differs)
+        data = any(d.startswith("data") for d in failure.differs)
+        return "packing (swizzled scale layout)" if swizzled and not data else "packing"
     if "scale" in expected and "scale" in got and expected["scale"] != got["scale"]:
         want, have = int(expected["scale"][0], 16), int(got["scale"][0], 16)
         if 0xFF in (want, have):
@@ -100,6 +116,24 @@ def _golden_encode_case(failure: CaseFailure) -> CaseFailure | None:
         expected={"scale": want[:1], "codes": want[1:]}, got={"scale": have[:1], "codes": have[1:]},
         differs=failure.differs,
     )  # fmt: skip
+
+
+#: The NaN byte of NVFP4's E4M3 block scales.
+_E4M3_NAN = 0x7F
+
+
+def _nv_cause(failure: CaseFailure) -> str:
+    """An NVFP4 case's cause: tensor scale, then block scale, then the element causes."""
+    expected, got = failure.expected, failure.got
+    if expected["tensor_scale"] != got["tensor_scale"]:
+        return "tensor scale differs"
+    want, have = int(expected["scale"][0], 16), int(got["scale"][0], 16)
+    if want != have:
+        if _E4M3_NAN in (want, have):
+            return "NaN/Inf policy (the E4M3 NaN byte 0x7F on one side)"
+        k = have - want
+        return f"block scale {'high' if k > 0 else 'low'} by {abs(k)} E4M3 step{'s' * (abs(k) > 1)}"
+    return _code_cause(failure)
 
 
 def _code_cause(failure: CaseFailure) -> str:
@@ -181,6 +215,12 @@ def _divisor_shift(failure: CaseFailure, have: list[int]) -> tuple[int, int] | N
 def group_by_cause(failures: list[tuple[str, CaseFailure]]) -> list[tuple[str, list[str]]]:
     """``(check id, first failure)`` pairs grouped by cause, the largest group first."""
     groups: dict[str, list[str]] = {}
+    blocks: dict[str, int] = {}
     for check, failure in failures:
-        groups.setdefault(root_cause(failure), []).append(check)
-    return sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+        cause = root_cause(failure)
+        groups.setdefault(cause, []).append(check)
+        if cause.startswith("block scale") and failure.blocks is not None:
+            blocks[cause] = blocks.get(cause, 0) + failure.blocks
+    named = {(f"{cause} in {blocks[cause]} block{'s' * (blocks[cause] != 1)}"
+              if cause in blocks else cause): checks for cause, checks in groups.items()}
+    return sorted(named.items(), key=lambda item: (-len(item[1]), item[0]))

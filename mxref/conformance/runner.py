@@ -108,11 +108,12 @@ from mxref.conformance.backends import (
     as_quantize,
 )
 from mxref.conformance.batches import _Batch, _hex8, _hex32, build_batch, oracle_quantize
-from mxref.conformance.checks import _CHECK_LIST, DEFAULT_TIMEOUT, Config
-from mxref.conformance.claims import Claims
+from mxref.conformance.checks import _CHECK_LIST, DEFAULT_TIMEOUT, NV_CHECK_LIST, Config
+from mxref.conformance.claims import CLAIM_KINDS, Claims
 from mxref.conformance.deviations import _declared
 from mxref.conformance.gemm_checks import _run_matmul_backend
 from mxref.conformance.golden_checks import _run_golden
+from mxref.conformance.nvfp4_checks import run_nv_decode, run_nv_pack, run_nv_quantize
 from mxref.conformance.report import CaseFailure, CheckResult, ConformReport, _lanes, _Tally
 from mxref.conformance.selection import _parse_list, _Selection
 from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format, mx_format_names
@@ -412,7 +413,12 @@ def run_conformance(
         assert quantize is not None
         backend = CallableBackend(quantize, name)
     names = mx_format_names()
-    fmts = [get_format(f) for f in _parse_list(formats, names, names, "format")]
+    # NVFP4 runs when named, or claimed by name: "all" is every MX format, and nvfp4
+    # when the claims name it (an MX implementation is not expected to do NVFP4)
+    two_level = [n for n in CLAIM_KINDS["formats"][0] if n not in names]
+    claimed_nv = [n for n in two_level if claims is not None and claims.covers(fmt=n)]
+    fmts = [get_format(f, two_level=True)
+            for f in _parse_list(formats, names + two_level, names + claimed_nv, "format")]
     chosen = None
     if preset is not None:
         given = [n for n, v in (("scale rules", scale_rules), ("roundings", roundings),
@@ -449,6 +455,17 @@ def run_conformance(
 
     tally = _Tally()
     had_packed = False
+    nv = [f for f in fmts if f.two_level]
+    fmts = [f for f in fmts if not f.two_level]
+    if nv and chosen is not None:
+        raise InputError(f"--preset {chosen.name} is an MX implementation; nvfp4 has no preset "
+                         "(select MX formats with --format)")  # fmt: skip
+    if nv:
+        run_nv_quantize(backend, rnds, level, seed, tally)
+        if pack is not None:
+            run_nv_pack(pack, level, seed, tally)
+        if dequantize is not None:
+            run_nv_decode(dequantize, seed, tally)
     for fmt in fmts:
         for rule in rules:
             for rnd in rnds:
@@ -467,11 +484,11 @@ def run_conformance(
         _run_pack_backend(pack, fmts, level, seed, tally)
     if matmul is not None:
         _run_matmul_backend(matmul, accum, fmts, level, seed, tally)
-    infos = list(_CHECK_LIST)
+    infos = list(_CHECK_LIST) + list(NV_CHECK_LIST)
     golden_account = None
     if golden is not None:
         sel = _Selection(
-            formats=frozenset(f.name for f in fmts),
+            formats=frozenset(f.name for f in fmts + nv),
             scale_rules=frozenset(rules),
             roundings=frozenset(rnds),
             overflows=frozenset(ovfs),
@@ -491,6 +508,10 @@ def run_conformance(
     }
     if golden is None:
         not_run["golden"] = "no golden directory given"
+    if not fmts:
+        not_run.update({area: "no MX format selected" for area in not_run if area != "golden"})
+        not_run.update({area: "no MX format selected" for area in ("scale", "rounding",
+                                                                   "saturation", "special")})
 
     results = []
     for info in infos:
@@ -522,11 +543,11 @@ def run_conformance(
         level=level,
         seed=seed,
         selection={
-            "format": [f.name for f in fmts],
+            "format": [f.name for f in fmts + nv],
             "scale_rule": rules,
             "rounding": rnds,
             "overflow": ovfs,
-            "block_size": [str(DEFAULT_BLOCK_SIZE)],
+            "block_size": [str(DEFAULT_BLOCK_SIZE)] * bool(fmts) + ["16"] * bool(nv),
             "accum": [accum] if matmul is not None else [],
         },
         checks=tuple(results),

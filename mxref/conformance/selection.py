@@ -46,6 +46,13 @@ class _Selection:
         except (ValueError, TypeError):
             return False
 
+    def quantize_nv(self, rounding: Any) -> bool:
+        """Whether NVFP4 under this element rounding is selected."""
+        try:
+            return "nvfp4" in self.formats and Rounding.parse(rounding).value in self.roundings
+        except (ValueError, TypeError):
+            return False
+
     def gemm(self, fa: str, fb: str, accum: str) -> bool:
         return (
             self.accum is not None

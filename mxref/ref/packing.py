@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["pack_row"]
+__all__ = ["nvidia_blocked_offset", "nvidia_blocked_size", "pack_row"]
 
 
 def pack_row(codes: Sequence[int], bits: int) -> bytes:
@@ -41,3 +41,23 @@ def pack_row(codes: Sequence[int], bits: int) -> bytes:
             want = (c0 | (c1 & 3) << 6, c1 >> 2 | (c2 & 0xF) << 4, c2 >> 4 | c3 << 2)
             assert tuple(out[3 * g : 3 * g + 3]) == want
     return out
+
+
+def nvidia_blocked_size(rows: int, cols: int) -> int:
+    """Bytes of a ``rows x cols`` scale matrix in NVIDIA's 128x4 tiles (zero padded)."""
+    return -(-rows // 128) * -(-cols // 4) * 512
+
+
+def nvidia_blocked_offset(rows: int, cols: int, r: int, c: int) -> int:
+    """Where scale ``(r, c)`` of a ``rows x cols`` matrix lies in NVIDIA's 128x4 tiles.
+
+    ``((r // 128) * ceil(cols / 4) + c // 4) * 512 + (r % 32) * 16 + (r % 128 // 32) * 4
+    + c % 4``: tiles row-major over (row tile, column tile), and inside a tile
+    row ``32q + p`` stored at ``p * 16 + q * 4`` (the cuBLAS "1D block scaling
+    factors layout", CUTLASS's ``SfKMajorAtom``), written from the formula,
+    independently of :mod:`mxref.packing`'s reshapes.
+    """
+    if not (0 <= r < rows and 0 <= c < cols):
+        raise ValueError(f"scale ({r}, {c}) is outside a {rows} x {cols} matrix")
+    tile = (r // 128) * -(-cols // 4) + c // 4
+    return tile * 512 + (r % 32) * 16 + (r % 128 // 32) * 4 + c % 4

@@ -122,3 +122,55 @@ def backend_output(
             raise BackendContractError(f"{what} hold {int(arr.max()):#x}; every value must be "
                                        f"below {limit:#x}")  # fmt: skip
     return codes.astype(np.uint8), scales.astype(np.uint8)
+
+
+def nv_parts(result: Any) -> tuple[Any, Any, Any]:
+    """The (codes, scales, tensor_scale) of an NVFP4 backend's result.
+
+    An object with ``codes``, ``scales`` and ``tensor_scale`` (an MXArray), or
+    a 3-tuple in that order.
+    """
+    if all(hasattr(result, a) for a in ("codes", "scales", "tensor_scale")):
+        return result.codes, result.scales, result.tensor_scale
+    if isinstance(result, tuple) and len(result) == 3:
+        return result
+    raise TypeError(
+        "an NVFP4 backend must return an object with .codes, .scales and .tensor_scale, or a "
+        f"(codes, scales, tensor_scale) tuple; got {type(result).__name__}"
+    )
+
+
+def nv_backend_output(
+    result: Any, x_shape: tuple[int, ...], per_row: bool, block_size: int = 16
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check an NVFP4 backend's answer; return codes, E4M3 bytes (uint8) and tensor scale(s).
+
+    The contract is :func:`mxref.quantize`'s for ``"nvfp4"`` on a 2-D input
+    blocked along its last axis: ``codes`` of the input's shape (E2M1, below
+    16), ``scales`` of ``(rows, ceil(cols / 16))`` (E4M3 bytes, below 0x80:
+    the sign bit is never set), and ``tensor_scale`` float32, one value
+    (shape ``()`` or ``(1,)``) or, with ``per_row``, one per row ``(rows,)``.
+
+    Raises
+    ------
+    BackendContractError
+        Saying what is wrong and what was expected.
+    """
+    try:
+        codes, scales, t = nv_parts(result)
+    except TypeError as exc:
+        raise BackendContractError(str(exc)) from None
+    codes, scales = backend_output((codes, scales), x_shape, -1, block_size, 16)
+    if int(scales.max(initial=0)) >= 0x80:
+        raise BackendContractError(f"scales hold {int(scales.max()):#x}; an E4M3 block scale "
+                                   "is positive (below 0x80)")  # fmt: skip
+    t = np.asarray(t)
+    if t.dtype != np.float32:
+        raise BackendContractError(f"tensor_scale must be float32; got dtype {t.dtype}")
+    want = (x_shape[0],) if per_row else (1,)
+    if t.reshape(-1).shape != want or (per_row and t.ndim != 1):
+        raise BackendContractError(
+            f"tensor_scale has shape {t.shape}; expected "
+            + (f"({x_shape[0]},), one per row" if per_row else "(), one for the tensor")
+        )
+    return codes, scales, t.reshape(-1)

@@ -20,6 +20,7 @@ strategy                    draws
 :func:`mx_arrays`           a random :class:`~mxref.MXArray` (any code, any
                             E8M0 byte including 0x00, 0xFE and 0xFF)
 :func:`mx_input`            a 2-D float32 array of hard blocks (rows x n)
+:func:`nv_input`            a 2-D float32 NVFP4 tensor of hard blocks of 16
 ==========================  =====================================================
 
 Example, a user's own test of a quantizer ``my_quantize`` with mxref's
@@ -82,6 +83,7 @@ __all__ = [
     "max_normal_significand",
     "mx_arrays",
     "mx_input",
+    "nv_input",
     "special_blocks",
     "tie_blocks",
     "warm_up",
@@ -597,4 +599,80 @@ def mx_input(
         r, j = draw(st.integers(0, rows - 1)), draw(st.integers(0, n - 1))
         out[r, j] = {"nan": np.nan, "-nan": np.copysign(np.nan, -1.0), "inf": np.inf,
                      "-inf": -np.inf}[special]  # fmt: skip
+    return out
+
+
+#: What an NVFP4 block of :func:`nv_input` is made of.
+_NV_KINDS = ("anchored", "e4m3_midpoint", "e2m1_tie", "zero", "tiny", "random")
+
+
+@st.composite
+def nv_input(draw: st.DrawFn, max_rows: int = 3, max_blocks: int = 4) -> np.ndarray:
+    """A ``(rows, n)`` float32 NVFP4 tensor of hard blocks of 16, quantized along its rows.
+
+    Promises, each in some draws: a block whose amax is ``2688 * 2**k`` (so
+    the tensor scale is ``2**-k`` exactly); blocks whose ``amax / 6`` under
+    that scale is an E4M3 midpoint or a float32 beside one; lanes that are
+    E2M1 midpoints (``0.25, 0.75, ... 5``) times an exact block scale, of
+    either sign; all-zero blocks holding ``-0.0``; tiny blocks beside large
+    ones; and, in one tensor in two, a NaN of either sign (a negative NaN
+    too) or +-Inf.  ``n`` may end in a short block.
+
+    >>> from hypothesis import given
+    >>> @given(nv_input())
+    ... def test(x):
+    ...     assert x.ndim == 2
+    """
+    rows = draw(st.integers(1, max_rows))
+    blocks = draw(st.integers(1, max_blocks))
+    n = blocks * 16 - draw(st.sampled_from([0, 0, 0, 5, 15]))
+    k = draw(st.integers(-60, 60))
+    anchor = np.float32(np.ldexp(2688.0, k))
+    e4m3 = [float(v) for v in _e4m3_values()]
+    out = np.zeros((rows, blocks * 16), np.float32)
+    for r in range(rows):
+        for b in range(blocks):
+            kind = "anchored" if (r, b) == (0, 0) else draw(st.sampled_from(_NV_KINDS))
+            lanes = out[r, b * 16 : (b + 1) * 16]
+            if kind == "anchored":
+                lanes[0] = anchor
+            elif kind == "e4m3_midpoint":
+                i = draw(st.integers(0, len(e4m3) - 2))
+                amax = np.float32(np.ldexp(3.0 * (e4m3[i] + e4m3[i + 1]), k))
+                step = draw(st.sampled_from([0, 0, 1, -1]))
+                lanes[0] = np.nextafter(amax, np.float32(np.inf) if step > 0 else np.float32(0)) \
+                    if step else amax  # fmt: skip
+            elif kind == "e2m1_tie":
+                s = np.ldexp(draw(st.sampled_from(e4m3[1:])), k)
+                lanes[0] = np.float32(6 * s)
+                for j in range(1, 16):
+                    m = draw(st.sampled_from([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0]))
+                    lanes[j] = np.float32(m * s * draw(st.sampled_from([1.0, -1.0])))
+                continue
+            elif kind == "zero":
+                lanes[:] = np.where(draw(arrays(np.bool_, 16)), np.float32(-0.0), np.float32(0))
+                continue
+            elif kind == "tiny":
+                lanes[0] = np.float32(np.ldexp(draw(st.floats(1.0, 2.0)), k - 40))
+            else:
+                lanes[0] = np.float32(np.ldexp(draw(st.floats(0.01, 1.0)), k + 11))
+            signs = draw(arrays(np.bool_, 15))
+            fracs = draw(arrays(np.float64, 15, elements=st.floats(0.0, 1.0)))
+            body = np.float64(lanes[0]) * fracs * np.where(signs, -1.0, 1.0)
+            lanes[1:] = body.astype(np.float32)
+    special = draw(st.sampled_from([None, "nan", "-nan", "inf", "-inf"]))
+    if special is not None:
+        r, j = draw(st.integers(0, rows - 1)), draw(st.integers(0, n - 1))
+        out[r, j] = {"nan": np.nan, "-nan": np.copysign(np.nan, -1.0), "inf": np.inf,
+                     "-inf": -np.inf}[special]  # fmt: skip
+    return np.ascontiguousarray(out[:, :n])
+
+
+def _e4m3_values() -> list[Fraction]:
+    f = get_format("mxfp8_e4m3")
+    out = []
+    for code in range(f.max_code + 1):
+        _, mag = decode_element(code, f)
+        assert isinstance(mag, Fraction)
+        out.append(mag)
     return out

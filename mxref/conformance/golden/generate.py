@@ -34,6 +34,7 @@ from mxref.conformance.golden.format import (
     _model_file,
 )
 from mxref.conformance.golden.manifest import _manifest_text
+from mxref.conformance.golden.nvfp4 import nv_plan
 from mxref.conformance.golden.oracle import (
     _common_tail,
     _draws,
@@ -253,6 +254,7 @@ def _plan() -> list[tuple[str, Callable[[], str]]]:
             plan.append((name, partial(encode_text, fmt, rule, rounding, overflow, name)))
     plan += [(f"pack_{f.name}.hex", partial(_pack_file_text, f)) for f in formats]
     plan += [(_model_file(m), partial(gemm_text, m)) for m in GEMM_MODELS]
+    plan += nv_plan()  # after the MX files, which stay byte-identical
     return plan
 
 

@@ -32,6 +32,7 @@ from mxref.conformance.golden.format import (
     parse_golden,
 )
 from mxref.conformance.golden.manifest import read_manifest
+from mxref.conformance.golden.nvfp4 import run_decode_nv, run_encode_nv, run_pack_nv
 from mxref.conformance.golden.oracle import _OUT_FORMATS
 from mxref.formats import get_format
 from mxref.io import InputError
@@ -562,6 +563,13 @@ def _verify_file(
             _run_decode(runner, parsed.cases, header, dequantize, scale_file=True)
         elif op == "pack":
             _run_pack(runner, parsed.cases, header, pack)
+        elif op == "encode_nv":
+            assert quantize is not None
+            run_encode_nv(runner, parsed.cases, header, quantize, claims)
+        elif op == "decode_nv":
+            run_decode_nv(runner, parsed.cases, dequantize)
+        elif op == "pack_nv":
+            run_pack_nv(runner, parsed.cases, pack)
         elif op == "gemm":
             if matmul is None:
                 runner.not_provided(parsed.cases, "matmul")
