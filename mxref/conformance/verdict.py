@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from mxref.conformance.checks import NV_CHECK_CLASS, NV_CHECKS, SPEC_LIKE
 from mxref.conformance.failures import CaseFailure
 from mxref.conformance.root_causes import (
     _golden_encode_case,
@@ -88,15 +89,28 @@ class ClassRule:
     why: str
 
 
+def _nvfp4_rule(check: str, cls: str) -> ClassRule:
+    info = NV_CHECKS[check]
+    if cls == SPEC_LIKE:
+        # what every NVFP4 implementation shares: E2M1 and E4M3 rounded to nearest
+        # even and saturating, blocks of 16, the codes' and bytes' meaning
+        return ClassRule(check, "*", SPEC, "",
+                         "the NVFP4 format as NVIDIA defines it and every implementation "
+                         f"shares ({info.spec}); semantics.md 8c")  # fmt: skip
+    return ClassRule(check, "*", IMPL, info.title,
+                     f"semantics.md 8c: implementations differ here ({info.spec})")  # fmt: skip
+
+
+#: NVFP4 checks, spec-like or implementation-defined as :data:`NV_CHECK_CLASS` says
+#: (no standard fixes NVFP4's tensor scale, its NaN/Inf handling or its zero cases)
+_NVFP4_RULES = tuple(_nvfp4_rule(check, cls) for check, cls in NV_CHECK_CLASS.items())
+
 #: check-id glob, case kind -> class; the first matching row wins.
 CLASS_TABLE: tuple[ClassRule, ...] = (
     ClassRule("*", "error", ERROR, "", "an exception is never a difference of choice"),
     ClassRule("golden.*", "*", GOLDEN, "", "explained when a non-golden case has its root cause"),
-    # NVFP4 (docs/semantics.md 8c): no standard fixes its arithmetic, so every
-    # difference from mxref's exact default is a choice; a future nvfp4 check
-    # that a specification does fix (a code's meaning, say) gets a spec row here.
-    ClassRule("nvfp4.*", "*", IMPL, "NVFP4 arithmetic",
-              "semantics.md 8c: no specification fixes NVFP4's scales or roundings"),
+    # NVFP4 (docs/semantics.md 8c): its rows come from the checks' own table
+    *_NVFP4_RULES,
     ClassRule("*", "nan_scale", SPEC, "",
               "5.4.1: 0xFF is E8M0's NaN; a finite scale turns the block's NaN into a number "
               "('Infs and NaNs are not clamped')"),

@@ -139,7 +139,10 @@ def test_the_class_table_is_data_and_ends_with_spec():
     assert rule_for("special.nan_block_scale", "nan_scale").cls == SPEC
     assert rule_for("scale.tiny_blocks", "codes").cls == SPEC
     assert rule_for("scale.tiny_blocks", "clamp").cls == IMPL
-    assert rule_for("nvfp4.block_scale_rounding", "scale").cls == IMPL  # checks added later
+    # NVFP4: the checks' own table (checks.NV_CHECK_CLASS) gives each its class
+    assert rule_for("nvfp4.block_scale_rounding", "scale").cls == SPEC
+    assert rule_for("nvfp4.tensor_scale", "scale").cls == IMPL
+    assert rule_for("nvfp4.special_values", "codes").cls == IMPL
     assert rule_for("area.no_such_check", "codes").cls == SPEC  # unknown: a violation
     assert (CLASS_TABLE[-1].checks, CLASS_TABLE[-1].cls) == ("*", SPEC)
     assert all(r.choice and r.why for r in CLASS_TABLE if r.cls == IMPL)
