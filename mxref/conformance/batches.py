@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mxref.codec import input_emax
 from mxref.conformance.checks import Config
 from mxref.formats import get_format
 from mxref.policies import Overflow, Rounding, ScaleRule
@@ -104,7 +105,7 @@ def oracle_quantize(x: np.ndarray, config: Config) -> tuple[np.ndarray, np.ndarr
             rounding=Rounding.parse(config.rounding),
             overflow=Overflow.parse(config.overflow),
             seed=config.seed,
-            **_preset_quirks(config.preset),
+            **_preset_quirks(config.preset, x.dtype),
         )
         hit = (codes, scales.reshape(-1))
         if len(_ORACLE_CACHE) >= _ORACLE_CACHE_SIZE:
@@ -113,10 +114,13 @@ def oracle_quantize(x: np.ndarray, config: Config) -> tuple[np.ndarray, np.ndarr
     return hit
 
 
-def _preset_quirks(preset: str | None) -> dict[str, Any]:
-    """The oracle's arguments for what a preset does beyond its three policies."""
+def _preset_quirks(preset: str | None, dtype: np.dtype) -> dict[str, Any]:
+    """The oracle's arguments for what a preset does beyond its three policies
+    (the scale-byte overflow quirk depends on the input's type: ``dtype``)."""
     if preset is None:
         return {}
     chosen = get_preset(preset)
+    overflow = input_emax(dtype) if chosen.scale_overflow_nan else None
     return {"divisor_min_exponent": chosen.divisor_min_exponent,
-            "keep_negative_zero": chosen.keep_negative_zero}  # fmt: skip
+            "keep_negative_zero": chosen.keep_negative_zero,
+            "overflow_input_emax": overflow}  # fmt: skip

@@ -14,6 +14,7 @@ import mxref
 from mxref.cli import main
 from mxref.conformance import run_conformance
 from mxref.conformance.claims import Claims, load_claims
+from mxref.conformance.report import format_report
 from mxref.io import InputError
 from mxref.presets import get_preset
 
@@ -49,6 +50,22 @@ def test_a_preset_is_tested_with_its_quirks():
     report = run_conformance(ignores_preset_quirks, preset="torchao", formats=formats)
     assert report.exit_status == 1
     assert any(c.id.startswith("scale.") for c in report.failures)
+
+
+def test_the_compressed_tensors_preset_is_checked_with_its_scale_byte_overflow():
+    # its quirk gives byte 0xFF (a NaN block) where amax >= 1.75 * 2**127 in mxfp4: the
+    # oracle must model it, or mxref's own preset would fail its own conformance run
+    report = run_conformance(mxref.quantize, preset="compressed-tensors", formats="mxfp4")
+    assert report.exit_status == 0, format_report(report)
+    report = run_conformance(ignores_overflow_quirk, preset="compressed-tensors",
+                             formats="mxfp4")  # fmt: skip
+    assert report.exit_status == 1
+
+
+def ignores_overflow_quirk(x, fmt, **kw):
+    """compressed-tensors' rule without its overflow quirk: the byte stays finite."""
+    assert kw.pop("preset") == "compressed-tensors"
+    return mxref.quantize(x, fmt, scale_rule="even", **kw)
 
 
 def test_cli_preset_excludes_explicit_policies(capsys):
