@@ -50,7 +50,7 @@ def _rn32(where: str, value: object) -> np.float32:
         raise InputError(f"{where} must be a number; got {value!r}")
     try:
         exact = Fraction(Decimal(str(value).strip()))
-    except (InvalidOperation, ValueError):
+    except (InvalidOperation, ValueError, OverflowError):  # NaN and Infinity too
         raise InputError(f"{where} must be a finite positive number; got {value!r}") from None
     if exact <= 0:
         raise InputError(f"{where} must be a finite positive number; got {value!r}")
@@ -87,7 +87,7 @@ def _shaped(where: str, values: np.ndarray, shape: tuple[int, ...], axis: int) -
     raise InputError(
         f"{where} holds {values.size} value{'s' if values.size != 1 else ''} of shape "
         f"{_fmt_shape(values.shape)}; shape {_fmt_shape(shape)} blocked along axis {axis} takes "
-        f"one number, or one per row ({_fmt_shape(rows)})"
+        f"one number, or one per row (shape {_fmt_shape(rows)})"
     )
 
 
