@@ -66,12 +66,17 @@ def _policy_meta(
             if value is not None:
                 raise InputError(f"{name}: {fmt.name} has no {name.replace('_', ' ')} to "
                                  "record; leave it None")  # fmt: skip
-        return {"rounding": Rounding.parse(rounding or Rounding.RNE, "rounding").value}
+        return {"rounding": _parse(Rounding, rounding, Rounding.RNE, "rounding")}
     return {
-        "scale_rule": ScaleRule.parse(scale_rule or ScaleRule.FLOOR, "scale_rule").value,
-        "rounding": Rounding.parse(rounding or Rounding.RNE, "rounding").value,
-        "overflow": Overflow.parse(overflow or Overflow.SATURATE, "overflow").value,
+        "scale_rule": _parse(ScaleRule, scale_rule, ScaleRule.FLOOR, "scale_rule"),
+        "rounding": _parse(Rounding, rounding, Rounding.RNE, "rounding"),
+        "overflow": _parse(Overflow, overflow, Overflow.SATURATE, "overflow"),
     }
+
+
+def _parse(enum: Any, value: object, default: Any, name: str) -> str:
+    """A policy's recorded name: ``value`` parsed, or ``default`` where it is None."""
+    return str(enum.parse(default if value is None else value, name).value)
 
 
 def write_npz(
