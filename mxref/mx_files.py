@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mxref.array import MXArray, scales_shape
-from mxref.formats import DEFAULT_BLOCK_SIZE, ElementFormat, get_format, mx_format_names
+from mxref.formats import FORMATS, ElementFormat, get_format
 from mxref.io import (
     InputError,
     PathLike,
@@ -29,6 +29,7 @@ from mxref.io import (
     check_new,
     parse_shape,
 )
+from mxref.nv_files import tensor_scale_from_json, tensor_scale_to_json
 from mxref.policies import Overflow, Rounding, ScaleRule
 
 #: Version string stored in every ``.npz`` result.
@@ -43,37 +44,48 @@ PACKED_VERSION = "mxref-packed-1"
 SCALE_LAYOUTS = ("plain", "nvidia_blocked")
 
 
-_NPZ_REQUIRED = (
-    "version",
-    "format",
-    "axis",
-    "block_size",
-    "shape",
-    "codes",
-    "scales",
-    "scale_rule",
-    "rounding",
-    "overflow",
-)
+_NPZ_COMMON = ("version", "format", "axis", "block_size", "shape", "codes", "scales")
+#: Keys an MX .npz must have beyond the common ones.
+_NPZ_MX = ("scale_rule", "rounding", "overflow")
+#: Keys an NVFP4 .npz must have beyond the common ones (it records rounding and preset
+#: where known; it has no scale rule and always saturates).
+_NPZ_NV = ("tensor_scale",)
+#: Policy fields a two-level (NVFP4) file must not carry: nothing in it follows them.
+_NOT_NV = ("scale_rule", "overflow")
 
 
 def _policy_meta(
-    scale_rule: str | ScaleRule, rounding: str | Rounding, overflow: str | Overflow
+    fmt: ElementFormat,
+    scale_rule: str | ScaleRule | None,
+    rounding: str | Rounding | None,
+    overflow: str | Overflow | None,
 ) -> dict[str, str]:
+    """The policy fields recorded for ``fmt``: an MX format's three, NVFP4's rounding only."""
+    if fmt.two_level:
+        for name, value in (("scale_rule", scale_rule), ("overflow", overflow)):
+            if value is not None:
+                raise InputError(f"{name}: {fmt.name} has no {name.replace('_', ' ')} to "
+                                 "record; leave it None")  # fmt: skip
+        return {"rounding": _parse(Rounding, rounding, Rounding.RNE, "rounding")}
     return {
-        "scale_rule": ScaleRule.parse(scale_rule, "scale_rule").value,
-        "rounding": Rounding.parse(rounding, "rounding").value,
-        "overflow": Overflow.parse(overflow, "overflow").value,
+        "scale_rule": _parse(ScaleRule, scale_rule, ScaleRule.FLOOR, "scale_rule"),
+        "rounding": _parse(Rounding, rounding, Rounding.RNE, "rounding"),
+        "overflow": _parse(Overflow, overflow, Overflow.SATURATE, "overflow"),
     }
+
+
+def _parse(enum: Any, value: object, default: Any, name: str) -> str:
+    """A policy's recorded name: ``value`` parsed, or ``default`` where it is None."""
+    return str(enum.parse(default if value is None else value, name).value)
 
 
 def write_npz(
     path: PathLike,
     mx: MXArray,
     *,
-    scale_rule: str | ScaleRule = ScaleRule.FLOOR,
-    rounding: str | Rounding = Rounding.RNE,
-    overflow: str | Overflow = Overflow.SATURATE,
+    scale_rule: str | ScaleRule | None = None,
+    rounding: str | Rounding | None = None,
+    overflow: str | Overflow | None = None,
     seed: int | None = None,
     force: bool = False,
 ) -> None:
@@ -85,8 +97,9 @@ def write_npz(
         Written exactly as given (numpy would otherwise append ``.npz``).
     mx : MXArray
     scale_rule, rounding, overflow, seed
-        The policies ``mx`` was encoded with, recorded for the reader; the
-        defaults are :func:`mxref.quantize`'s.
+        The policies ``mx`` was encoded with, recorded for the reader; None
+        records :func:`mxref.quantize`'s defaults.  NVFP4 records its
+        rounding only: a scale rule or overflow for it is an error.
     force : bool
         Replace an existing file.
 
@@ -95,7 +108,11 @@ def write_npz(
     Keys: ``codes``, ``scales`` (uint8), ``version`` (:data:`NPZ_VERSION`),
     ``format``, ``scale_rule``, ``rounding``, ``overflow`` (0-d str),
     ``axis``, ``block_size`` (0-d int64), ``shape`` (1-d int64) and, if given,
-    ``seed`` (0-d uint64).  Every key loads with ``allow_pickle=False``.
+    ``seed`` (0-d uint64).  NVFP4 (docs/semantics.md section 8c): ``scales``
+    are E4M3 bytes, ``tensor_scale`` is the float32 tensor scale (0-d, or one
+    per row: ``shape`` without ``axis``), ``preset`` (0-d str) the NVFP4
+    preset if one encoded it, and of the policies only ``rounding``.  Every
+    key loads with ``allow_pickle=False``.
     """
     if not isinstance(mx, MXArray):
         raise TypeError(f"mx must be an MXArray; got {type(mx).__name__}")
@@ -108,7 +125,12 @@ def write_npz(
         "block_size": np.array(mx.block_size, np.int64),
         "shape": np.array(mx.shape, np.int64),
     }
-    arrays.update({k: np.array(v) for k, v in _policy_meta(scale_rule, rounding, overflow).items()})
+    policies = _policy_meta(mx.fmt, scale_rule, rounding, overflow)
+    arrays.update({k: np.array(v) for k, v in policies.items()})
+    if mx.tensor_scale is not None:
+        arrays["tensor_scale"] = mx.tensor_scale
+    if mx.preset is not None:
+        arrays["preset"] = np.array(mx.preset)
     if seed is not None:
         arrays["seed"] = np.array(seed, np.uint64)
     buf = io.BytesIO()
@@ -147,9 +169,9 @@ def write_packed(
     mx: MXArray,
     *,
     scale_layout: str = "plain",
-    scale_rule: str | ScaleRule = ScaleRule.FLOOR,
-    rounding: str | Rounding = Rounding.RNE,
-    overflow: str | Overflow = Overflow.SATURATE,
+    scale_rule: str | ScaleRule | None = None,
+    rounding: str | Rounding | None = None,
+    overflow: str | Overflow | None = None,
     seed: int | None = None,
     force: bool = False,
 ) -> None:
@@ -174,6 +196,8 @@ def write_packed(
     ``packing`` (a description), ``data_file``, ``data_bytes``,
     ``scales_file``, ``scales_bytes`` (file names relative to the sidecar),
     ``scale_rule``, ``rounding``, ``overflow`` and, if given, ``seed``.
+    NVFP4 records ``rounding`` only, and ``tensor_scale`` (a number, or
+    nested lists of one per row) and, under a preset, ``preset``.
     """
     from mxref.packing import pack
 
@@ -202,8 +226,12 @@ def write_packed(
         "data_bytes": len(data),
         "scales_file": scales_path.name,
         "scales_bytes": len(scales),
-        **_policy_meta(scale_rule, rounding, overflow),
+        **_policy_meta(mx.fmt, scale_rule, rounding, overflow),
     }
+    if mx.tensor_scale is not None:
+        sidecar["tensor_scale"] = tensor_scale_to_json(mx.tensor_scale)
+    if mx.preset is not None:
+        sidecar["preset"] = mx.preset
     if seed is not None:
         sidecar["seed"] = int(seed)
     text = json.dumps(sidecar, indent=2) + "\n"
@@ -217,9 +245,9 @@ def write_mx(
     mx: MXArray,
     *,
     scale_layout: str | None = None,
-    scale_rule: str | ScaleRule = ScaleRule.FLOOR,
-    rounding: str | Rounding = Rounding.RNE,
-    overflow: str | Overflow = Overflow.SATURATE,
+    scale_rule: str | ScaleRule | None = None,
+    rounding: str | Rounding | None = None,
+    overflow: str | Overflow | None = None,
     seed: int | None = None,
     force: bool = False,
 ) -> None:
@@ -321,11 +349,10 @@ def recorded_scale_rule(path: PathLike) -> ScaleRule | None:
 
 
 def _known_format(p: Path, name: object, field: str = "format") -> str:
-    names = mx_format_names()
+    names = list(FORMATS)
     if not isinstance(name, str) or name.strip().lower() not in names:
-        # nvfp4 files (E4M3 scales and a tensor scale) have no layout here yet
         raise InputError(
-            f"{p}: field {field!r} is {name!r}, not a known MX format ({', '.join(names)})"
+            f"{p}: field {field!r} is {name!r}, not a known format ({', '.join(names)})"
         )
     return name.strip().lower()
 
@@ -363,7 +390,7 @@ def read_npz(path: PathLike) -> MXArray:
         with p.open("rb") as f, np.load(f, allow_pickle=False) as z:
             if not isinstance(z, np.lib.npyio.NpzFile):
                 raise InputError(f"{p}: not an .npz archive")
-            missing = [k for k in _NPZ_REQUIRED if k not in z.files]
+            missing = [k for k in _NPZ_COMMON if k not in z.files]
             if missing:
                 raise InputError(f"{p}: not an mxref .npz; missing keys {', '.join(missing)}")
             meta = {k: z[k] for k in z.files}
@@ -377,7 +404,13 @@ def read_npz(path: PathLike) -> MXArray:
     if version != NPZ_VERSION:
         raise InputError(f"{p}: field 'version' is {version!r}; this mxref reads {NPZ_VERSION!r}")
     fmt = _known_format(p, _npz_str(p, meta, "format"))
-    _check_policies(p, {k: _npz_str(p, meta, k) for k in ("scale_rule", "rounding", "overflow")})
+    two_level = get_format(fmt, two_level=True).two_level
+    missing = [k for k in (_NPZ_NV if two_level else _NPZ_MX) if k not in meta]
+    if missing:
+        raise InputError(f"{p}: a {fmt} .npz needs keys {', '.join(missing)}; missing")
+    _refuse_foreign_fields(p, fmt, two_level, meta)
+    policy_keys = [k for k in ("scale_rule", "rounding", "overflow") if k in meta]
+    _check_policies(p, {k: _npz_str(p, meta, k) for k in policy_keys})
     axis = _npz_int(p, meta, "axis")
     block_size = _npz_int(p, meta, "block_size")
     shape_arr = meta["shape"]
@@ -393,7 +426,21 @@ def read_npz(path: PathLike) -> MXArray:
             f"{p}: field 'codes' has shape {_fmt_shape(codes.shape)}, "
             f"but field 'shape' says {_fmt_shape(shape)}"
         )
-    return _make_mx(p, codes, scales, fmt, axis, block_size)
+    tensor_scale, preset = None, None
+    if two_level:
+        tensor_scale = meta["tensor_scale"]
+        if tensor_scale.dtype != np.float32:
+            raise InputError(f"{p}: field 'tensor_scale' must be float32; got {tensor_scale.dtype}")
+        preset = _npz_str(p, meta, "preset") if "preset" in meta else None
+    return _make_mx(p, codes, scales, fmt, axis, block_size, tensor_scale, preset)
+
+
+def _refuse_foreign_fields(p: Path, fmt: str, two_level: bool, meta: Mapping[str, Any]) -> None:
+    """Refuse fields the format has no use for: no field is silently ignored."""
+    foreign = [k for k in _NOT_NV if k in meta] if two_level else \
+        [k for k in ("tensor_scale", "preset") if k in meta]  # fmt: skip
+    if foreign:
+        raise InputError(f"{p}: field {foreign[0]!r} does not apply to {fmt}")
 
 
 def _npz_str(p: Path, meta: Mapping[str, np.ndarray], key: str) -> str:
@@ -411,12 +458,19 @@ def _npz_int(p: Path, meta: Mapping[str, np.ndarray], key: str) -> int:
 
 
 def _make_mx(
-    p: Path, codes: np.ndarray, scales: np.ndarray, fmt: str, axis: int, block_size: int
+    p: Path,
+    codes: np.ndarray,
+    scales: np.ndarray,
+    fmt: str,
+    axis: int,
+    block_size: int,
+    tensor_scale: np.ndarray | None = None,
+    preset: str | None = None,
 ) -> MXArray:
     try:
-        return MXArray(
-            codes=codes, scales=scales, fmt=get_format(fmt), axis=axis, block_size=block_size
-        )
+        return MXArray(codes=codes, scales=scales, fmt=get_format(fmt, two_level=True),
+                       axis=axis, block_size=block_size, tensor_scale=tensor_scale,
+                       preset=preset)  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise InputError(f"{p}: inconsistent MX data: {exc}") from None
 
@@ -478,7 +532,8 @@ def read_packed(path: PathLike) -> MXArray:
         raise InputError(
             f"{side}: field 'version' is {version!r}; this mxref reads {PACKED_VERSION!r}"
         )
-    fmt = get_format(_known_format(side, _sidecar_field(side, meta, "format", str)))
+    fmt = get_format(_known_format(side, _sidecar_field(side, meta, "format", str)), two_level=True)
+    _refuse_foreign_fields(side, fmt.name, fmt.two_level, meta)
     shape_list = _sidecar_field(side, meta, "shape", list)
     if not shape_list or not all(_is_int(d) and d >= 0 for d in shape_list):
         raise InputError(f"{side}: field 'shape' must be a list of non-negative integers")
@@ -510,9 +565,19 @@ def read_packed(path: PathLike) -> MXArray:
     for key, file in (("data", data_path), ("scales", scales_path)):
         if not file.is_file():
             raise InputError(f"{file}: no such file (named by {side.name} field '{key}_file')")
+    tensor_scale, preset = None, None
+    if fmt.two_level:
+        if "tensor_scale" not in meta:
+            raise InputError(f"{side}: missing field 'tensor_scale' ({fmt.name}'s float32 "
+                             "tensor scale: a number, or a list of one per row)")  # fmt: skip
+        tensor_scale = tensor_scale_from_json(
+            f"{side}: field 'tensor_scale'", meta["tensor_scale"], shape, axis % len(shape)
+        )
+        preset = _sidecar_field(side, meta, "preset", str) if "preset" in meta else None
     return _read_packed_files(
         data_path, scales_path, fmt, shape, axis, block_size, layout,
         source=f"its sidecar {side.name}", recorded={"data": data_bytes, "scales": scales_bytes},
+        tensor_scale=tensor_scale, preset=preset,
     )  # fmt: skip
 
 
@@ -523,8 +588,9 @@ def read_raw_packed(
     fmt: str,
     shape: object,
     axis: int = -1,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     scale_layout: str = "plain",
+    tensor_scale: np.ndarray | None = None,
 ) -> MXArray:
     """Read a device's raw packed codes and scale bytes, described by the caller, not a sidecar.
 
@@ -533,14 +599,19 @@ def read_raw_packed(
     data : str or os.PathLike
         The packed element codes, laid out as :func:`mxref.pack` writes them.
     scales : str or os.PathLike
-        The E8M0 scale bytes, in ``scale_layout``.
+        The E8M0 scale bytes (E4M3 for NVFP4), in ``scale_layout``.
     fmt : str
         The element format (any name :func:`mxref.get_format` accepts).
     shape : sequence of int or str
         The shape of the encoded array (``"4,64"`` or ``(4, 64)``).
-    axis, block_size : int
-        The blocked axis and the block size.
+    axis : int
+        The blocked axis.
+    block_size : int, optional
+        The block size; by default the format's (32 for MX, 16 for NVFP4).
     scale_layout : {"plain", "nvidia_blocked"}
+    tensor_scale : np.ndarray of float32, optional
+        NVFP4's tensor scale (required there, refused for MX): 0-d, or one
+        per row (``shape`` without ``axis``).
 
     Returns
     -------
@@ -552,7 +623,17 @@ def read_raw_packed(
         A missing file, a bad description, or a file whose size is not what
         the description implies (naming the file and both sizes).
     """
-    fmt_obj = get_format(fmt)
+    try:
+        fmt_obj = get_format(fmt, two_level=True)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if block_size is None:
+        block_size = fmt_obj.block_size
+    if fmt_obj.two_level and tensor_scale is None:
+        raise InputError(f"a raw {fmt_obj.name} dump needs its float32 tensor scale "
+                         "(tensor_scale)")  # fmt: skip
+    if not fmt_obj.two_level and tensor_scale is not None:
+        raise InputError(f"{fmt_obj.name} has no tensor scale; leave tensor_scale None")
     dims = parse_shape(shape)
     if isinstance(axis, bool) or not isinstance(axis, int) or not -len(dims) <= axis < len(dims):
         raise InputError(f"axis {axis!r} is out of range for shape {_fmt_shape(dims)}")
@@ -563,7 +644,8 @@ def read_raw_packed(
     for path in paths:
         _check_readable(path)
     return _read_packed_files(*paths, fmt_obj, dims, axis, block_size, layout,
-                              source="the description given")  # fmt: skip
+                              source="the description given",
+                              tensor_scale=tensor_scale)  # fmt: skip
 
 
 def _read_packed_files(
@@ -577,6 +659,8 @@ def _read_packed_files(
     *,
     source: str,
     recorded: dict[str, int] | None = None,
+    tensor_scale: np.ndarray | None = None,
+    preset: str | None = None,
 ) -> MXArray:
     """Unpack ``data_path`` and ``scales_path`` as ``source`` describes them, sizes checked."""
     from mxref.packing import pack, unpack
@@ -594,18 +678,22 @@ def _read_packed_files(
         )
 
     ax = axis % len(shape)
-    zero = MXArray(
-        codes=np.zeros(shape, np.uint8),
-        scales=np.zeros(scales_shape(shape, ax, block_size), np.uint8),
-        fmt=fmt,
-        axis=ax,
-        block_size=block_size,
-    )
     try:
+        zero = MXArray(
+            codes=np.zeros(shape, np.uint8),
+            scales=np.zeros(scales_shape(shape, ax, block_size), np.uint8),
+            fmt=fmt,
+            axis=ax,
+            block_size=block_size,
+            # the real tensor scale already: its shape is checked here, before any byte is read
+            tensor_scale=tensor_scale,
+            preset=preset,
+        )
         template = pack(zero, scale_layout=layout)
     except (TypeError, ValueError) as exc:
         raise InputError(
-            f"{source}: shape, axis, block_size and scale_layout do not fit: {exc}"
+            f"{source}: shape, axis, block_size, scale_layout"
+            f"{'' if tensor_scale is None else ' and tensor_scale'} do not fit: {exc}"
         ) from None
     contents = {}
     for key, file, buf in (

@@ -21,6 +21,7 @@ from mxref.conformance.compare import (
     write_report_json,
 )
 from mxref.conformance.compare_mx import compare_mx, format_mx_report
+from mxref.conformance.compare_nv import compare_nv, format_nv_report
 from mxref.io import InputError, check_new, write_new_text
 
 
@@ -34,7 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "and Inf classes, the first mismatches.  MX-encoded outputs (.npz, packed .bin "
         "with its .json sidecar, or raw packed dumps described by --format and --shape): "
         "codes and scale bytes directly, by block and lane, with each difference's kind "
-        "(sign flip, magnitude, NaN code, scale).  Exit status 0 when every element "
+        "(sign flip, magnitude, NaN code, scale).  NVFP4 dumps: the tensor scale "
+        "first (value and bits), then E4M3 scale bytes by block, then codes by block and "
+        "lane; a raw NVFP4 dump needs --tensor-scale.  Exit status 0 when every element "
         "passes, 1 when some do not, 2 for bad input.",
         formatter_class=ExamplesFormatter,
         epilog=examples(
@@ -43,6 +46,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "mxref compare --k 4096 --block-size 32 --json report.json d_ref.npy d_device.npy",
             "mxref compare ref.npz device.json",
             "mxref compare --format mxfp4 --shape 128,4096 ref.bin device.bin",
+            "mxref compare w_nvfp4.npz w_device.json",
+            "mxref compare --format nvfp4 --shape 128,4096 --tensor-scale 0x44D80000 "
+            "w_nvfp4.npz w_device.bin",
+            "mxref compare --format nvfp4 --shape 128,4096 --scale-layout nvidia_blocked "
+            "--tensor-scale g_rows.npy ref.bin device.bin",
         ),
     )
     add_arguments(parser)
@@ -174,6 +182,15 @@ def _run_mx(args: argparse.Namespace) -> int:
     # an .npz reference beside a raw device dump: only the dump is read by the description
     reference = read_mx_input(args.reference, args, raw=raw and _raw_bin(args.reference))
     actual = read_mx_input(args.actual, args, raw=raw and _raw_bin(args.actual))
+    if reference.fmt.two_level or actual.fmt.two_level:
+        if reference.fmt != actual.fmt:
+            raise InputError(f"the two arrays differ in format: reference "
+                             f"{reference.fmt.name}, actual {actual.fmt.name}")  # fmt: skip
+        nv = compare_nv(reference, actual, show=args.show)
+        sys.stdout.write(format_nv_report(nv))
+        if args.json is not None:
+            write_new_text(args.json, nv.to_json(), force=args.force)
+        return nv.exit_status
     report = compare_mx(reference, actual, show=args.show)
     sys.stdout.write(format_mx_report(report))
     if args.json is not None:

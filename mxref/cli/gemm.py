@@ -22,13 +22,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Multiply A (M x K, blocked along K) by B (K x N blocked along axis 0, "
         "or N x K blocked along axis 1, meaning D = A @ B.T) under an accumulation model, "
         "optionally adding a float32 C, and write D as .npy or raw little-endian .bin. "
-        "A and B are .npz files from encode, or packed .bin files (or their .json sidecars).",
+        "A and B are .npz files from encode, or packed .bin files (or their .json sidecars): "
+        "two MX operands, or two NVFP4 operands (with their tensor scales, applied once "
+        "after the sum; docs/gemm.md section 7).",
         formatter_class=ExamplesFormatter,
         epilog=examples(
             "mxref gemm --a a.npz --b b.npz --out d.npy",
             "mxref gemm --a a.npz --b b_nk.npz --c c.npy --accum block_fp32 --out d.npy",
             "mxref gemm --a a.json --b b.json --accum b200-f8f6f4 --out-dtype bfloat16 "
             "--out d.bin",
+            "mxref gemm --a a_nvfp4.npz --b b_nvfp4_nk.json --accum block_fp32 --out d.npy",
         ),
     )
     gemm.add_argument("--a", required=True, metavar="A", help="M x K operand, blocked along K")

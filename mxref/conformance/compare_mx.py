@@ -179,6 +179,9 @@ def compare_mx(reference: MXArray, actual: MXArray, *, show: int = DEFAULT_SHOW)
     """
     if isinstance(show, bool) or not isinstance(show, int) or show < 0:
         raise InputError(f"show must be an integer >= 0; got {show!r}")
+    if reference.fmt.two_level or actual.fmt.two_level:
+        # E4M3 scale bytes and a tensor scale: mxref.conformance.compare_nv
+        raise InputError("NVFP4 arrays are compared by compare_nv, not compare_mx")
     for name in ("fmt", "shape", "axis", "block_size"):
         ref_value, act_value = getattr(reference, name), getattr(actual, name)
         if ref_value != act_value:

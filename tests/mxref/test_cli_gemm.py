@@ -332,3 +332,20 @@ def test_compare_gemm_output(capsys, tmp_path, operands):
 
     rc, _, err = run(capsys, "compare", ref, tmp_path / "missing.npy")
     assert_user_error(rc, err, "missing.npy")
+
+
+@pytest.mark.parametrize("accum", ["exact", "block_fp32"])
+def test_gemm_on_nvfp4_operand_files_equals_matmul(capsys, tmp_path, accum):
+    a = mxref.quantize(sample((M, K), 11), "nvfp4", per_row=True)
+    b = mxref.quantize(sample((N, K), 12), "nvfp4")  # N x K: D = A @ B.T
+    mxref.save(tmp_path / "a.npz", a)
+    mxref.save(tmp_path / "b.bin", b, scale_layout="nvidia_blocked")
+    rc, _, err = run(capsys, "gemm", "--a", tmp_path / "a.npz", "--b", tmp_path / "b.json",
+                     "--accum", accum, "--out", tmp_path / "d.npy")  # fmt: skip
+    assert (rc, err) == (0, "")
+    want = mxref.matmul(a, b, accum=accum)
+    assert np.load(tmp_path / "d.npy").view(np.uint32).tolist() == want.view(np.uint32).tolist()
+    mxref.save(tmp_path / "m.npz", mxref.quantize(sample((N, K), 13), "mxfp4"))
+    rc, _, err = run(capsys, "gemm", "--a", tmp_path / "a.npz", "--b", tmp_path / "m.npz",
+                     "--out", tmp_path / "d2.npy")  # fmt: skip
+    assert_user_error(rc, err, "a is nvfp4 and b is mxfp4")
