@@ -73,6 +73,9 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	@echo "the spec battery again, on mxref's torch codec twin"
 	$(BIN)/python -m pytest -q -p no:cacheprovider spec_tests --mx-backend mxref.torch:quantize
+	@echo "and its NVFP4 (claimed by name: the battery's default claims are the MX formats)"
+	$(BIN)/python -m pytest -q -p no:cacheprovider spec_tests/test_nvfp4.py \
+		--mx-backend mxref.torch:quantize --mx-claims formats=nvfp4
 
 # The spec battery with the "nightly" hypothesis profile (2000 randomized examples per test).
 conform-nightly: $(STAMP)
