@@ -15,10 +15,7 @@ tensor operations, every decision an exact comparison:
   ``t = block_amax * G / 6`` (one float64 division never lands on an E4M3
   midpoint unless the exact quotient does), and an element's E2M1 code is the
   number of thresholds ``s_b * {0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5}`` the
-  product passes, ties settled by the rounding (``s_b`` times them is exact).
-  Each threshold is moved to the smallest float32 ``|x|`` whose product
-  passes it (exact comparisons, per block), so the elements are compared in
-  float32, as the kernels' float32 path does;
+  product passes, ties settled by the rounding (``s_b`` times them is exact);
 - for float64 inputs the product is held exactly as ``p + e`` (Dekker's
   split at ``2**27 + 1``, a huge operand scaled first) and compared with
   the same thresholds exactly; the E4M3 byte is found by a binary search of
@@ -271,55 +268,6 @@ def _e2m1_codes(p: torch.Tensor, e: torch.Tensor | None, s: torch.Tensor, roundi
     return codes
 
 
-def _smallest_float32(c: torch.Tensor, g: torch.Tensor, strict: torch.Tensor | bool
-                      ) -> torch.Tensor:  # fmt: skip
-    """The smallest float32 ``a >= 0`` with ``a * g >= c`` (``> c`` where ``strict``).
-
-    ``c > 0`` is exact in float64 and ``g`` a positive float32 (held in
-    float64), so every ``a * g`` is exact in float64 (24 + 24 bits) and the
-    answer is settled by exact comparisons beside the rounded quotient, one
-    float32 step away at most (two steps are allowed for).  Inf where no
-    finite float32 qualifies.
-    """
-    inf = torch.tensor(float("inf"), dtype=torch.float32, device=c.device)
-    zero = torch.zeros((), dtype=torch.float32, device=c.device)
-    a = (c / g).float()
-    for _ in range(2):
-        product = a.double() * g
-        short = (product < c) | (strict & (product == c))
-        a = torch.where(short, torch.nextafter(a, inf), a)
-    for _ in range(2):
-        below = torch.nextafter(a, zero)
-        product = below.double() * g
-        enough = (product > c) | (~torch.as_tensor(strict) & (product == c))
-        a = torch.where(enough & (a > 0), below, a)
-    return a
-
-
-def _float32_levels(s: torch.Tensor, g: torch.Tensor, rounding: Rounding) -> torch.Tensor:
-    """Per block, the smallest float32 ``|x|`` that reaches each E2M1 code 1 to 7, and
-    (last) the smallest that saturates (``|x| * G > 6 s_b``): ``(rows, blocks, 8)``.
-
-    These are :func:`_e2m1_codes`' thresholds moved from ``|x| * G`` to ``|x|``
-    (mxref.kernels.nvfp4's ``float32_threshold``): a float32 ``|x|`` passes one
-    exactly when its product does.  Inf in blocks whose scale is 0.
-    """
-    if rounding is Rounding.ZERO:
-        marks = list(_E2M1_VALUES[1:])
-        strict = [False] * 7
-    else:
-        marks = list(_E2M1_MIDPOINTS)
-        # a tie goes up (to code k) under AWAY, and under RNE where k is even
-        strict = [rounding is Rounding.RNE and k % 2 == 1 for k in range(1, 8)]
-    marks.append(_E2M1_MAX)
-    strict.append(True)
-    device = s.device
-    c = s * torch.tensor(marks, dtype=torch.float64, device=device)  # exact: <= 8 bits
-    levels = _smallest_float32(c.clamp(min=2.0**-40), g,
-                               torch.tensor(strict, device=device))  # fmt: skip
-    return levels.masked_fill_((s == 0).expand_as(levels), float("inf"))
-
-
 def _round_once(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Non-negative float64 ``values`` rounded once (RNE) to float16 or bfloat16.
 
@@ -372,18 +320,14 @@ def _quantize(t: torch.Tensor, call: _Call, want_values: bool, want_mask: bool,
     rows = moved.reshape(-1, n)
     nrows = rows.shape[0]
     negative = rows.view(_INT_VIEW[t.dtype]) < 0  # the sign bit, NaNs' included
-    # float32, float16 and bfloat16 magnitudes times G are exact in float64; float64's not.
-    # The first three are held in float32 (exactly) and decided by float32 thresholds
-    exact_input = t.dtype != torch.float64
-    work = torch.float32 if exact_input else torch.float64
     # a short last block is padded with +0.0, which changes neither its amax nor its codes
-    wide = rows.new_zeros((nrows, nblk * bs), dtype=work)
+    wide = rows.new_zeros((nrows, nblk * bs), dtype=torch.float64)
     wide[:, :n] = rows
     negative = torch.cat([negative, negative.new_zeros((nrows, nblk * bs - n))], dim=1)
     blocks = wide.view(nrows, nblk, bs)
     finite = torch.isfinite(blocks)
     magnitude = torch.where(finite, blocks.abs(), 0.0)  # NaN and Inf do not count
-    block_amax = magnitude.amax(dim=2).double()
+    block_amax = magnitude.amax(dim=2)
     block_finite = finite.all(dim=2)
     if call.given is not None:
         g32 = call.given
@@ -392,6 +336,8 @@ def _quantize(t: torch.Tensor, call: _Call, want_values: bool, want_mask: bool,
     else:
         g32 = _tensor_scale(block_amax.amax()).float()
     g = g32.double().reshape(-1, 1)  # one per row, or one broadcast over every row
+    # float32, float16 and bfloat16 magnitudes times G are exact in float64; float64's not
+    exact_input = t.dtype != torch.float64
     e4m3 = torch.tensor(_E4M3_VALUES, dtype=torch.float64, device=device)
     if exact_input:
         byte = _e4m3_byte(block_amax * g / _E2M1_MAX)
@@ -399,21 +345,13 @@ def _quantize(t: torch.Tensor, call: _Call, want_values: bool, want_mask: bool,
         byte = _e4m3_byte_exact(*_exact_product(block_amax, g), e4m3)
     s = e4m3[byte].unsqueeze(2)  # (rows, blocks, 1)
     g3 = g.unsqueeze(2)
-    live = (s > 0) & block_finite.unsqueeze(2)  # elements that get a nonzero code if large
-    scales = byte.masked_fill_(~block_finite, SCALE_NAN_BYTE).to(torch.uint8)
     if exact_input:
-        levels = _float32_levels(s, g3, call.rounding)  # (rows, blocks, 8)
-        # a code is how many thresholds |x| reaches (counted in bytes: cheap passes)
-        counted = torch.zeros(magnitude.shape, dtype=torch.uint8, device=device)
-        for k in range(7):
-            counted += magnitude >= levels[:, :, k : k + 1]
-        codes = counted.long()
-        saturated = magnitude >= levels[:, :, 7:]
+        p, e = magnitude * g3, None
     else:
         p, e = _exact_product(magnitude, g3)
-        codes = _e2m1_codes(p, e, s, call.rounding)
-        saturated, _ = _passes(p, e, _E2M1_MAX * s)
-    codes = codes.masked_fill_(~live, 0)
+    live = (s > 0) & block_finite.unsqueeze(2)  # elements that get a nonzero code if large
+    codes = _e2m1_codes(p, e, s, call.rounding).masked_fill_(~live, 0)
+    scales = byte.masked_fill_(~block_finite, SCALE_NAN_BYTE).to(torch.uint8)
 
     def restore(a: torch.Tensor) -> torch.Tensor:
         """(rows, padded n) back to ``t``'s layout."""
@@ -423,6 +361,7 @@ def _quantize(t: torch.Tensor, call: _Call, want_values: bool, want_mask: bool,
     if want_values:
         values = restore(_decode(codes, s, g3, negative, block_finite, t.dtype).flatten(1))
     if want_mask:
+        saturated, _ = _passes(p, e, _E2M1_MAX * s)
         passes = (~saturated | (s == 0)) & block_finite.unsqueeze(2)
         mask = restore(passes.flatten(1))
     if want_codes:
@@ -435,29 +374,24 @@ def _decode(codes: torch.Tensor, s: torch.Tensor, g: torch.Tensor, negative: tor
             block_finite: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:  # fmt: skip
     """``RN(code * s_b / G)`` in ``dtype``, signed as the input, NaN in NaN/Inf blocks."""
     e2m1 = torch.tensor(_E2M1_VALUES, dtype=torch.float64, device=codes.device)
-    # every code's value per block (8 of them), then each element's by its code
-    exact = e2m1 * s  # (rows, blocks, 8), at most 7 significant bits each
+    exact = e2m1[codes] * s  # at most 7 significant bits
     if dtype == torch.float64:
-        table = exact / g
+        magnitude = exact / g
     elif dtype == torch.float32:
         # two float64 roundings, then float32: the correctly rounded float32 of the
         # quotient, for the exact one is never a float32 midpoint and lies 2**-50 or
         # more from one, relatively (mxref.kernels.nvfp4's _float32_elements)
-        table = (exact * (1.0 / g)).float()
+        magnitude = (exact * (1.0 / g)).float()
     else:
         # float16 and bfloat16 midpoints have at most 12 bits: the float64 quotient lands
         # on one only where the exact quotient does
-        table = _round_once(exact / g, dtype)
-    # both signs (codes 8 to 15 are the negatives), and NaNs of each sign in NaN/Inf blocks,
-    # so one lookup by the signed code gives every value
+        magnitude = _round_once(exact / g, dtype)
+    negative = negative.view(codes.shape)
+    values = torch.where(negative, -magnitude, magnitude)
     positive_nan, negative_nan = _NAN_BITS[dtype]
     itype = _INT_VIEW[dtype]
-    nans = torch.tensor([positive_nan] * 8 + [negative_nan] * 8, device=codes.device)
-    signed = torch.cat([table, -table], dim=2)
-    signed = torch.where(block_finite.unsqueeze(2), signed, nans.to(itype).view(dtype))
-    # gathered as integers: torch's gather of bfloat16 NaNs changes their bits (2.13, CPU)
-    index = codes | negative.view(codes.shape).long() << 3
-    return torch.gather(signed.view(itype), 2, index).view(dtype)
+    nan = torch.where(negative, negative_nan, positive_nan).to(itype).view(dtype)
+    return torch.where(block_finite.unsqueeze(2), values, nan)
 
 
 class _FakeQuantize(torch.autograd.Function):
