@@ -29,6 +29,7 @@ from mxref.accum import AccumModel, AlignRounding, BlockFP32, Exact, FixedPoint,
 from mxref.array import MXArray
 from mxref.dtypes import BFLOAT16
 from mxref.formats import ElementFormat
+from mxref.gemm_operands import Operands, operands
 from mxref.kernels.gemm import (
     BLOCK_FP32,
     EXACT,
@@ -49,78 +50,7 @@ from mxref.kernels.gemm_blas import (
     never_rounds,
 )
 from mxref.kernels.params import decode_params
-
-
-@dataclass(frozen=True, eq=False)
-class Operands:
-    """Both operands in one K-major layout: rows of A and columns of B as rows.
-
-    Attributes
-    ----------
-    a_codes : (M, K) uint8
-    a_scales : (M, nblocks) uint8
-    b_codes : (N, K) uint8   (column j of B as row j)
-    b_scales : (N, nblocks) uint8
-    fmt_a, fmt_b : ElementFormat
-    block_size : int
-
-    The A arrays are C-contiguous.  The B arrays are too when B came N x K;
-    when it came K x N they are transposed views of C-contiguous K x N
-    arrays, which the BLAS paths read in that layout without a copy.
-    """
-
-    a_codes: np.ndarray
-    a_scales: np.ndarray
-    b_codes: np.ndarray
-    b_scales: np.ndarray
-    fmt_a: ElementFormat
-    fmt_b: ElementFormat
-    block_size: int
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(M, N, K)."""
-        return self.a_codes.shape[0], self.b_codes.shape[0], self.a_codes.shape[1]
-
-
-def operands(a: MXArray, b: MXArray) -> Operands:
-    """Check two MX operands and bring them to the K-major layout.
-
-    Raises
-    ------
-    TypeError, ValueError
-        Naming the operand and what does not match.
-
-    Spec: OCP MX v1.0 section 6.2 (equal k and equal block counts on both sides).
-    """
-    for name, op in (("a", a), ("b", b)):
-        if not isinstance(op, MXArray):
-            raise TypeError(f"{name} must be an MXArray; got {type(op).__name__}")
-        if op.ndim != 2:
-            raise ValueError(f"{name} must be 2-D; got shape {op.shape}")
-    if a.axis != 1:
-        raise ValueError("a must be M x K blocked along K (its last axis); got axis 0")
-    if a.block_size != b.block_size:
-        raise ValueError(f"a and b must share a block size; got {a.block_size} and {b.block_size}")
-    if b.axis == 0:
-        b_codes = np.ascontiguousarray(b.codes).T
-        b_scales = np.ascontiguousarray(b.scales).T
-    else:
-        b_codes, b_scales = np.ascontiguousarray(b.codes), np.ascontiguousarray(b.scales)
-    k_a, k_b = a.shape[1], b_codes.shape[1]
-    if k_a != k_b:
-        layout = "K x N (axis 0)" if b.axis == 0 else "N x K (axis 1)"
-        raise ValueError(f"a has K = {k_a} but b, read as {layout}, has K = {k_b}")
-    return Operands(
-        a_codes=np.ascontiguousarray(a.codes),
-        a_scales=np.ascontiguousarray(a.scales),
-        b_codes=b_codes,
-        b_scales=b_scales,
-        fmt_a=a.fmt,
-        fmt_b=b.fmt,
-        block_size=a.block_size,
-    )
-
+from mxref.nvfp4_gemm import matmul_nv, nv_operands
 
 #: out_dtype -> (precision, smallest quantum exponent, emax) of its binary format
 _OUTPUT_FORMATS: dict[np.dtype, tuple[int, int, int]] = {
@@ -459,9 +389,6 @@ def matmul(
             f"out_dtype must be float32, float16 or bfloat16; got {out_dtype!r}"
         ) from None
     if any(isinstance(op, MXArray) and op.fmt.two_level for op in (a, b)):
-        # imported here: mxref.nvfp4_gemm builds on this module
-        from mxref.nvfp4_gemm import matmul_nv, nv_operands
-
         nv = nv_operands(a, b)
         _check_block_size(nv.block_size)
         c_arr = _check_c(c, *nv.shape[:2])

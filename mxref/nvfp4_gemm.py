@@ -31,7 +31,7 @@ import numpy as np
 from mxref.accum import AccumModel, AlignRounding, BlockFP32, Exact, FixedPoint
 from mxref.array import MXArray
 from mxref.formats import ElementFormat
-from mxref.gemm import Operands, operands
+from mxref.gemm_operands import Operands, operands
 from mxref.kernels.gemm import (
     BLOCK_FP32,
     EXACT,
@@ -62,7 +62,7 @@ _F32_EXACT = FLOAT32_EXACT_BOUND
 
 @dataclass(frozen=True, eq=False)
 class NVOperands(Operands):
-    """:class:`~mxref.gemm.Operands` of two NVFP4 arrays, with their tensor scales.
+    """:class:`~mxref.gemm_operands.Operands` of two NVFP4 arrays, with their tensor scales.
 
     Attributes
     ----------

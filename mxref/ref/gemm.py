@@ -80,7 +80,7 @@ from mxref.ref.scale import decode_scale
 
 if TYPE_CHECKING:  # mxref.gemm may import this module; import it lazily at run time
     from mxref.array import MXArray
-    from mxref.gemm import Operands
+    from mxref.gemm_operands import Operands
 
 #: A finite Fraction (exact zero is +0), or math.inf, -math.inf, math.nan.
 ExtValue = Fraction | float
@@ -351,7 +351,7 @@ def dot_element(
 
     Parameters
     ----------
-    ops : mxref.gemm.Operands
+    ops : mxref.gemm_operands.Operands
     i, j : int
         Row of A and column of B.
     model : Exact, BlockFP32 or FixedPoint
@@ -440,7 +440,7 @@ def matmul_operands(
 
     Parameters
     ----------
-    ops : mxref.gemm.Operands
+    ops : mxref.gemm_operands.Operands
         ``a_codes`` (M, K), ``a_scales`` (M, nblocks), ``b_codes`` (N, K),
         ``b_scales`` (N, nblocks), the two formats and the block size.
     model : Exact, BlockFP32 or FixedPoint
@@ -511,7 +511,7 @@ def matmul(
     Spec: OCP MX v1.0 section 6.2 (Dot, DotGeneral).
     """
     # imported here, not at the top: mxref.gemm may import this oracle
-    from mxref.gemm import operands
+    from mxref.gemm_operands import operands
 
     return matmul_operands(operands(a, b), parse_accum(accum), out_dtype, c)
 

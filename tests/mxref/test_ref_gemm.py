@@ -20,7 +20,7 @@ import pytest
 from mxref.accum import AlignRounding, BlockFP32, Exact, FixedPoint
 from mxref.array import MXArray
 from mxref.formats import get_format
-from mxref.gemm import operands
+from mxref.gemm_operands import operands
 from mxref.ref.element import decode_element
 from mxref.ref.gemm import (
     block_dot,

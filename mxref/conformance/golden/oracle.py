@@ -98,7 +98,7 @@ def _draws(seed: int | None, block_index: int, n: int, bs: int = BLOCK_SIZE) -> 
 
 
 def _operands(case: DotCase) -> Any:
-    from mxref.gemm import Operands  # the container only; the arithmetic is the oracle's
+    from mxref.gemm_operands import Operands  # the container only; the arithmetic is the oracle's
 
     def rows(values: Sequence[int]) -> np.ndarray:
         return np.array([values], np.uint8)
