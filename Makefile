@@ -119,6 +119,8 @@ bench-model: $(MODELS_STAMP) $(PEER)/.installed
 	$(BIN)/python benchmarks/bench_model.py $(BENCH_MODEL_ARGS)
 	$(PEER)/bin/python benchmarks/peer_llmcompressor.py $(BENCH_PEER_ARGS)
 	$(BIN)/python benchmarks/bench_scale.py $(BENCH_SCALE_ARGS)
+	# MXFP4 against NVFP4 (about 30 minutes more)
+	$(MAKE) --no-print-directory bench-nvfp4
 
 # MXFP4 against NVFP4 at W4A4KV16 on SmolLM2, one run, one seed, the budget of
 # docs/quality.md's whole-model tables (docs/quality.md, "MXFP4 against NVFP4").
@@ -126,6 +128,7 @@ NVFP4_METHODS := rtn,quarot,flatquant,batquant-smooth-full
 bench-nvfp4: $(MODELS_STAMP)
 	$(BIN)/python benchmarks/bench_model.py --configs W4A4KV16,NVW4A4KV16 \
 		--methods $(NVFP4_METHODS) --epochs 1 --eval-windows 16 $(BENCH_NVFP4_ARGS)
+	$(BIN)/python benchmarks/nvfp4_controls.py --eval-windows 16
 
 # TORQ's two effects (block-energy spread, code entropy) on real activations,
 # and the layer-level table on SmolLM2.
