@@ -29,8 +29,9 @@ from mxref.io import (
     read_tensor,
 )
 from mxref.mx_files import SCALE_LAYOUTS, packed_paths, read_mx, recorded_scale_rule, write_mx
+from mxref.nv_files import parse_tensor_scale_option
 from mxref.policies import Overflow, Rounding, ScaleRule
-from mxref.presets import get_preset, preset_names
+from mxref.presets import get_nvfp4_preset, get_preset, preset_names
 
 
 def _choices(enum: type[ScaleRule] | type[Rounding] | type[Overflow]) -> str:
@@ -41,9 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the subcommand to ``sub`` (the ``mxref`` subparsers); return its parser."""
     enc = sub.add_parser(
         "encode",
-        help="quantize a tensor to MX codes and scales",
+        help="quantize a tensor to MX (or NVFP4) codes and scales",
         description="Quantize IN (.npy, .safetensors or raw .bin) and write OUT: "
-        ".npz, or packed .bin (with NAME.scales.bin and a NAME.json sidecar).",
+        ".npz, or packed .bin (with NAME.scales.bin and a NAME.json sidecar).  NVFP4 "
+        "(--format nvfp4) also writes its float32 tensor scale.",
         formatter_class=ExamplesFormatter,
         epilog=examples(
             "mxref encode --format mxfp4 x.npy x.npz",
@@ -53,10 +55,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "mxref encode --format mxfp8_e4m3 --preset cublas x.npy x_cublas.npz",
             "mxref encode --format mxfp4 --preset compressed-tensors w.npy w_ct.npz",
             "mxref encode --format mxfp4 --scales w_gptq.npz w_dequantized.npy w_again.npz",
+            "mxref encode --format nvfp4 x.npy x_nv.npz",
+            "mxref encode --format nvfp4 --per-row --scale-layout nvidia_blocked w.npy w_nv.bin",
+            "mxref encode --format nvfp4 --tensor-scale 0x44D80000 x.npy x_static.npz",
+            "mxref encode --format nvfp4 --preset torchao x.npy x_torchao.npz",
         ),
     )
     enc.add_argument(
-        "--format", required=True, metavar="{" + ",".join(mx_format_names()) + "}",
+        "--format", required=True, metavar="{" + ",".join([*mx_format_names(), "nvfp4"]) + "}",
         help="element format",
     )
     enc.add_argument(
@@ -92,9 +98,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     enc.add_argument(
         "--block-size",
         type=int,
-        default=DEFAULT_BLOCK_SIZE,
-        help="elements per block (default: %(default)s)",
+        help=f"elements per block (default: {DEFAULT_BLOCK_SIZE}; 16 for nvfp4)",
     )
+    enc.add_argument(
+        "--per-row", action="store_true",
+        help="nvfp4: one tensor scale per row along the blocked axis, from that row's amax",
+    )  # fmt: skip
+    enc.add_argument(
+        "--tensor-scale", metavar="G",
+        help="nvfp4: encode under this float32 tensor scale instead of computing it: a "
+        "number, float32 bits (0x...), a comma list (one per row), or a .npy/.bin file",
+    )  # fmt: skip
     enc.add_argument(
         "--dtype",
         metavar="{" + ",".join(DTYPES) + "}",
@@ -128,8 +142,16 @@ def run(args: argparse.Namespace) -> int:
         0 on success.
     """
     # Check every argument before reading the input, which may be large.
-    fmt = get_format(args.format)
+    fmt = get_format(args.format, two_level=True)
     check_preset_alone(args)
+    if fmt.two_level:
+        return _run_two_level(args, fmt)
+    for option, value in (("--per-row", args.per_row or None), ("--tensor-scale",
+                                                                 args.tensor_scale)):
+        if value is not None:
+            raise InputError(f"{option} applies to nvfp4 only; {fmt.name} has no tensor scale")
+    if args.block_size is None:
+        args.block_size = DEFAULT_BLOCK_SIZE
     if args.scales is not None and args.scale_rule is not None:
         raise InputError("--scale-rule has no effect with --scales; drop one")
     try:
@@ -191,6 +213,59 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         force=args.force,
     )
+    return 0
+
+
+def _run_two_level(args: argparse.Namespace, fmt: ElementFormat) -> int:
+    """``mxref encode --format nvfp4``: E2M1 codes, E4M3 block-scale bytes and the
+    float32 tensor scale (docs/semantics.md 8c), written as for MX."""
+    why = {"--scale-rule": "its E4M3 block scales round to nearest even",
+           "--overflow": "its elements and block scales saturate",
+           "--scales": "give its tensor scale with --tensor-scale; block scales follow from it",
+           "--seed": "it has no stochastic rounding"}  # fmt: skip
+    for option, value in (("--scale-rule", args.scale_rule), ("--overflow", args.overflow),
+                          ("--scales", args.scales), ("--seed", args.seed)):  # fmt: skip
+        if value is not None:
+            raise InputError(f"{option} does not apply to {fmt.name}: {why[option]} "
+                             "(mxref info nvfp4)")  # fmt: skip
+    if args.preset is not None:
+        try:
+            get_nvfp4_preset(args.preset, fmt)
+        except ValueError as e:  # an MX preset, or an unknown name: one line
+            raise InputError(f"--{e}") from None
+    rounding = Rounding.parse(args.rounding or "rne", "--rounding")
+    if rounding is Rounding.STOCHASTIC:
+        raise InputError(f"--rounding stochastic: {fmt.name} takes rne, away or zero")
+    block_size = fmt.block_size if args.block_size is None else args.block_size
+    if block_size < 1:
+        raise InputError(f"--block-size must be >= 1; got {block_size}")
+    dtype = None if args.dtype is None else parse_dtype(args.dtype)
+    shape = None if args.shape is None else parse_shape(args.shape)
+    out = args.output
+    suffix = out.rsplit(".", 1)[-1].lower() if "." in out else ""
+    if suffix == "npz":
+        if args.scale_layout is not None:
+            raise InputError("--scale-layout applies only to packed .bin output")
+        check_new([out], force=args.force, option="--force")
+    elif suffix == "bin":
+        check_new(packed_paths(out), force=args.force, option="--force")
+    else:
+        raise InputError(f"{out}: OUT must end in .npz or .bin (packed)")
+
+    x = read_tensor(args.input, dtype=dtype, shape=shape, tensor=args.tensor)
+    if not -x.ndim <= args.axis < max(x.ndim, 1):
+        raise InputError(f"--axis {args.axis} is out of range for shape {_fmt_shape(x.shape)}")
+    axis = args.axis % x.ndim
+    given = None if args.tensor_scale is None else \
+        parse_tensor_scale_option(args.tensor_scale, x.shape, axis)  # fmt: skip
+    _warn_short_blocks(x.shape, args.axis, block_size)
+    options = {"preset": args.preset} if args.preset is not None else {"rounding": rounding}
+    try:
+        mx = quantize(x, fmt, axis=args.axis, block_size=block_size, per_row=args.per_row,
+                      tensor_scale=given, **options)  # fmt: skip
+    except ValueError as e:  # e.g. a preset refusing what its library cannot encode
+        raise InputError(" ".join(str(e).split())) from None
+    write_mx(out, mx, scale_layout=args.scale_layout, rounding=rounding, force=args.force)
     return 0
 
 
