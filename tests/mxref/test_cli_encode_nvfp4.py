@@ -43,7 +43,8 @@ def test_encode_writes_what_quantize_gives(tmp_path, capsys, x_file, options, kw
     assert got.block_size == 16
     assert np.array_equal(got.codes, want.codes)
     assert np.array_equal(got.scales, want.scales)
-    assert want.tensor_scale is not None and got.tensor_scale is not None
+    assert want.tensor_scale is not None
+    assert got.tensor_scale is not None
     assert np.array_equal(got.tensor_scale.view(np.uint32), want.tensor_scale.view(np.uint32))
     decoded = mxref.dequantize(got, np.float32)
     assert np.array_equal(decoded.view(np.uint32),
