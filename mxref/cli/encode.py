@@ -150,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
                                                                  args.tensor_scale)):
         if value is not None:
             raise InputError(f"{option} applies to nvfp4 only; {fmt.name} has no tensor scale")
-    if args.block_size is None:
-        args.block_size = DEFAULT_BLOCK_SIZE
+    block_size = _block_size(args, fmt)
     if args.scales is not None and args.scale_rule is not None:
         raise InputError("--scale-rule has no effect with --scales; drop one")
     try:
@@ -166,28 +165,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--rounding stochastic needs --seed N, so that results reproduce")
     if rounding is not Rounding.STOCHASTIC and args.seed is not None:
         raise InputError("--seed is only used with --rounding stochastic")
-    if args.block_size < 1:
-        raise InputError(f"--block-size must be >= 1; got {args.block_size}")
     dtype = None if args.dtype is None else parse_dtype(args.dtype)
     shape = None if args.shape is None else parse_shape(args.shape)
-    out = args.output
-    suffix = out.rsplit(".", 1)[-1].lower() if "." in out else ""
-    if suffix == "npz":
-        if args.scale_layout is not None:
-            raise InputError("--scale-layout applies only to packed .bin output")
-        check_new([out], force=args.force, option="--force")
-    elif suffix == "bin":
-        check_new(packed_paths(out), force=args.force, option="--force")
-    else:
-        raise InputError(f"{out}: OUT must end in .npz or .bin (packed)")
+    _check_output(args)
     given = None if args.scales is None else _read_scales(args.scales, fmt)
 
     x = read_tensor(args.input, dtype=dtype, shape=shape, tensor=args.tensor)
     if given is not None:
-        _check_scales_fit(args, given, x)
+        _check_scales_fit(args, given, x, block_size)
         # OUT records the rule that chose the scales, as far as FILE says
         rule = recorded_scale_rule(args.scales) or rule
-    _warn_short_blocks(x.shape, args.axis, args.block_size)
+    _warn_short_blocks(x.shape, args.axis, block_size)
     # a preset may carry more than its three policies (torchao's divisor clamp);
     # given scales leave a scale rule nothing to choose
     policies = (
@@ -200,11 +188,11 @@ def run(args: argparse.Namespace) -> int:
         }
     )
     mx = quantize(
-        x, fmt, axis=args.axis, block_size=args.block_size, seed=args.seed,
+        x, fmt, axis=args.axis, block_size=block_size, seed=args.seed,
         scales=None if given is None else given.scales, **policies,
     )  # fmt: skip
     write_mx(
-        out,
+        args.output,
         mx,
         scale_layout=args.scale_layout,
         scale_rule=rule,
@@ -236,21 +224,10 @@ def _run_two_level(args: argparse.Namespace, fmt: ElementFormat) -> int:
     rounding = Rounding.parse(args.rounding or "rne", "--rounding")
     if rounding is Rounding.STOCHASTIC:
         raise InputError(f"--rounding stochastic: {fmt.name} takes rne, away or zero")
-    block_size = fmt.block_size if args.block_size is None else args.block_size
-    if block_size < 1:
-        raise InputError(f"--block-size must be >= 1; got {block_size}")
+    block_size = _block_size(args, fmt)
     dtype = None if args.dtype is None else parse_dtype(args.dtype)
     shape = None if args.shape is None else parse_shape(args.shape)
-    out = args.output
-    suffix = out.rsplit(".", 1)[-1].lower() if "." in out else ""
-    if suffix == "npz":
-        if args.scale_layout is not None:
-            raise InputError("--scale-layout applies only to packed .bin output")
-        check_new([out], force=args.force, option="--force")
-    elif suffix == "bin":
-        check_new(packed_paths(out), force=args.force, option="--force")
-    else:
-        raise InputError(f"{out}: OUT must end in .npz or .bin (packed)")
+    _check_output(args)
 
     x = read_tensor(args.input, dtype=dtype, shape=shape, tensor=args.tensor)
     if not -x.ndim <= args.axis < max(x.ndim, 1):
@@ -265,8 +242,30 @@ def _run_two_level(args: argparse.Namespace, fmt: ElementFormat) -> int:
                       tensor_scale=given, **options)  # fmt: skip
     except ValueError as e:  # e.g. a preset refusing what its library cannot encode
         raise InputError(" ".join(str(e).split())) from None
-    write_mx(out, mx, scale_layout=args.scale_layout, rounding=rounding, force=args.force)
+    write_mx(args.output, mx, scale_layout=args.scale_layout, rounding=rounding, force=args.force)
     return 0
+
+
+def _block_size(args: argparse.Namespace, fmt: ElementFormat) -> int:
+    """``--block-size``, or the format's own block (32 for MX, 16 for nvfp4)."""
+    block_size = fmt.block_size if args.block_size is None else args.block_size
+    if block_size < 1:
+        raise InputError(f"--block-size must be >= 1; got {block_size}")
+    return block_size
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """OUT: a new ``.npz``, or a new packed ``.bin`` (unless ``--force``)."""
+    out = args.output
+    suffix = out.rsplit(".", 1)[-1].lower() if "." in out else ""
+    if suffix == "npz":
+        if args.scale_layout is not None:
+            raise InputError("--scale-layout applies only to packed .bin output")
+        check_new([out], force=args.force, option="--force")
+    elif suffix == "bin":
+        check_new(packed_paths(out), force=args.force, option="--force")
+    else:
+        raise InputError(f"{out}: OUT must end in .npz or .bin (packed)")
 
 
 def _read_scales(path: str, fmt: ElementFormat) -> MXArray:
@@ -282,7 +281,8 @@ def _read_scales(path: str, fmt: ElementFormat) -> MXArray:
     return given
 
 
-def _check_scales_fit(args: argparse.Namespace, given: MXArray, x: np.ndarray) -> None:
+def _check_scales_fit(args: argparse.Namespace, given: MXArray, x: np.ndarray,
+                      block_size: int) -> None:  # fmt: skip
     """Refuse ``--scales`` whose shape, axis or block size is not IN's, and a non-finite IN."""
     path = args.scales
     if given.shape != x.shape:
@@ -291,9 +291,9 @@ def _check_scales_fit(args: argparse.Namespace, given: MXArray, x: np.ndarray) -
     if -x.ndim <= args.axis < x.ndim and args.axis % x.ndim != given.axis:
         raise InputError(f"{path}: field 'axis' is {given.axis}, but --axis {args.axis} blocks "
                          f"axis {args.axis % x.ndim}")  # fmt: skip
-    if given.block_size != args.block_size:
+    if given.block_size != block_size:
         raise InputError(f"{path}: field 'block_size' is {given.block_size}, but --block-size "
-                         f"is {args.block_size}")  # fmt: skip
+                         f"is {block_size}")  # fmt: skip
     bad = first_nonfinite(x)
     if bad is not None:
         raise InputError(f"{args.input}: holds {x[bad]} at {bad}; --scales needs finite "
