@@ -335,11 +335,25 @@ def _element_text(sign: int, magnitude: Fraction | float, scale_byte: int) -> st
 
 def format_mx_report(report: MXCompareReport) -> str:
     """The report as text: a summary, then the first scale and code mismatches."""
-    digits = len(str(report.block_size - 1))
-    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(report.code_mismatches_by_kind.items()))
     lines = [
         f"format {report.format}, shape {'x'.join(map(str, report.shape))}, blocks of "
         f"{report.block_size} along axis {report.axis}",
+        *block_lines(report, code_digits=2),
+    ]
+    shown = len(report.first_codes) + len(report.first_scales)
+    total = report.scale_mismatches + sum(report.code_mismatches_by_kind.values())
+    if total > shown:
+        lines.append(f"  ... {total - shown} more (--show N to list more)")
+    lines.append("IDENTICAL" if report.identical else "DIFFERENT")
+    return "\n".join(lines) + "\n"
+
+
+def block_lines(report: Any, code_digits: int) -> list[str]:
+    """The block, code and scale-byte lines of a report (MX or NVFP4: the same fields),
+    then its first scale and code mismatches; codes in ``code_digits`` hex digits."""
+    digits = len(str(report.block_size - 1))
+    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(report.code_mismatches_by_kind.items()))
+    lines = [
         f"blocks identical:   {report.blocks_identical} / {report.blocks} "
         f"({percent_text(report.blocks_identical, report.blocks)})",
         f"codes identical:    {report.codes_identical} / {report.elements} "
@@ -358,15 +372,10 @@ def format_mx_report(report: MXCompareReport) -> str:
             detail += f", {c.codes_apart} code{'' if c.codes_apart == 1 else 's'} apart"
         lines.append(
             f"  block {_index(c.block)} lane {c.lane:>{digits}} (element {_index(c.index)}): "
-            f"reference 0x{c.reference:02X} ({c.reference_value}), "
-            f"actual 0x{c.actual:02X} ({c.actual_value}): {detail}"
+            f"reference 0x{c.reference:0{code_digits}X} ({c.reference_value}), "
+            f"actual 0x{c.actual:0{code_digits}X} ({c.actual_value}): {detail}"
         )
-    shown = len(report.first_codes) + len(report.first_scales)
-    total = report.scale_mismatches + sum(report.code_mismatches_by_kind.values())
-    if total > shown:
-        lines.append(f"  ... {total - shown} more (--show N to list more)")
-    lines.append("IDENTICAL" if report.identical else "DIFFERENT")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _index(idx: tuple[int, ...]) -> str:

@@ -29,8 +29,14 @@ from typing import Any
 import numpy as np
 
 from mxref.array import MXArray
-from mxref.conformance.compare_mx import DEFAULT_SHOW, KINDS, CodeMismatch, _CodeTable, _index
-from mxref.conformance.float_bits import percent_text
+from mxref.conformance.compare_mx import (
+    DEFAULT_SHOW,
+    KINDS,
+    CodeMismatch,
+    _CodeTable,
+    _index,
+    block_lines,
+)
 from mxref.formats import ElementFormat
 from mxref.io import InputError
 from mxref.nv_files import tensor_scale_text
@@ -406,8 +412,6 @@ def _element_text(mx: MXArray, code: int, block: tuple[int, ...], idx: tuple[int
 
 def format_nv_report(report: NVCompareReport) -> str:
     """The report as text: a summary, then the tensor scale, scale byte and code mismatches."""
-    digits = len(str(report.block_size - 1))
-    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(report.code_mismatches_by_kind.items()))
     where = "one per row" if report.per_row else "per tensor"
     preset = "" if report.preset is None else f", preset {report.preset}"
     lines = [
@@ -420,28 +424,7 @@ def format_nv_report(report: NVCompareReport) -> str:
     for t in report.first_tensor_scales:
         row = "" if t.row is None else f" of row {_index(t.row)}"
         lines.append(f"  tensor scale{row} differs: reference {t.reference}, actual {t.actual}")
-    lines += [
-        f"blocks identical:   {report.blocks_identical} / {report.blocks} "
-        f"({percent_text(report.blocks_identical, report.blocks)})",
-        f"codes identical:    {report.codes_identical} / {report.elements} "
-        f"({percent_text(report.codes_identical, report.elements)})"
-        + (f"; differing: {kinds}" if kinds else ""),
-        f"scale bytes differ: {report.scale_mismatches}",
-    ]
-    for s in report.first_scales:
-        lines.append(
-            f"  scale of block {_index(s.block)}: reference 0x{s.reference:02X} "
-            f"({s.reference_value}), actual 0x{s.actual:02X} ({s.actual_value})"
-        )
-    for c in report.first_codes:
-        detail = c.kind
-        if c.codes_apart is not None:
-            detail += f", {c.codes_apart} code{'' if c.codes_apart == 1 else 's'} apart"
-        lines.append(
-            f"  block {_index(c.block)} lane {c.lane:>{digits}} (element {_index(c.index)}): "
-            f"reference 0x{c.reference:X} ({c.reference_value}), "
-            f"actual 0x{c.actual:X} ({c.actual_value}): {detail}"
-        )
+    lines += block_lines(report, code_digits=1)
     shown = len(report.first_codes) + len(report.first_scales) + len(report.first_tensor_scales)
     total = (report.scale_mismatches + sum(report.code_mismatches_by_kind.values())
              + report.tensor_scale_mismatches)  # fmt: skip
