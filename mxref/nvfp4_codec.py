@@ -23,7 +23,7 @@ import numpy as np
 
 from mxref.array import MXArray, row_scale_shape, scales_shape
 from mxref.formats import ElementFormat
-from mxref.kernels.nvfp4 import dequantize_rows, fake_quantize_rows, quantize_rows, row_amax
+from mxref.kernels.nvfp4 import dequantize_rows, fake_quantize_rows, quantize_rows, row_stats
 from mxref.kernels.nvfp4 import tensor_scale as kernel_tensor_scale
 from mxref.kernels.nvfp4_presets import TORCHAO, TRANSFORMER_ENGINE, torchao_tensor_scale
 from mxref.kernels.nvfp4_presets import dequantize_rows as preset_dequantize_rows
@@ -140,14 +140,15 @@ def quantize_two_level(work: np.ndarray, fmt: ElementFormat, axis: int, block_si
     n = shape[axis]
     rows = _rows(work, axis)
     nrows = rows.shape[0]
-    if given is not None:
-        t32 = check_given_tensor_scale(given, shape, axis, per_row)
+    checked = check_given_tensor_scale(given, shape, axis, per_row) if given is not None else None
+    # one pass gives the tensor's amax and the block maxima the quantizing pass reuses
+    amax, tops = row_stats(rows, block_size)
+    if checked is not None:
+        t32 = checked
     elif per_row:
-        amax = row_amax(rows) if rows.size else np.zeros(nrows)
         t32 = np.array([kernel_tensor_scale(a) for a in amax], np.float32)
         t32 = t32.reshape(row_scale_shape(shape, axis))
     else:
-        amax = row_amax(rows) if rows.size else np.zeros(1)
         t32 = np.asarray(kernel_tensor_scale(float(amax.max()) if amax.size else 0.0),
                          np.float32)  # fmt: skip
     g = np.broadcast_to(t32.reshape(-1).astype(np.float64), (nrows,)).copy() \
@@ -162,12 +163,12 @@ def quantize_two_level(work: np.ndarray, fmt: ElementFormat, axis: int, block_si
         values_rows: np.ndarray = into.reshape(rows.shape) if into is not None and last \
             else np.empty(rows.shape, values_dtype)  # fmt: skip
         if rows.size:
-            fake_quantize_rows(rows, values_rows, bytes_rows, g, block_size, code)
+            fake_quantize_rows(rows, values_rows, bytes_rows, tops, g, block_size, code)
         values = into if into is not None and last else _unrows(values_rows, shape, axis)
     else:
         codes_rows = np.empty(rows.shape, np.uint8)
         if rows.size:
-            quantize_rows(rows, codes_rows, bytes_rows, g, block_size, code)
+            quantize_rows(rows, codes_rows, bytes_rows, tops, g, block_size, code)
         codes = _unrows(codes_rows, shape, axis)
     scales = _unrows(bytes_rows, scales_shape(shape, axis, block_size), axis) \
         if rows.size else np.zeros(scales_shape(shape, axis, block_size), np.uint8)  # fmt: skip
@@ -177,9 +178,8 @@ def quantize_two_level(work: np.ndarray, fmt: ElementFormat, axis: int, block_si
 def dequantize_two_level(mx: MXArray, work_dtype: type) -> np.ndarray:
     """``RN(code * s_b / G)`` of every element, in ``work_dtype`` (float32 or float64)."""
     shape, axis = mx.shape, mx.axis
-    out: np.ndarray = np.empty(shape, work_dtype)
-    if not out.size:
-        return out
+    if not math.prod(shape):
+        return np.empty(shape, work_dtype)
     codes = _rows(mx.codes, axis)
     bytes_rows = _rows(mx.scales, axis)
     assert mx.tensor_scale is not None

@@ -21,8 +21,12 @@ exact in float64, so whether an element reaches code k is whether the
 float32 ``|x|`` reaches the smallest float32 that passes that threshold
 (:func:`float32_threshold`, found by exact comparisons).  Those thresholds
 and the codes' decoded values depend only on ``G`` and the block's scale
-byte: a table of them, filled as bytes occur, lets the element loop run on
-float32 compares and selects, which the compiler vectorises.
+byte: a table of them (filled whole first when one ``G`` covers many
+blocks, else as bytes occur) lets the element loop run on float32 compares
+and selects, which the compiler vectorises.  The pass that finds the
+tensor's amax (:func:`row_stats`) also keeps every block's maximum, so the
+quantizing pass reads each row once more and derives its scale bytes from
+those maxima.
 
 So the kernel and the oracle agree bit for bit, for float32 and float64
 inputs alike (``tests/mxref/test_nvfp4_kernel.py``).  Rows are blocked along
@@ -181,27 +185,98 @@ def tensor_scale(amax):
     return float32_quotient(_RANGE, amax)
 
 
-@njit(cache=True, parallel=True)
-def _row_amax_into(x2, out):
-    rows, n = x2.shape
-    inf = float_bits(x2.dtype.type(np.inf))
+@njit(cache=True, inline="always")
+def _finite_amax_bits(xr):
+    """The bit pattern of the largest finite ``|x|`` of the row ``xr`` (0 for none).
+
+    On the bit patterns: an integer max vectorises, a float one (NaN-aware)
+    does not.
+    """
+    inf = float_bits(xr.dtype.type(np.inf))
     none = inf - inf
-    for r in prange(rows):
-        xr = x2[r]
-        m = none
-        # on the bit patterns: an integer max vectorises, a float one (NaN-aware) does not
-        for i in range(n):
-            v = float_bits(abs(xr[i]))
-            m = max(m, v if v < inf else none)  # NaN and Inf do not count
-        out[r] = np.float64(bits_float(m, x2.dtype.type(0)))
+    m = none
+    for i in range(xr.shape[0]):
+        v = float_bits(abs(xr[i]))
+        m = max(m, v if v < inf else none)  # NaN and Inf do not count
+    return m
 
 
 @njit(cache=True)
-def row_amax(x2):
-    """The largest finite ``|x|`` of every row of the 2-d ``x2`` (0 for none)."""
-    out = np.zeros(x2.shape[0], np.float64)
-    _row_amax_into(x2, out)
-    return out
+def _block_tops(x2, r, tops2, halves):
+    """The ``|x|`` bit pattern of each block's largest element of float32 row ``r``,
+    into ``tops2[r]`` (whole blocks of a power-of-two size); return the largest finite
+    ``|x|`` of the row.
+
+    Halving: each pass over ``halves`` (scratch of half the row) keeps the
+    larger of every pair, so ``log2(block_size)`` passes leave one per block.
+    Integer maxima of bit patterns order finite floats as their values, put
+    NaN and Inf above them all, and vectorise, which a running float maximum
+    per block does not.
+    """
+    magnitude = np.uint32(0x7FFFFFFF)
+    half = x2.shape[1] // 2
+    # the first pass in groups of 32 pairs, a literal trip count: it streams from
+    # memory at about twice the speed of one loop over the whole row
+    for q in range(half // 32):
+        for k in range(32):
+            a = float_bits(x2[r, 64 * q + 2 * k]) & magnitude
+            b = float_bits(x2[r, 64 * q + 2 * k + 1]) & magnitude
+            halves[32 * q + k] = a if a > b else b
+    for j in range(half // 32 * 32, half):
+        a, b = float_bits(x2[r, 2 * j]) & magnitude, float_bits(x2[r, 2 * j + 1]) & magnitude
+        halves[j] = a if a > b else b
+    nblk = tops2.shape[1]
+    while half > nblk:
+        half //= 2
+        for j in range(half):
+            a, b = halves[2 * j], halves[2 * j + 1]
+            halves[j] = a if a > b else b
+    inf = float_bits(np.float32(np.inf))
+    top = np.uint32(0)
+    for b in range(nblk):
+        tops2[r, b] = halves[b]
+        top = max(top, halves[b])
+    if top >= inf:  # a block holds NaN or Inf: its finite elements count all the same
+        top = _finite_amax_bits(x2[r])
+    return np.float64(bits_float(top, np.float32(0)))
+
+
+@njit(cache=True)
+def _row_finite_amax(x2, r):
+    return np.float64(bits_float(_finite_amax_bits(x2[r]), x2.dtype.type(0)))
+
+
+@njit(cache=True, parallel=True)
+def _row_stats_into(x2, amax, tops2):
+    # no views of the arrays in this loop (the helpers make theirs): see _float32_rows
+    rows, n = x2.shape
+    chunks = min(rows, 64)
+    for c in prange(chunks):
+        halves = np.empty(n // 2 if tops2.shape[1] else 0, np.uint32)
+        for r in range(c * rows // chunks, (c + 1) * rows // chunks):
+            if tops2.shape[1]:
+                amax[r] = _block_tops(x2, r, tops2, halves)
+            else:
+                amax[r] = _row_finite_amax(x2, r)
+
+
+@njit(cache=True)
+def row_stats(x2, block_size):
+    """The largest finite ``|x|`` of every row of the 2-d ``x2`` (0 for none), and the
+    block maxima that :func:`quantize_rows` and :func:`fake_quantize_rows` take.
+
+    The maxima are the ``|x|`` bit patterns of each block's largest element,
+    ``(rows, n // block_size)`` uint32, for float32 rows of whole blocks of a
+    power-of-two size (at least 2); otherwise none, shape ``(rows, 0)``, and
+    the rows take the general path.  One pass over ``x2`` gives both.
+    """
+    rows, n = x2.shape
+    halving = (x2.itemsize == 4 and block_size >= 2 and block_size & (block_size - 1) == 0
+               and n % block_size == 0 and n > 0)  # fmt: skip
+    amax = np.zeros(rows, np.float64)
+    tops2 = np.empty((rows, n // block_size if halving else 0), np.uint32)  # all written
+    _row_stats_into(x2, amax, tops2)
+    return amax, tops2
 
 
 @njit(cache=True, inline="always")
@@ -309,7 +384,7 @@ def _fill_levels(levels, byte, g, rounding):
     magnitude code 1 to 7 (``|x| * g`` against ``s`` times a midpoint, or a
     grid value under ZERO, as :func:`round_to_grid` decides); Inf when the
     scale is 0.  ``levels[byte, 8:16]``: each code's decoded float32
-    magnitude, ``code * s * (1 / g)`` (see :func:`_float32_elements`).
+    magnitude, ``code * s * (1 / g)`` (see :func:`_float32_magnitude`).
     """
     s = E4M3_GRID[byte]
     inverse = 1.0 / g
@@ -330,36 +405,87 @@ def _fill_levels(levels, byte, g, rounding):
     levels[byte, 7] = 1.0  # marks the row as filled
 
 
-@njit(cache=True, inline="always")
-def _float32_elements(x, codes, values, lv, s, g, write_codes, write_values):
-    """The elements of a finite float32 block ``x`` from its decision row ``lv``.
+#: a call with more blocks than this, all under one ``G``, fills every row of
+#: the decision table first (about 30 us); a smaller one fills rows as bytes occur
+_WHOLE_TABLE_BLOCKS = 4 * (E4M3_TOP + 1)
 
-    Float32 compares and selects only, so the loop vectorises.  Exact: a
-    float32 ``|x|`` reaches code k exactly when it is at least ``lv[k-1]``
-    (:func:`float32_threshold`), and ``lv[8 + k]`` is code k's value.  The
-    value ``code * s * (1 / g)`` is two float64 roundings of ``code * s /
-    g`` that give its float32 rounding, for the exact quotient is never a
-    float32 midpoint (``code * s`` has at most 7 bits, a midpoint times
-    ``g`` at least 25) and lies 2**-50 or more from one, relatively.
+
+@njit(cache=True)
+def _shared_table(g, rounding, blocks):
+    """The whole decision table when every row has the same ``G`` and ``blocks`` is
+    large enough to pay for it; else an empty one (rows are filled as bytes occur)."""
+    if blocks <= _WHOLE_TABLE_BLOCKS or g.shape[0] == 0 or not np.all(g == g[0]):
+        return np.zeros((0, 16), np.float32)
+    levels = np.zeros((E4M3_TOP + 1, 16), np.float32)
+    for byte in range(E4M3_TOP + 1):
+        _fill_levels(levels, byte, g[0], rounding)
+    return levels
+
+
+@njit(cache=True, inline="always")
+def _float32_code(a, t):
+    """The magnitude code of a finite float32 ``a = |x|`` from its block's thresholds ``t``.
+
+    Exact: ``a`` reaches code k exactly when it is at least ``t[k-1]``
+    (:func:`float32_threshold`).  Compares only, so a loop of it vectorises.
+    """
+    return ((a >= t[0]) + (a >= t[1]) + (a >= t[2]) + (a >= t[3]) + (a >= t[4]) + (a >= t[5])
+            + (a >= t[6]))  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _float32_magnitude(a, t, v):
+    """The decoded float32 magnitude of ``a = |x|``: ``v[k]`` for its code k (``t`` as for
+    :func:`_float32_code`).
+
+    The thresholds rise with k, so each select may overwrite the last: seven
+    independent compares, which vectorise better than a nested choice.
+    ``v[k] = code * s * (1 / g)`` is two float64 roundings of ``code * s / g``
+    that give its float32 rounding, for the exact quotient is never a float32
+    midpoint (``code * s`` has at most 7 bits, a midpoint times ``g`` at
+    least 25) and lies 2**-50 or more from one, relatively.
+    """
+    mag = v[0]
+    mag = v[1] if a >= t[0] else mag
+    mag = v[2] if a >= t[1] else mag
+    mag = v[3] if a >= t[2] else mag
+    mag = v[4] if a >= t[3] else mag
+    mag = v[5] if a >= t[4] else mag
+    mag = v[6] if a >= t[5] else mag
+    return v[7] if a >= t[6] else mag
+
+
+@njit(cache=True, inline="always")
+def _thresholds(levels, byte):
+    return (levels[byte, 0], levels[byte, 1], levels[byte, 2], levels[byte, 3], levels[byte, 4],
+            levels[byte, 5], levels[byte, 6])  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _decoded(levels, byte):
+    return (levels[byte, 8], levels[byte, 9], levels[byte, 10], levels[byte, 11],
+            levels[byte, 12], levels[byte, 13], levels[byte, 14], levels[byte, 15])  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _float32_elements(x, codes, values, levels, byte, s, g, write_codes, write_values):
+    """The elements of a finite float32 block ``x`` under scale byte ``byte``.
+
     float64 values (of float32 inputs) are ``code * s / g``, one rounding.
     """
-    t1, t2, t3, t4, t5, t6, t7 = lv[0], lv[1], lv[2], lv[3], lv[4], lv[5], lv[6]
-    v0, v1, v2, v3, v4, v5, v6, v7 = lv[8], lv[9], lv[10], lv[11], lv[12], lv[13], lv[14], lv[15]
+    t = _thresholds(levels, byte)
+    v = _decoded(levels, byte)
     for i in range(x.shape[0]):
         xi = x[i]
         a = abs(xi)
         if write_codes or (write_values and values.itemsize == 8):
-            m = ((a >= t1) + (a >= t2) + (a >= t3) + (a >= t4) + (a >= t5) + (a >= t6)
-                 + (a >= t7))  # fmt: skip
+            m = _float32_code(a, t)
             if write_codes:
                 codes[i] = (8 | m) if sign_bit(xi) else m
             if write_values:
                 values[i] = math.copysign(E2M1_GRID[m] * s / g, xi)
         elif write_values:
-            mag = v7 if a >= t7 else (v6 if a >= t6 else (v5 if a >= t5 else (
-                v4 if a >= t4 else (v3 if a >= t3 else (v2 if a >= t2 else (
-                    v1 if a >= t1 else v0))))))
-            values[i] = np.float32(math.copysign(mag, xi))
+            values[i] = math.copysign(_float32_magnitude(a, t, v), xi)
 
 
 @njit(cache=True, inline="always")
@@ -374,47 +500,11 @@ def _float32_block_top(xb):
     return top, nonfinite > 0
 
 
-@njit(cache=True, inline="always")
-def _larger(a, b):
-    return a if a > b else b
-
-
-@njit(cache=True, inline="always")
-def _top(xb):
-    """The largest ``|x|`` of a finite float32 block."""
-    top = np.float32(0)
-    for i in range(xb.shape[0]):
-        a = abs(xb[i])
-        top = a if a > top else top
-    return top
-
-
-@njit(cache=True, inline="always")
-def _top16(v):
-    """:func:`_top` of 16 lanes as a tree of lane-wise maxima, which vectorises (a
-    running maximum of floats does not, without fastmath)."""
-    m0, m1 = _larger(abs(v[0]), abs(v[8])), _larger(abs(v[1]), abs(v[9]))
-    m2, m3 = _larger(abs(v[2]), abs(v[10])), _larger(abs(v[3]), abs(v[11]))
-    m4, m5 = _larger(abs(v[4]), abs(v[12])), _larger(abs(v[5]), abs(v[13]))
-    m6, m7 = _larger(abs(v[6]), abs(v[14])), _larger(abs(v[7]), abs(v[15]))
-    m0, m1, m2, m3 = _larger(m0, m4), _larger(m1, m5), _larger(m2, m6), _larger(m3, m7)
-    return _larger(_larger(m0, m2), _larger(m1, m3))
-
-
-@njit(cache=True, inline="always")
-def _finite_row(xr):
-    """Whether a float32 row holds no NaN and no Inf (a reduction that vectorises)."""
-    bad = 0
-    for i in range(xr.shape[0]):
-        a = abs(xr[i])
-        bad += (a != a) + (a == np.inf)
-    return bad == 0
-
-
-@njit(cache=True, inline="always")
-def _float32_row_any(xr, cr, vr, br, levels, gr, block_size, rounding, write_codes,
-                     write_values):  # fmt: skip
-    """One float32 row, any blocks: NaN and Inf, a short last block, float64 values."""
+@njit(cache=True)
+def _float32_row_any(x2, codes2, values2, bytes2, r, levels, gr, block_size, rounding,
+                     write_codes, write_values):  # fmt: skip
+    """Float32 row ``r``, any blocks: NaN and Inf, a short last block, float64 values."""
+    xr, cr, vr, br = x2[r], codes2[r], values2[r], bytes2[r]
     n = xr.shape[0]
     for b in range(br.shape[0]):
         lo = b * block_size
@@ -429,80 +519,98 @@ def _float32_row_any(xr, cr, vr, br, levels, gr, block_size, rounding, write_cod
         br[b] = byte
         if levels[byte, 7] == 0.0:
             _fill_levels(levels, byte, gr, rounding)
-        _float32_elements(xr[lo:hi], cr[lo:hi], vr[lo:hi], levels[byte], E4M3_GRID[byte], gr,
+        _float32_elements(xr[lo:hi], cr[lo:hi], vr[lo:hi], levels, byte, E4M3_GRID[byte], gr,
                           write_codes, write_values)  # fmt: skip
 
 
-@njit(cache=True, inline="always")
-def _float32_rows(x2, codes2, values2, bytes2, g, block_size, rounding, write_codes,
-                  write_values):  # fmt: skip
-    """Float32 rows: each chunk of rows keeps a decision table while ``G`` stays put.
+@njit(cache=True)
+def _row_bytes(tops2, bytes2, r, g):
+    """The E4M3 bytes of row ``r`` from its block maxima (:func:`row_stats`) under ``g``,
+    into ``bytes2[r]``; False, with nothing written, when the row holds NaN or Inf."""
+    inf = float_bits(np.float32(np.inf))
+    for b in range(tops2.shape[1]):
+        if tops2[r, b] >= inf:
+            return False
+    for b in range(tops2.shape[1]):
+        # amax * g is exact in float64 (24 + 24 bits); branch-free, so it vectorises
+        top = np.float64(bits_float(tops2[r, b], np.float32(0)))
+        bytes2[r, b] = e4m3_byte_finite(top * g / _E2M1_MAX)
+    return True
 
-    A row of whole, finite blocks (almost every row) takes two loops that
-    the compiler vectorises: the block maxima and scales, then the elements
-    by compares and selects against the table (:func:`_float32_elements`
-    says why that is exact).
+
+@njit(cache=True, inline="always")
+def _float32_block(x2, codes2, values2, r, lo, size, levels, byte, write_codes, write_values):
+    """The ``size`` elements of float32 row ``r`` from ``lo``, a finite block under scale
+    byte ``byte``, decided against its row of the table ``levels``."""
+    t = _thresholds(levels, byte)
+    if write_values:
+        v = _decoded(levels, byte)
+        for k in range(size):
+            x = x2[r, lo + k]
+            values2[r, lo + k] = math.copysign(_float32_magnitude(abs(x), t, v), x)
+    if write_codes:
+        for k in range(size):
+            x = x2[r, lo + k]
+            m = _float32_code(abs(x), t)
+            codes2[r, lo + k] = (8 | m) if sign_bit(x) else m
+
+
+@njit(cache=True, inline="always")
+def _float32_rows(x2, codes2, values2, bytes2, tops2, g, block_size, rounding, write_codes,
+                  write_values):  # fmt: skip
+    """Float32 rows, in chunks; each chunk keeps a copy of the decision table.
+
+    A row with block maxima (``tops2``, from :func:`row_stats`) and neither
+    NaN nor Inf (almost every row) takes its scale bytes from
+    :func:`_row_bytes` and then its elements by compares and selects against
+    the table (:func:`_float32_code`, :func:`_float32_magnitude`), which the
+    compiler vectorises, a block of 16 to a vector.  Other rows, and float64
+    values, go through :func:`_float32_row_any`.
+
+    The loop body indexes the arrays directly and makes no views of them:
+    numba then marks them as not aliasing each other, and the compiler
+    vectorises without a runtime overlap check and its scalar twin.
     """
     rows, n = x2.shape
     nblk = bytes2.shape[1]
-    whole = n % block_size == 0 and values2.itemsize != 8
-    chunks = min(rows, 256)
+    fast = tops2.shape[1] == nblk and values2.itemsize != 8
+    shared = _shared_table(g, rounding, rows * nblk)
+    chunks = min(rows, 64)
     for c in prange(chunks):
         levels = np.zeros((E4M3_TOP + 1, 16), np.float32)
-        tops = np.empty(nblk, np.float64)
+        for byte in range(shared.shape[0]):
+            for j in range(16):
+                levels[byte, j] = shared[byte, j]
         current = -1.0
         for r in range(c * rows // chunks, (c + 1) * rows // chunks):
             gr = g[r]
-            if gr != current:  # a per-row G: forget the rows decided under another
-                levels[:, 7] = 0.0
+            if gr != current and shared.shape[0] == 0:  # a new G: forget the old rows
+                for byte in range(E4M3_TOP + 1):
+                    levels[byte, 7] = 0.0
                 current = gr
-            xr = x2[r]
-            br = bytes2[r]
-            if not (whole and _finite_row(xr)):
-                _float32_row_any(xr, codes2[r], values2[r], br, levels, gr, block_size,
+            if not (fast and _row_bytes(tops2, bytes2, r, gr)):
+                _float32_row_any(x2, codes2, values2, bytes2, r, levels, gr, block_size,
                                  rounding, write_codes, write_values)  # fmt: skip
                 continue
-            xb = xr.reshape((nblk, block_size))
-            for b in range(nblk):
-                top = _top16(xb[b]) if block_size == 16 else _top(xb[b])
-                tops[b] = np.float64(top) * gr / _E2M1_MAX
-            for b in range(nblk):  # branch-free: vectorises
-                br[b] = e4m3_byte_finite(tops[b])
-            for b in range(nblk):
-                if levels[br[b], 7] == 0.0:
-                    _fill_levels(levels, br[b], gr, rounding)
-            if write_values:
-                vb = values2[r].reshape((nblk, block_size))
+            if shared.shape[0] == 0:
                 for b in range(nblk):
-                    lv = levels[br[b]]
-                    t1, t2, t3, t4, t5, t6, t7 = lv[0], lv[1], lv[2], lv[3], lv[4], lv[5], lv[6]
-                    v0, v1, v2, v3 = lv[8], lv[9], lv[10], lv[11]
-                    v4, v5, v6, v7 = lv[12], lv[13], lv[14], lv[15]
-                    for i in range(block_size):
-                        x = xb[b, i]
-                        a = abs(x)
-                        mag = v7 if a >= t7 else (v6 if a >= t6 else (v5 if a >= t5 else (
-                            v4 if a >= t4 else (v3 if a >= t3 else (v2 if a >= t2 else (
-                                v1 if a >= t1 else v0))))))  # fmt: skip
-                        # the sign of x, a zero's included, without leaving float32 lanes
-                        vb[b, i] = mag if x > 0 else (-mag if x < 0 else x)
-            if write_codes:
-                cb = codes2[r].reshape((nblk, block_size))
+                    if levels[bytes2[r, b], 7] == 0.0:
+                        _fill_levels(levels, bytes2[r, b], gr, rounding)
+            if block_size == 16:  # a literal size: one vector per block
                 for b in range(nblk):
-                    lv = levels[br[b]]
-                    t1, t2, t3, t4, t5, t6, t7 = lv[0], lv[1], lv[2], lv[3], lv[4], lv[5], lv[6]
-                    for i in range(block_size):
-                        x = xb[b, i]
-                        a = abs(x)
-                        m = ((a >= t1) + (a >= t2) + (a >= t3) + (a >= t4) + (a >= t5)
-                             + (a >= t6) + (a >= t7))  # fmt: skip
-                        cb[b, i] = (8 | m) if sign_bit(x) else m
+                    _float32_block(x2, codes2, values2, r, 16 * b, 16, levels, bytes2[r, b],
+                                   write_codes, write_values)  # fmt: skip
+            else:
+                for b in range(nblk):
+                    _float32_block(x2, codes2, values2, r, block_size * b, block_size, levels,
+                                   bytes2[r, b], write_codes, write_values)  # fmt: skip
 
 
 @njit(cache=True, inline="always")
-def _pass(x2, codes2, values2, bytes2, g, block_size, rounding, write_codes, write_values):
+def _pass(x2, codes2, values2, bytes2, tops2, g, block_size, rounding, write_codes,
+          write_values):  # fmt: skip
     if x2.itemsize == 4:
-        _float32_rows(x2, codes2, values2, bytes2, g, block_size, rounding, write_codes,
+        _float32_rows(x2, codes2, values2, bytes2, tops2, g, block_size, rounding, write_codes,
                       write_values)  # fmt: skip
         return
     rows, n = x2.shape
@@ -517,53 +625,93 @@ def _pass(x2, codes2, values2, bytes2, g, block_size, rounding, write_codes, wri
 
 
 @njit(cache=True, parallel=True)
-def quantize_rows(x2, codes2, bytes2, g, block_size, rounding):
-    """E2M1 codes and E4M3 bytes of the rows of ``x2``, row ``r`` under ``g[r]``."""
+def quantize_rows(x2, codes2, bytes2, tops2, g, block_size, rounding):
+    """E2M1 codes and E4M3 bytes of the rows of ``x2``, row ``r`` under ``g[r]``.
+
+    ``tops2``: the block maxima of :func:`row_stats` (or none, shape
+    ``(rows, 0)``: every row then takes the general path, to the same codes).
+    """
     values2 = np.empty((x2.shape[0], 0), x2.dtype)
-    _pass(x2, codes2, values2, bytes2, g, block_size, rounding, True, False)
+    _pass(x2, codes2, values2, bytes2, tops2, g, block_size, rounding, True, False)
 
 
 @njit(cache=True, parallel=True)
-def fake_quantize_rows(x2, values2, bytes2, g, block_size, rounding):
-    """The decoded values (``values2``'s dtype) and E4M3 bytes of the rows of ``x2``."""
+def fake_quantize_rows(x2, values2, bytes2, tops2, g, block_size, rounding):
+    """The decoded values (``values2``'s dtype) and E4M3 bytes of the rows of ``x2``
+    (``tops2`` as for :func:`quantize_rows`)."""
     codes2 = np.empty((x2.shape[0], 0), np.uint8)
-    _pass(x2, codes2, values2, bytes2, g, block_size, rounding, False, True)
+    _pass(x2, codes2, values2, bytes2, tops2, g, block_size, rounding, False, True)
+
+
+@njit(cache=True)
+def _fill_decoded(table, byte, g):
+    """Row ``byte`` of the decoding table under ``g``: each magnitude code's value in
+    ``table``'s dtype (NaN for the NaN scale); ``table[byte, 8]`` marks it filled."""
+    inverse = 1.0 / g
+    for m in range(E2M1_TOP + 1):
+        if byte == SCALE_NAN_BYTE:
+            table[byte, m] = np.nan
+            continue
+        a = E2M1_GRID[m] * E4M3_GRID[byte]  # exact
+        table[byte, m] = a * inverse if table.itemsize == 4 else a / g
+    table[byte, 8] = 1.0
+
+
+@njit(cache=True, inline="always")
+def _decode_block(codes2, out2, r, lo, size, table, byte):
+    """``size`` codes of row ``r`` from ``lo`` decoded under scale byte ``byte``: selects
+    on the magnitude code (they vectorise, a table lookup does not), then the sign."""
+    v0, v1, v2, v3 = table[byte, 0], table[byte, 1], table[byte, 2], table[byte, 3]
+    v4, v5, v6, v7 = table[byte, 4], table[byte, 5], table[byte, 6], table[byte, 7]
+    unit = out2.dtype.type(1.0)
+    for k in range(size):
+        c = codes2[r, lo + k]
+        m = c & 7
+        mag = v0
+        mag = v1 if m >= 1 else mag
+        mag = v2 if m >= 2 else mag
+        mag = v3 if m >= 3 else mag
+        mag = v4 if m >= 4 else mag
+        mag = v5 if m >= 5 else mag
+        mag = v6 if m >= 6 else mag
+        mag = v7 if m >= 7 else mag
+        # copysign, not negation: it sets the sign of a NaN too
+        out2[r, lo + k] = math.copysign(mag, -unit if c & 8 else unit)
 
 
 @njit(cache=True, parallel=True)
 def dequantize_rows(codes2, bytes2, g, block_size, out2):
     """``RN(code * s_b / G)`` into ``out2`` (float32 or float64), NaN for a 0x7F block.
 
-    float32 through ``code * s_b * (1 / G)`` in float64, as :func:`_float32_elements`
+    float32 through ``code * s_b * (1 / G)`` in float64, as :func:`_float32_magnitude`
     decodes (rounded once: no such quotient is a float32 midpoint or near one),
-    looked up in a table of every code's value per scale byte, filled as bytes
-    occur and kept while ``G`` stays put; float64 by one division.
+    float64 by one division: a table of every magnitude code's value per scale
+    byte, filled as bytes occur and kept while ``G`` stays put.  Like the
+    quantizing loop, the loop body indexes the arrays directly (no views), so
+    the compiler vectorises it without an overlap check.
     """
     rows, n = codes2.shape
     nblk = bytes2.shape[1]
-    chunks = min(rows, 256)
+    chunks = min(rows, 64)
     for c in prange(chunks):
-        table = np.zeros((SCALE_NAN_BYTE + 1, 16), out2.dtype)
-        filled = np.zeros(SCALE_NAN_BYTE + 1, np.bool_)
+        table = np.zeros((SCALE_NAN_BYTE + 1, 9), out2.dtype)
         current = -1.0
         for r in range(c * rows // chunks, (c + 1) * rows // chunks):
             gr = g[r]
-            if gr != current:
-                filled[:] = False
+            if gr != current:  # a new G: forget the old rows
+                for byte in range(SCALE_NAN_BYTE + 1):
+                    table[byte, 8] = 0.0
                 current = gr
-            inverse = 1.0 / gr
             for b in range(nblk):
-                byte = min(bytes2[r, b], SCALE_NAN_BYTE)  # 0xFF is a NaN scale too
-                if not filled[byte]:
-                    s = E4M3_GRID[byte] if byte < SCALE_NAN_BYTE else 0.0
-                    for code in range(16):
-                        if byte == SCALE_NAN_BYTE:
-                            table[byte, code] = math.copysign(np.nan, -1.0 if code >= 8 else 1.0)
-                            continue
-                        a = E2M1_GRID[code & 7] * s  # exact
-                        mag = a * inverse if out2.itemsize == 4 else a / gr
-                        table[byte, code] = -mag if code >= 8 else mag
-                    filled[byte] = True
-                values = table[byte]
-                for i in range(b * block_size, min(n, (b + 1) * block_size)):
-                    out2[r, i] = values[codes2[r, i] & 15]
+                byte = min(bytes2[r, b], SCALE_NAN_BYTE)  # 0x80 and above: NaN scales too
+                if table[byte, 8] == 0.0:
+                    _fill_decoded(table, byte, gr)
+            if block_size == 16 and n % 16 == 0:  # a literal size: one vector per block
+                for b in range(nblk):
+                    _decode_block(codes2, out2, r, 16 * b, 16, table,
+                                  min(bytes2[r, b], SCALE_NAN_BYTE))  # fmt: skip
+            else:
+                for b in range(nblk):
+                    lo = b * block_size
+                    _decode_block(codes2, out2, r, lo, min(block_size, n - lo), table,
+                                  min(bytes2[r, b], SCALE_NAN_BYTE))  # fmt: skip

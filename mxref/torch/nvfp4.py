@@ -380,7 +380,7 @@ def _decode(codes: torch.Tensor, s: torch.Tensor, g: torch.Tensor, negative: tor
     elif dtype == torch.float32:
         # two float64 roundings, then float32: the correctly rounded float32 of the
         # quotient, for the exact one is never a float32 midpoint and lies 2**-50 or
-        # more from one, relatively (mxref.kernels.nvfp4's _float32_elements)
+        # more from one, relatively (mxref.kernels.nvfp4's _float32_magnitude)
         magnitude = (exact * (1.0 / g)).float()
     else:
         # float16 and bfloat16 midpoints have at most 12 bits: the float64 quotient lands

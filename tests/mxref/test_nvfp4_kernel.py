@@ -33,13 +33,21 @@ def exact(v: float) -> tuple[int, Fraction | float]:
 
 
 def check(x: np.ndarray, per_row: bool = False, rounding: Rounding = Rounding.RNE) -> None:
-    """Kernel and oracle agree on ``x``'s tensor scales, bytes, codes and decoded values."""
+    """Kernel and oracle agree on ``x``'s tensor scales, bytes, codes and decoded values,
+    on the fast path (with the block maxima of ``row_stats``) and the general one."""
     x2 = np.atleast_2d(x)
-    rows, n = x2.shape
-    nblk = -(-n // BLOCK)
+    rows = x2.shape[0]
     scales, ref_bytes, ref_codes = oracle.quantize_nv_rows(
         [[exact(float(v)) for v in row] for row in x2], per_row=per_row, rounding=rounding)
-    amax = kernel.row_amax(x2)
+    amax, tops = kernel.row_stats(x2, BLOCK)
+    for general in (False, True):
+        check_rows(x2, np.zeros((rows, 0), np.uint32) if general else tops, amax, per_row,
+                   rounding, scales, ref_bytes, ref_codes)
+
+
+def check_rows(x2, tops, amax, per_row, rounding, scales, ref_bytes, ref_codes) -> None:
+    rows, n = x2.shape
+    nblk = -(-n // BLOCK)
     if per_row:
         g = np.array([kernel.tensor_scale(a) for a in amax])
     else:
@@ -48,7 +56,7 @@ def check(x: np.ndarray, per_row: bool = False, rounding: Rounding = Rounding.RN
     code = ROUNDING_CODES[rounding]
     codes = np.empty(x2.shape, np.uint8)
     bytes_ = np.empty((rows, nblk), np.uint8)
-    kernel.quantize_rows(x2, codes, bytes_, g, BLOCK, code)
+    kernel.quantize_rows(x2, codes, bytes_, tops, g, BLOCK, code)
     assert bytes_.tolist() == ref_bytes
     assert codes.tolist() == ref_codes
     for dtype, target, view in ((np.float32, BINARY32, np.uint32),
@@ -61,7 +69,7 @@ def check(x: np.ndarray, per_row: bool = False, rounding: Rounding = Rounding.RN
         assert np.array_equal(decoded.view(view), want)
         if x2.dtype == dtype or x2.dtype == np.float32:  # float32 inputs decode to both
             fused, fused_bytes = np.empty(x2.shape, dtype), np.empty_like(bytes_)
-            kernel.fake_quantize_rows(x2, fused, fused_bytes, g, BLOCK, code)
+            kernel.fake_quantize_rows(x2, fused, fused_bytes, tops, g, BLOCK, code)
             assert np.array_equal(fused.view(view), want)
             assert np.array_equal(fused_bytes, bytes_)
 
@@ -224,3 +232,61 @@ def test_float32_rows_fast_and_general_paths(rounding):
     row = np.concatenate([on, np.nextafter(on, np.float32(0)), np.nextafter(on, np.float32(9)),
                           np.float32([6.0]), np.zeros(2, np.float32)])  # fmt: skip
     check(np.concatenate([row, -row]).reshape(2, -1), rounding=rounding)
+
+
+def test_row_stats_gives_each_blocks_largest_magnitude_and_the_finite_amax():
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((5, 64)) * 10.0 ** rng.integers(-30, 30, (5, 64))).astype(np.float32)
+    x[1, 3] = np.nan
+    x[1, 20] = 3e38  # beside the NaN's block, the row's largest finite |x|
+    x[2, 17] = -np.inf
+    x[3] = -0.0
+    for block in (2, 8, 16, 64):
+        amax, tops = kernel.row_stats(x, block)
+        magnitudes = np.abs(x).view(np.uint32).reshape(5, -1, block)
+        assert np.array_equal(tops, magnitudes.max(axis=2))  # NaN and Inf bits are the largest
+        finite = np.where(np.isfinite(x), np.abs(x), 0).astype(np.float64)
+        assert np.array_equal(amax, finite.max(axis=1))
+    for block, n, dtype in ((16, 60, np.float32), (24, 48, np.float32), (1, 16, np.float32),
+                            (16, 64, np.float64)):  # fmt: skip
+        amax, tops = kernel.row_stats(np.ones((3, n), dtype), block)
+        assert tops.shape == (3, 0)  # no whole power-of-two blocks of float32: the general path
+        assert amax.tolist() == [1.0] * 3
+
+
+@pytest.mark.parametrize("block", [2, 8, 16, 32, 64, 24])
+@pytest.mark.parametrize("rounding", [Rounding.RNE, Rounding.AWAY, Rounding.ZERO])
+def test_fast_and_general_paths_agree_for_every_block_size(block, rounding):
+    # the general path is the one checked against the oracle above for any block size
+    # (24, no power of two, takes it both times); decoding the codes gives the fused values
+    rng = np.random.default_rng(block)
+    x = (rng.standard_normal((48, 192)) * rng.choice([1e-3, 1.0, 50.0], (48, 1))).astype(np.float32)
+    x[5, 7] = np.nan
+    code = ROUNDING_CODES[rounding]
+    amax, tops = kernel.row_stats(x, block)
+    g = np.full(48, kernel.tensor_scale(float(amax.max())))
+    g[40:] = kernel.tensor_scale(float(amax[40:].max()) * 3.0)  # a second G: tables refilled
+    nblk = -(-192 // block)
+    outputs = []
+    for t in (tops, np.zeros((48, 0), np.uint32)):
+        codes, values = np.empty(x.shape, np.uint8), np.empty(x.shape, np.float32)
+        bytes_, fused_bytes = np.empty((48, nblk), np.uint8), np.empty((48, nblk), np.uint8)
+        kernel.quantize_rows(x, codes, bytes_, t, g, block, code)
+        kernel.fake_quantize_rows(x, values, fused_bytes, t, g, block, code)
+        assert np.array_equal(bytes_, fused_bytes)
+        decoded = np.empty(x.shape, np.float32)
+        kernel.dequantize_rows(codes, bytes_, g, block, decoded)  # decoding agrees with qdq
+        assert np.array_equal(decoded.view(np.uint32), values.view(np.uint32))
+        outputs.append((codes, values.view(np.uint32), bytes_))
+    for fast, general in zip(*outputs, strict=True):
+        assert np.array_equal(fast, general)
+
+
+def test_one_tensor_scale_over_many_blocks_fills_the_whole_table_first():
+    # more blocks than _WHOLE_TABLE_BLOCKS under one G: the table is filled before the rows
+    rng = np.random.default_rng(11)
+    rows = kernel._WHOLE_TABLE_BLOCKS // 8 + 1
+    spread = rng.choice([1e-4, 1.0, 300.0], (rows, 1))
+    x = (rng.standard_normal((rows, 128)) * spread).astype(np.float32)
+    assert rows * 128 // BLOCK > kernel._WHOLE_TABLE_BLOCKS
+    check(x)
