@@ -569,7 +569,10 @@ def _float32_rows(x2, codes2, values2, bytes2, tops2, g, block_size, rounding, w
 
     The loop body indexes the arrays directly and makes no views of them:
     numba then marks them as not aliasing each other, and the compiler
-    vectorises without a runtime overlap check and its scalar twin.
+    vectorises without a runtime overlap check and its scalar twin.  That
+    holds for ``values2`` being ``x2`` too (``out=x``): every element is read
+    before its own write, which depends on what was read, and nothing reads
+    it again.
     """
     rows, n = x2.shape
     nblk = bytes2.shape[1]
