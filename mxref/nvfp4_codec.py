@@ -142,7 +142,7 @@ def quantize_two_level(work: np.ndarray, fmt: ElementFormat, axis: int, block_si
     nrows = rows.shape[0]
     checked = check_given_tensor_scale(given, shape, axis, per_row) if given is not None else None
     # one pass gives the tensor's amax and the block maxima the quantizing pass reuses
-    amax, tops = row_stats(rows, block_size)
+    amax, tops = row_stats(rows, block_size, checked is None)
     if checked is not None:
         t32 = checked
     elif per_row:

@@ -201,42 +201,57 @@ def _finite_amax_bits(xr):
     return m
 
 
+#: the halving runs over segments of at most this many elements of a row (a multiple
+#: of any power-of-two block up to it), so its scratch stays small for long rows
+_HALVING_SEGMENT = 8192
+
+
+@njit(cache=True, inline="always")
+def _halving_segment(n, block_size):
+    return min(n, max(block_size, _HALVING_SEGMENT))
+
+
 @njit(cache=True)
 def _block_tops(x2, r, tops2, halves):
     """The ``|x|`` bit pattern of each block's largest element of float32 row ``r``,
     into ``tops2[r]`` (whole blocks of a power-of-two size); return the largest finite
     ``|x|`` of the row.
 
-    Halving: each pass over ``halves`` (scratch of half the row) keeps the
-    larger of every pair, so ``log2(block_size)`` passes leave one per block.
-    Integer maxima of bit patterns order finite floats as their values, put
-    NaN and Inf above them all, and vectorise, which a running float maximum
-    per block does not.
+    Halving, a segment of the row (:func:`_halving_segment`) at a time: each
+    pass over ``halves`` (scratch of half a segment) keeps the larger of every
+    pair, so ``log2(block_size)`` passes leave one per block.  Integer maxima
+    of bit patterns order finite floats as their values, put NaN and Inf
+    above them all, and vectorise, which a running float maximum per block
+    does not.
     """
     magnitude = np.uint32(0x7FFFFFFF)
-    half = x2.shape[1] // 2
-    # the first pass in groups of 32 pairs, a literal trip count: it streams from
-    # memory at about twice the speed of one loop over the whole row
-    for q in range(half // 32):
-        for k in range(32):
-            a = float_bits(x2[r, 64 * q + 2 * k]) & magnitude
-            b = float_bits(x2[r, 64 * q + 2 * k + 1]) & magnitude
-            halves[32 * q + k] = a if a > b else b
-    for j in range(half // 32 * 32, half):
-        a, b = float_bits(x2[r, 2 * j]) & magnitude, float_bits(x2[r, 2 * j + 1]) & magnitude
-        halves[j] = a if a > b else b
-    nblk = tops2.shape[1]
-    while half > nblk:
-        half //= 2
-        for j in range(half):
-            a, b = halves[2 * j], halves[2 * j + 1]
-            halves[j] = a if a > b else b
-    inf = float_bits(np.float32(np.inf))
+    n = x2.shape[1]
+    size = n // tops2.shape[1]
     top = np.uint32(0)
-    for b in range(nblk):
-        tops2[r, b] = halves[b]
-        top = max(top, halves[b])
-    if top >= inf:  # a block holds NaN or Inf: its finite elements count all the same
+    for start in range(0, n, 2 * halves.shape[0]):
+        half = (min(n, start + 2 * halves.shape[0]) - start) // 2
+        # the first pass in groups of 32 pairs, a literal trip count: it streams from
+        # memory at about twice the speed of one loop over the segment
+        for q in range(half // 32):
+            for k in range(32):
+                a = float_bits(x2[r, start + 64 * q + 2 * k]) & magnitude
+                b = float_bits(x2[r, start + 64 * q + 2 * k + 1]) & magnitude
+                halves[32 * q + k] = a if a > b else b
+        for j in range(half // 32 * 32, half):
+            a = float_bits(x2[r, start + 2 * j]) & magnitude
+            b = float_bits(x2[r, start + 2 * j + 1]) & magnitude
+            halves[j] = a if a > b else b
+        blocks = 2 * half // size
+        while half > blocks:
+            half //= 2
+            for j in range(half):
+                a, b = halves[2 * j], halves[2 * j + 1]
+                halves[j] = a if a > b else b
+        first = start // size
+        for b in range(blocks):
+            tops2[r, first + b] = halves[b]
+            top = max(top, halves[b])
+    if top >= float_bits(np.float32(np.inf)):  # NaN or Inf: the finite elements still count
         top = _finite_amax_bits(x2[r])
     return np.float64(bits_float(top, np.float32(0)))
 
@@ -252,7 +267,8 @@ def _row_stats_into(x2, amax, tops2):
     rows, n = x2.shape
     chunks = min(rows, 64)
     for c in prange(chunks):
-        halves = np.empty(n // 2 if tops2.shape[1] else 0, np.uint32)
+        segment = _halving_segment(n, n // tops2.shape[1]) if tops2.shape[1] else 0
+        halves = np.empty(segment // 2, np.uint32)
         for r in range(c * rows // chunks, (c + 1) * rows // chunks):
             if tops2.shape[1]:
                 amax[r] = _block_tops(x2, r, tops2, halves)
@@ -261,21 +277,24 @@ def _row_stats_into(x2, amax, tops2):
 
 
 @njit(cache=True)
-def row_stats(x2, block_size):
+def row_stats(x2, block_size, need_amax):
     """The largest finite ``|x|`` of every row of the 2-d ``x2`` (0 for none), and the
     block maxima that :func:`quantize_rows` and :func:`fake_quantize_rows` take.
 
     The maxima are the ``|x|`` bit patterns of each block's largest element,
     ``(rows, n // block_size)`` uint32, for float32 rows of whole blocks of a
     power-of-two size (at least 2); otherwise none, shape ``(rows, 0)``, and
-    the rows take the general path.  One pass over ``x2`` gives both.
+    the rows take the general path.  One pass over ``x2`` gives both; with
+    neither maxima to keep nor ``need_amax`` (a given tensor scale), there is
+    no pass and the amax are 0.
     """
     rows, n = x2.shape
     halving = (x2.itemsize == 4 and block_size >= 2 and block_size & (block_size - 1) == 0
                and n % block_size == 0 and n > 0)  # fmt: skip
     amax = np.zeros(rows, np.float64)
     tops2 = np.empty((rows, n // block_size if halving else 0), np.uint32)  # all written
-    _row_stats_into(x2, amax, tops2)
+    if halving or need_amax:
+        _row_stats_into(x2, amax, tops2)
     return amax, tops2
 
 
@@ -599,6 +618,8 @@ def _float32_rows(x2, codes2, values2, bytes2, tops2, g, block_size, rounding, w
                 for b in range(nblk):
                     if levels[bytes2[r, b], 7] == 0.0:
                         _fill_levels(levels, bytes2[r, b], gr, rounding)
+            # a rule for this loop, as the arrays are taken as not aliasing and out=x runs in
+            # place: no element of x2 is read after values2's element at its index is written
             if block_size == 16:  # a literal size: one vector per block
                 for b in range(nblk):
                     _float32_block(x2, codes2, values2, r, 16 * b, 16, levels, bytes2[r, b],

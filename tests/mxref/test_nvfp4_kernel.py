@@ -39,7 +39,7 @@ def check(x: np.ndarray, per_row: bool = False, rounding: Rounding = Rounding.RN
     rows = x2.shape[0]
     scales, ref_bytes, ref_codes = oracle.quantize_nv_rows(
         [[exact(float(v)) for v in row] for row in x2], per_row=per_row, rounding=rounding)
-    amax, tops = kernel.row_stats(x2, BLOCK)
+    amax, tops = kernel.row_stats(x2, BLOCK, True)
     for general in (False, True):
         check_rows(x2, np.zeros((rows, 0), np.uint32) if general else tops, amax, per_row,
                    rounding, scales, ref_bytes, ref_codes)
@@ -234,24 +234,30 @@ def test_float32_rows_fast_and_general_paths(rounding):
     check(np.concatenate([row, -row]).reshape(2, -1), rounding=rounding)
 
 
-def test_row_stats_gives_each_blocks_largest_magnitude_and_the_finite_amax():
-    rng = np.random.default_rng(3)
-    x = (rng.standard_normal((5, 64)) * 10.0 ** rng.integers(-30, 30, (5, 64))).astype(np.float32)
+@pytest.mark.parametrize("n", [64, 48, 2 * kernel._HALVING_SEGMENT + 320])
+def test_row_stats_gives_each_blocks_largest_magnitude_and_the_finite_amax(n):
+    # 48: half a row is no multiple of 32 pairs; the long row: two whole halving segments
+    # and a short one
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal((5, n)) * 10.0 ** rng.integers(-30, 30, (5, n))).astype(np.float32)
     x[1, 3] = np.nan
     x[1, 20] = 3e38  # beside the NaN's block, the row's largest finite |x|
     x[2, 17] = -np.inf
     x[3] = -0.0
-    for block in (2, 8, 16, 64):
-        amax, tops = kernel.row_stats(x, block)
+    x[4, n - 1] = -np.inf  # in the last block (of the last segment)
+    for block in (2, 8, 16):
+        amax, tops = kernel.row_stats(x, block, True)
         magnitudes = np.abs(x).view(np.uint32).reshape(5, -1, block)
         assert np.array_equal(tops, magnitudes.max(axis=2))  # NaN and Inf bits are the largest
         finite = np.where(np.isfinite(x), np.abs(x), 0).astype(np.float64)
         assert np.array_equal(amax, finite.max(axis=1))
     for block, n, dtype in ((16, 60, np.float32), (24, 48, np.float32), (1, 16, np.float32),
                             (16, 64, np.float64)):  # fmt: skip
-        amax, tops = kernel.row_stats(np.ones((3, n), dtype), block)
+        amax, tops = kernel.row_stats(np.ones((3, n), dtype), block, True)
         assert tops.shape == (3, 0)  # no whole power-of-two blocks of float32: the general path
         assert amax.tolist() == [1.0] * 3
+        # a given tensor scale needs no amax: without block maxima to keep, no pass at all
+        assert kernel.row_stats(np.ones((3, n), dtype), block, False)[0].tolist() == [0.0] * 3
 
 
 @pytest.mark.parametrize("block", [2, 8, 16, 32, 64, 24])
@@ -259,18 +265,22 @@ def test_row_stats_gives_each_blocks_largest_magnitude_and_the_finite_amax():
 def test_fast_and_general_paths_agree_for_every_block_size(block, rounding):
     # the general path is the one checked against the oracle above for any block size
     # (24, no power of two, takes it both times); decoding the codes gives the fused values
+    # 200 rows, over 64 chunks: a second G every third row changes G inside a chunk,
+    # which refills the tables
+    rows = 200
     rng = np.random.default_rng(block)
-    x = (rng.standard_normal((48, 192)) * rng.choice([1e-3, 1.0, 50.0], (48, 1))).astype(np.float32)
+    spread = rng.choice([1e-3, 1.0, 50.0], (rows, 1))
+    x = (rng.standard_normal((rows, 192)) * spread).astype(np.float32)
     x[5, 7] = np.nan
     code = ROUNDING_CODES[rounding]
-    amax, tops = kernel.row_stats(x, block)
-    g = np.full(48, kernel.tensor_scale(float(amax.max())))
-    g[40:] = kernel.tensor_scale(float(amax[40:].max()) * 3.0)  # a second G: tables refilled
+    amax, tops = kernel.row_stats(x, block, True)
+    g = np.full(rows, kernel.tensor_scale(float(amax.max())))
+    g[::3] = kernel.tensor_scale(float(amax.max()) * 3.0)
     nblk = -(-192 // block)
     outputs = []
-    for t in (tops, np.zeros((48, 0), np.uint32)):
+    for t in (tops, np.zeros((rows, 0), np.uint32)):
         codes, values = np.empty(x.shape, np.uint8), np.empty(x.shape, np.float32)
-        bytes_, fused_bytes = np.empty((48, nblk), np.uint8), np.empty((48, nblk), np.uint8)
+        bytes_, fused_bytes = np.empty((rows, nblk), np.uint8), np.empty((rows, nblk), np.uint8)
         kernel.quantize_rows(x, codes, bytes_, t, g, block, code)
         kernel.fake_quantize_rows(x, values, fused_bytes, t, g, block, code)
         assert np.array_equal(bytes_, fused_bytes)
@@ -282,11 +292,14 @@ def test_fast_and_general_paths_agree_for_every_block_size(block, rounding):
         assert np.array_equal(fast, general)
 
 
-def test_one_tensor_scale_over_many_blocks_fills_the_whole_table_first():
+@pytest.mark.parametrize("rounding", [Rounding.RNE, Rounding.AWAY, Rounding.ZERO])
+def test_one_tensor_scale_over_many_blocks_fills_the_whole_table_first(rounding):
     # more blocks than _WHOLE_TABLE_BLOCKS under one G: the table is filled before the rows
     rng = np.random.default_rng(11)
     rows = kernel._WHOLE_TABLE_BLOCKS // 8 + 1
     spread = rng.choice([1e-4, 1.0, 300.0], (rows, 1))
     x = (rng.standard_normal((rows, 128)) * spread).astype(np.float32)
-    assert rows * 128 // BLOCK > kernel._WHOLE_TABLE_BLOCKS
-    check(x)
+    g = np.full(rows, 1000.0)
+    assert kernel._shared_table(g, ROUNDING_CODES[rounding], rows * 128 // BLOCK).shape[0] > 0
+    assert kernel._shared_table(g, ROUNDING_CODES[rounding], kernel._WHOLE_TABLE_BLOCKS).size == 0
+    check(x, rounding=rounding)
