@@ -201,57 +201,42 @@ def _finite_amax_bits(xr):
     return m
 
 
-#: the halving runs over segments of at most this many elements of a row (a multiple
-#: of any power-of-two block up to it), so its scratch stays small for long rows
-_HALVING_SEGMENT = 8192
-
-
-@njit(cache=True, inline="always")
-def _halving_segment(n, block_size):
-    return min(n, max(block_size, _HALVING_SEGMENT))
-
-
 @njit(cache=True)
 def _block_tops(x2, r, tops2, halves):
     """The ``|x|`` bit pattern of each block's largest element of float32 row ``r``,
     into ``tops2[r]`` (whole blocks of a power-of-two size); return the largest finite
     ``|x|`` of the row.
 
-    Halving, a segment of the row (:func:`_halving_segment`) at a time: each
-    pass over ``halves`` (scratch of half a segment) keeps the larger of every
-    pair, so ``log2(block_size)`` passes leave one per block.  Integer maxima
-    of bit patterns order finite floats as their values, put NaN and Inf
-    above them all, and vectorise, which a running float maximum per block
-    does not.
+    Halving: each pass over ``halves`` (scratch of half the row) keeps the
+    larger of every pair, so ``log2(block_size)`` passes leave one per block.
+    Integer maxima of bit patterns order finite floats as their values, put
+    NaN and Inf above them all, and vectorise, which a running float maximum
+    per block does not.
     """
     magnitude = np.uint32(0x7FFFFFFF)
-    n = x2.shape[1]
-    size = n // tops2.shape[1]
-    top = np.uint32(0)
-    for start in range(0, n, 2 * halves.shape[0]):
-        half = (min(n, start + 2 * halves.shape[0]) - start) // 2
-        # the first pass in groups of 32 pairs, a literal trip count: it streams from
-        # memory at about twice the speed of one loop over the segment
-        for q in range(half // 32):
-            for k in range(32):
-                a = float_bits(x2[r, start + 64 * q + 2 * k]) & magnitude
-                b = float_bits(x2[r, start + 64 * q + 2 * k + 1]) & magnitude
-                halves[32 * q + k] = a if a > b else b
-        for j in range(half // 32 * 32, half):
-            a = float_bits(x2[r, start + 2 * j]) & magnitude
-            b = float_bits(x2[r, start + 2 * j + 1]) & magnitude
+    half = x2.shape[1] // 2
+    # the first pass in groups of 32 pairs, a literal trip count: it streams from
+    # memory at about twice the speed of one loop over the whole row
+    for q in range(half // 32):
+        for k in range(32):
+            a = float_bits(x2[r, 64 * q + 2 * k]) & magnitude
+            b = float_bits(x2[r, 64 * q + 2 * k + 1]) & magnitude
+            halves[32 * q + k] = a if a > b else b
+    for j in range(half // 32 * 32, half):
+        a, b = float_bits(x2[r, 2 * j]) & magnitude, float_bits(x2[r, 2 * j + 1]) & magnitude
+        halves[j] = a if a > b else b
+    nblk = tops2.shape[1]
+    while half > nblk:
+        half //= 2
+        for j in range(half):
+            a, b = halves[2 * j], halves[2 * j + 1]
             halves[j] = a if a > b else b
-        blocks = 2 * half // size
-        while half > blocks:
-            half //= 2
-            for j in range(half):
-                a, b = halves[2 * j], halves[2 * j + 1]
-                halves[j] = a if a > b else b
-        first = start // size
-        for b in range(blocks):
-            tops2[r, first + b] = halves[b]
-            top = max(top, halves[b])
-    if top >= float_bits(np.float32(np.inf)):  # NaN or Inf: the finite elements still count
+    inf = float_bits(np.float32(np.inf))
+    top = np.uint32(0)
+    for b in range(nblk):
+        tops2[r, b] = halves[b]
+        top = max(top, halves[b])
+    if top >= inf:  # a block holds NaN or Inf: its finite elements count all the same
         top = _finite_amax_bits(x2[r])
     return np.float64(bits_float(top, np.float32(0)))
 
@@ -267,8 +252,7 @@ def _row_stats_into(x2, amax, tops2):
     rows, n = x2.shape
     chunks = min(rows, 64)
     for c in prange(chunks):
-        segment = _halving_segment(n, n // tops2.shape[1]) if tops2.shape[1] else 0
-        halves = np.empty(segment // 2, np.uint32)
+        halves = np.empty(n // 2 if tops2.shape[1] else 0, np.uint32)
         for r in range(c * rows // chunks, (c + 1) * rows // chunks):
             if tops2.shape[1]:
                 amax[r] = _block_tops(x2, r, tops2, halves)
