@@ -202,6 +202,11 @@ def _finite_amax_bits(xr):
 
 
 @njit(cache=True)
+def _row_finite_amax(x2, r):
+    return np.float64(bits_float(_finite_amax_bits(x2[r]), x2.dtype.type(0)))
+
+
+@njit(cache=True)
 def _block_tops(x2, r, tops2, halves):
     """The ``|x|`` bit pattern of each block's largest element of float32 row ``r``,
     into ``tops2[r]`` (whole blocks of a power-of-two size); return the largest finite
@@ -237,13 +242,8 @@ def _block_tops(x2, r, tops2, halves):
         tops2[r, b] = halves[b]
         top = max(top, halves[b])
     if top >= inf:  # a block holds NaN or Inf: its finite elements count all the same
-        top = _finite_amax_bits(x2[r])
+        return _row_finite_amax(x2, r)
     return np.float64(bits_float(top, np.float32(0)))
-
-
-@njit(cache=True)
-def _row_finite_amax(x2, r):
-    return np.float64(bits_float(_finite_amax_bits(x2[r]), x2.dtype.type(0)))
 
 
 @njit(cache=True, parallel=True)
@@ -471,24 +471,29 @@ def _decoded(levels, byte):
 
 
 @njit(cache=True, inline="always")
-def _float32_elements(x, codes, values, levels, byte, s, g, write_codes, write_values):
-    """The elements of a finite float32 block ``x`` under scale byte ``byte``.
+def _float32_block(x2, codes2, values2, r, lo, size, levels, byte, g, write_codes,
+                   write_values):  # fmt: skip
+    """The ``size`` elements of float32 row ``r`` from ``lo``, a finite block under scale
+    byte ``byte``, decided against its row of the table ``levels`` (under ``g``).
 
     float64 values (of float32 inputs) are ``code * s / g``, one rounding.
     """
     t = _thresholds(levels, byte)
-    v = _decoded(levels, byte)
-    for i in range(x.shape[0]):
-        xi = x[i]
-        a = abs(xi)
-        if write_codes or (write_values and values.itemsize == 8):
-            m = _float32_code(a, t)
-            if write_codes:
-                codes[i] = (8 | m) if sign_bit(xi) else m
-            if write_values:
-                values[i] = math.copysign(E2M1_GRID[m] * s / g, xi)
-        elif write_values:
-            values[i] = math.copysign(_float32_magnitude(a, t, v), xi)
+    if write_values and values2.itemsize == 8:
+        s = E4M3_GRID[byte]
+        for k in range(size):
+            x = x2[r, lo + k]
+            values2[r, lo + k] = math.copysign(E2M1_GRID[_float32_code(abs(x), t)] * s / g, x)
+    elif write_values:
+        v = _decoded(levels, byte)
+        for k in range(size):
+            x = x2[r, lo + k]
+            values2[r, lo + k] = math.copysign(_float32_magnitude(abs(x), t, v), x)
+    if write_codes:
+        for k in range(size):
+            x = x2[r, lo + k]
+            m = _float32_code(abs(x), t)
+            codes2[r, lo + k] = (8 | m) if sign_bit(x) else m
 
 
 @njit(cache=True, inline="always")
@@ -522,8 +527,8 @@ def _float32_row_any(x2, codes2, values2, bytes2, r, levels, gr, block_size, rou
         br[b] = byte
         if levels[byte, 7] == 0.0:
             _fill_levels(levels, byte, gr, rounding)
-        _float32_elements(xr[lo:hi], cr[lo:hi], vr[lo:hi], levels, byte, E4M3_GRID[byte], gr,
-                          write_codes, write_values)  # fmt: skip
+        _float32_block(x2, codes2, values2, r, lo, hi - lo, levels, byte, gr, write_codes,
+                       write_values)  # fmt: skip
 
 
 @njit(cache=True)
@@ -539,23 +544,6 @@ def _row_bytes(tops2, bytes2, r, g):
         top = np.float64(bits_float(tops2[r, b], np.float32(0)))
         bytes2[r, b] = e4m3_byte_finite(top * g / _E2M1_MAX)
     return True
-
-
-@njit(cache=True, inline="always")
-def _float32_block(x2, codes2, values2, r, lo, size, levels, byte, write_codes, write_values):
-    """The ``size`` elements of float32 row ``r`` from ``lo``, a finite block under scale
-    byte ``byte``, decided against its row of the table ``levels``."""
-    t = _thresholds(levels, byte)
-    if write_values:
-        v = _decoded(levels, byte)
-        for k in range(size):
-            x = x2[r, lo + k]
-            values2[r, lo + k] = math.copysign(_float32_magnitude(abs(x), t, v), x)
-    if write_codes:
-        for k in range(size):
-            x = x2[r, lo + k]
-            m = _float32_code(abs(x), t)
-            codes2[r, lo + k] = (8 | m) if sign_bit(x) else m
 
 
 @njit(cache=True, inline="always")
@@ -581,6 +569,7 @@ def _float32_rows(x2, codes2, values2, bytes2, tops2, g, block_size, rounding, w
     nblk = bytes2.shape[1]
     fast = tops2.shape[1] == nblk and values2.itemsize != 8
     shared = _shared_table(g, rounding, rows * nblk)
+    lazy = shared.shape[0] == 0  # rows of the table are filled as bytes occur
     chunks = min(rows, 64)
     for c in prange(chunks):
         levels = np.zeros((E4M3_TOP + 1, 16), np.float32)
@@ -590,7 +579,7 @@ def _float32_rows(x2, codes2, values2, bytes2, tops2, g, block_size, rounding, w
         current = -1.0
         for r in range(c * rows // chunks, (c + 1) * rows // chunks):
             gr = g[r]
-            if gr != current and shared.shape[0] == 0:  # a new G: forget the old rows
+            if gr != current and lazy:  # a new G: forget the old rows
                 for byte in range(E4M3_TOP + 1):
                     levels[byte, 7] = 0.0
                 current = gr
@@ -598,7 +587,7 @@ def _float32_rows(x2, codes2, values2, bytes2, tops2, g, block_size, rounding, w
                 _float32_row_any(x2, codes2, values2, bytes2, r, levels, gr, block_size,
                                  rounding, write_codes, write_values)  # fmt: skip
                 continue
-            if shared.shape[0] == 0:
+            if lazy:
                 for b in range(nblk):
                     if levels[bytes2[r, b], 7] == 0.0:
                         _fill_levels(levels, bytes2[r, b], gr, rounding)
@@ -606,12 +595,12 @@ def _float32_rows(x2, codes2, values2, bytes2, tops2, g, block_size, rounding, w
             # place: no element of x2 is read after values2's element at its index is written
             if block_size == 16:  # a literal size: one vector per block
                 for b in range(nblk):
-                    _float32_block(x2, codes2, values2, r, 16 * b, 16, levels, bytes2[r, b],
+                    _float32_block(x2, codes2, values2, r, 16 * b, 16, levels, bytes2[r, b], gr,
                                    write_codes, write_values)  # fmt: skip
             else:
                 for b in range(nblk):
                     _float32_block(x2, codes2, values2, r, block_size * b, block_size, levels,
-                                   bytes2[r, b], write_codes, write_values)  # fmt: skip
+                                   bytes2[r, b], gr, write_codes, write_values)  # fmt: skip
 
 
 @njit(cache=True, inline="always")
