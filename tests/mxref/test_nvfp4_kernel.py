@@ -250,21 +250,22 @@ def test_row_stats_gives_each_blocks_largest_magnitude_and_the_finite_amax(n):
         assert np.array_equal(tops, magnitudes.max(axis=2))  # NaN and Inf bits are the largest
         finite = np.where(np.isfinite(x), np.abs(x), 0).astype(np.float64)
         assert np.array_equal(amax, finite.max(axis=1))
-    for block, n, dtype in ((16, 60, np.float32), (24, 48, np.float32), (1, 16, np.float32),
-                            (16, 64, np.float64)):  # fmt: skip
-        amax, tops = kernel.row_stats(np.ones((3, n), dtype), block, True)
+    for block, width, dtype in ((16, 60, np.float32), (24, 48, np.float32), (1, 16, np.float32),
+                                (16, 64, np.float64)):  # fmt: skip
+        ones = np.ones((3, width), dtype)
+        amax, tops = kernel.row_stats(ones, block, True)
         assert tops.shape == (3, 0)  # no whole power-of-two blocks of float32: the general path
         assert amax.tolist() == [1.0] * 3
         # a given tensor scale needs no amax: without block maxima to keep, no pass at all
-        assert kernel.row_stats(np.ones((3, n), dtype), block, False)[0].tolist() == [0.0] * 3
+        assert kernel.row_stats(ones, block, False)[0].tolist() == [0.0] * 3
 
 
 @pytest.mark.parametrize("block", [2, 8, 16, 32, 64, 24])
 @pytest.mark.parametrize("rounding", [Rounding.RNE, Rounding.AWAY, Rounding.ZERO])
 def test_fast_and_general_paths_agree_for_every_block_size(block, rounding):
     # the general path is the one checked against the oracle above for any block size
-    # (24, no power of two, takes it both times); decoding the codes gives the fused values
-    # 200 rows, over 64 chunks: a second G every third row changes G inside a chunk,
+    # (24, no power of two, takes it both times); decoding the codes gives the fused values.
+    # 200 rows share 64 chunks, so a second G every third row changes G inside a chunk,
     # which refills the tables
     rows = 200
     rng = np.random.default_rng(block)
